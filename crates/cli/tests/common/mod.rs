@@ -1,0 +1,42 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The shared test data folder (`HASHGUARD_TESTDATA`, or `../shared/testdata` beside the
+/// repository), or `None` with a message saying the test is skipped.
+pub fn testdata(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("HASHGUARD_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
+        });
+    if dir.join("pdq/expected.txt").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED {test}: test data not found at {} (set HASHGUARD_TESTDATA)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Runs the `hashguard` binary built for these tests.
+pub fn hashguard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hashguard"))
+        .args(args)
+        .output()
+        .expect("the hashguard binary runs")
+}
+
+/// Lines of a reference file without comments and blank lines.
+pub fn data_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
