@@ -380,6 +380,14 @@ mod tests {
         png.extend_from_slice(&13u32.to_be_bytes());
         png.extend_from_slice(&ihdr);
         png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+        // An IDAT with a few bytes of a zlib stream, and IEND: a header a real bomb would have.
+        for (kind, data) in [(&b"IDAT"[..], &[0x78u8, 0x9c, 0x63, 0x60][..]), (&b"IEND"[..], &[][..])] {
+            let mut chunk = kind.to_vec();
+            chunk.extend_from_slice(data);
+            png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            png.extend_from_slice(&chunk);
+            png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+        }
         let err = decode(&png, &DecodeOptions::default()).unwrap_err();
         assert!(
             matches!(err, MediaError::TooManyPixels { width: 100_000, height: 100_000, .. }),
