@@ -164,10 +164,7 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
     out.flush().context("cannot write output")?;
     progress.finish_and_clear();
     if failures > 0 {
-        eprintln!(
-            "hashguard: {failures} of {} inputs failed",
-            inputs.len()
-        );
+        eprintln!("hashguard: {failures} of {} inputs failed", inputs.len());
         Ok(ExitCode::from(1))
     } else {
         Ok(ExitCode::SUCCESS)

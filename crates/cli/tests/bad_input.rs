@@ -41,7 +41,10 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
     png.extend_from_slice(&ihdr);
     png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
     // An IDAT with a few bytes of a zlib stream, and IEND: a header a real bomb would have.
-    for (kind, data) in [(&b"IDAT"[..], &[0x78u8, 0x9c, 0x63, 0x60][..]), (&b"IEND"[..], &[][..])] {
+    for (kind, data) in [
+        (&b"IDAT"[..], &[0x78u8, 0x9c, 0x63, 0x60][..]),
+        (&b"IEND"[..], &[][..]),
+    ] {
         let mut chunk = kind.to_vec();
         chunk.extend_from_slice(data);
         png.extend_from_slice(&(data.len() as u32).to_be_bytes());
@@ -97,17 +100,35 @@ fn each_bad_file_gets_one_clear_error_and_the_rest_are_hashed() {
     // (file, a word the reason must contain)
     let bad = [
         (write(d, "empty.jpg", b""), "empty"),
-        (write(d, "truncated.jpg", &jpeg[..jpeg.len() / 2]), "truncated"),
+        (
+            write(d, "truncated.jpg", &jpeg[..jpeg.len() / 2]),
+            "truncated",
+        ),
         (write(d, "truncated.png", &png[..png.len() / 2]), "png"),
         (write(d, "random.bin", &noise), "not a supported image"),
-        (write(d, "text.txt", b"hello, this is not an image\n"), "not a supported image"),
-        (write(d, "text-named.png", b"hello, this is not an image\n"), "not a supported image"),
+        (
+            write(d, "text.txt", b"hello, this is not an image\n"),
+            "not a supported image",
+        ),
+        (
+            write(d, "text-named.png", b"hello, this is not an image\n"),
+            "not a supported image",
+        ),
         (write(d, "zero.png", &png_header(0, 10)), "png"),
         (write(d, "zero.jpg", &jpeg_with_size(0, 0)), "jpeg"),
         (write(d, "zero.gif", &gif_header(0, 0)), "gif"),
-        (write(d, "huge.png", &png_header(100_000, 100_000)), "exceeds the limit"),
-        (write(d, "huge.jpg", &jpeg_with_size(65_000, 65_000)), "exceeds the limit"),
-        (write(d, "huge.gif", &gif_header(65_535, 65_535)), "exceeds the limit"),
+        (
+            write(d, "huge.png", &png_header(100_000, 100_000)),
+            "exceeds the limit",
+        ),
+        (
+            write(d, "huge.jpg", &jpeg_with_size(65_000, 65_000)),
+            "exceeds the limit",
+        ),
+        (
+            write(d, "huge.gif", &gif_header(65_535, 65_535)),
+            "exceeds the limit",
+        ),
     ];
     let good = [
         write(d, "good.jpg", &jpeg),
@@ -156,14 +177,22 @@ fn each_bad_file_gets_one_clear_error_and_the_rest_are_hashed() {
         .any(|l| l.starts_with(&format!("hashguard: {missing}: cannot read"))));
     assert_eq!(
         *errors.last().unwrap(),
-        format!("hashguard: {} of {} inputs failed", bad.len() + 1, args.len() - 1)
+        format!(
+            "hashguard: {} of {} inputs failed",
+            bad.len() + 1,
+            args.len() - 1
+        )
     );
 }
 
 #[test]
 fn pixel_limit_is_configurable() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "img.png", &encode(image::ImageFormat::Png, 300, 200));
+    let path = write(
+        dir.path(),
+        "img.png",
+        &encode(image::ImageFormat::Png, 300, 200),
+    );
     let out = common::hashguard(&["hash", "--max-pixels", "59999", &path]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("exceeds the limit of 59999 pixels"));

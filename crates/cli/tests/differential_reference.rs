@@ -76,7 +76,11 @@ fn generated_images_equal_the_cpp_reference() {
 
     let images = dir.path().join("images");
     let out = common::hashguard(&["hash", images.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let mut compared = 0;
     let mut wrapper_disagrees = 0;

@@ -14,7 +14,11 @@ fn expected_hashes_and_qualities() {
     };
     let pdq = data.join("pdq");
     let expected = data_lines(&pdq.join("expected.txt"));
-    assert!(expected.len() >= 47, "expected.txt has {} rows", expected.len());
+    assert!(
+        expected.len() >= 47,
+        "expected.txt has {} rows",
+        expected.len()
+    );
     let mut args = vec!["hash".to_string()];
     let mut want = HashMap::new();
     for line in &expected {
@@ -25,7 +29,11 @@ fn expected_hashes_and_qualities() {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = hashguard(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let mut seen = 0;
     for line in stdout.lines() {
@@ -36,7 +44,11 @@ fn expected_hashes_and_qualities() {
             parts.next().unwrap(),
         );
         let (want_hash, want_quality) = &want[path];
-        assert_eq!((hash, quality), (want_hash.as_str(), want_quality.as_str()), "{path}");
+        assert_eq!(
+            (hash, quality),
+            (want_hash.as_str(), want_quality.as_str()),
+            "{path}"
+        );
         seen += 1;
     }
     assert_eq!(seen, expected.len());
@@ -55,7 +67,11 @@ fn expected_dihedral_hashes() {
         assert_eq!(f.len(), 10, "{row}");
         let path = pdq.join(f[9]).display().to_string();
         let out = hashguard(&["hash", "--format", "json", "--dihedral", &path]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["path"], path.as_str());
         assert_eq!(v["quality"].to_string(), f[0], "{path}");
@@ -80,7 +96,10 @@ fn float_bits_file(path: &std::path::Path) -> Vec<u32> {
         .unwrap()
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .flat_map(|l| l.split_whitespace().map(|t| u32::from_str_radix(t, 16).unwrap()))
+        .flat_map(|l| {
+            l.split_whitespace()
+                .map(|t| u32::from_str_radix(t, 16).unwrap())
+        })
         .collect()
 }
 
@@ -92,22 +111,34 @@ fn intermediate_buffers_match_reference() {
     let pdq = data.join("pdq");
     for (name, image) in [
         ("c.png", "images/misc-images/c.png"),
-        ("random-26x28.png", "images/python-threatexchange/random-26x28.png"),
-        ("q0003.jpg", "images/reg-test-input/labelme-subset/q0003.jpg"),
+        (
+            "random-26x28.png",
+            "images/python-threatexchange/random-26x28.png",
+        ),
+        (
+            "q0003.jpg",
+            "images/reg-test-input/labelme-subset/q0003.jpg",
+        ),
     ] {
         let bytes = std::fs::read(pdq.join(image)).unwrap();
         let decoded = hashguard_media::decode(&bytes, &Default::default()).unwrap();
         let view =
             hashguard_pdq::RgbImage::new(&decoded.rgb, decoded.width, decoded.height).unwrap();
-        let luma_row0 = float_bits_file(&pdq.join(format!("intermediates/{name}.luma_row0_first64.txt")));
-        let ours: Vec<u32> = hashguard_pdq::naive::luma_from_rgb(&decoded.rgb[..3 * luma_row0.len()])
-            .iter()
-            .map(|v| v.to_bits())
-            .collect();
+        let luma_row0 =
+            float_bits_file(&pdq.join(format!("intermediates/{name}.luma_row0_first64.txt")));
+        let ours: Vec<u32> =
+            hashguard_pdq::naive::luma_from_rgb(&decoded.rgb[..3 * luma_row0.len()])
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
         assert_eq!(ours, luma_row0, "{name} luma");
         let buffer = float_bits_file(&pdq.join(format!("intermediates/{name}.buffer64x64.txt")));
         let mut hasher = hashguard_pdq::PdqHasher::new();
-        let ours: Vec<u32> = hasher.downscaled_rgb(&view).iter().map(|v| v.to_bits()).collect();
+        let ours: Vec<u32> = hasher
+            .downscaled_rgb(&view)
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
         assert_eq!(ours, buffer, "{name} 64x64 buffer");
         let dct = float_bits_file(&pdq.join(format!("intermediates/{name}.dct16x16.txt")));
         let ours: Vec<u32> = hasher

@@ -108,7 +108,9 @@ pub enum MediaError {
     #[error("empty file")]
     Empty,
     /// The first bytes match no supported image format.
-    #[error("not a supported image (first bytes {magic}); supported: JPEG, PNG, GIF, WebP, BMP, TIFF")]
+    #[error(
+        "not a supported image (first bytes {magic}); supported: JPEG, PNG, GIF, WebP, BMP, TIFF"
+    )]
     UnknownFormat {
         /// The first bytes, in hex.
         magic: String,
@@ -381,7 +383,10 @@ mod tests {
         png.extend_from_slice(&ihdr);
         png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
         // An IDAT with a few bytes of a zlib stream, and IEND: a header a real bomb would have.
-        for (kind, data) in [(&b"IDAT"[..], &[0x78u8, 0x9c, 0x63, 0x60][..]), (&b"IEND"[..], &[][..])] {
+        for (kind, data) in [
+            (&b"IDAT"[..], &[0x78u8, 0x9c, 0x63, 0x60][..]),
+            (&b"IEND"[..], &[][..]),
+        ] {
             let mut chunk = kind.to_vec();
             chunk.extend_from_slice(data);
             png.extend_from_slice(&(data.len() as u32).to_be_bytes());
@@ -390,7 +395,14 @@ mod tests {
         }
         let err = decode(&png, &DecodeOptions::default()).unwrap_err();
         assert!(
-            matches!(err, MediaError::TooManyPixels { width: 100_000, height: 100_000, .. }),
+            matches!(
+                err,
+                MediaError::TooManyPixels {
+                    width: 100_000,
+                    height: 100_000,
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }
@@ -400,7 +412,11 @@ mod tests {
         for &b in data {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc

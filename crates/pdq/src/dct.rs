@@ -205,7 +205,11 @@ mod tests {
         assert_eq!(quality(&[17.0; 4096]), 0);
         let mut a = [0.0f32; 4096];
         for (k, v) in a.iter_mut().enumerate() {
-            *v = if (k / 64 + k % 64) % 2 == 0 { 255.0 } else { 0.0 };
+            *v = if (k / 64 + k % 64) % 2 == 0 {
+                255.0
+            } else {
+                0.0
+            };
         }
         assert_eq!(quality(&a), 100);
     }

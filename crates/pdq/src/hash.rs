@@ -145,12 +145,10 @@ impl FromStr for Hash256 {
         }
         let mut words = [0u64; 4];
         for (position, character) in s.chars().enumerate() {
-            let nibble = character
-                .to_digit(16)
-                .ok_or(ParseHashError::NotHex {
-                    position,
-                    character,
-                })? as u64;
+            let nibble = character.to_digit(16).ok_or(ParseHashError::NotHex {
+                position,
+                character,
+            })? as u64;
             // Character 0 is the top nibble of word 3.
             let word = 3 - position / 16;
             let shift = (15 - position % 16) * 4;
@@ -192,7 +190,10 @@ mod tests {
 
     #[test]
     fn parse_rejects_bad_input() {
-        assert_eq!("abc".parse::<Hash256>(), Err(ParseHashError::WrongLength(3)));
+        assert_eq!(
+            "abc".parse::<Hash256>(),
+            Err(ParseHashError::WrongLength(3))
+        );
         let mut s = "0".repeat(63);
         s.push('g');
         assert!(matches!(

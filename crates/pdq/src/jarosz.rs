@@ -72,14 +72,66 @@ impl LumaSource for RgbSource<'_> {
     fn height(&self) -> usize {
         self.height
     }
+    #[inline(always)]
     fn fill_strip(&self, first: usize, count: usize, out: &mut [Lanes]) {
-        for k in 0..count {
-            let start = (first + k) * self.row_stride;
-            let row = &self.pixels[start..start + 3 * self.width];
-            for (px, lanes) in row.chunks_exact(3).zip(out.iter_mut()) {
-                lanes[k] = luma(px[0], px[1], px[2]);
+        // Blocks of STRIP columns: each row's pixels are read contiguously and each column's
+        // lanes are written whole, so both sides stay in L1.
+        let mut block = [[0.0f32; STRIP]; STRIP];
+        let mut col = 0;
+        while col < self.width {
+            let cols = STRIP.min(self.width - col);
+            for (k, block_row) in block.iter_mut().enumerate().take(count) {
+                let start = (first + k) * self.row_stride + 3 * col;
+                let px = &self.pixels[start..start + 3 * cols];
+                for (v, p) in block_row.iter_mut().zip(px.chunks_exact(3)) {
+                    *v = luma(p[0], p[1], p[2]);
+                }
+            }
+            transpose_block(&block, &mut out[col..col + cols]);
+            col += cols;
+        }
+    }
+}
+
+/// Writes `block[k][c]` to `out[c][k]` for the columns `out` covers.
+#[inline(always)]
+fn transpose_block(block: &[[f32; STRIP]; STRIP], out: &mut [Lanes]) {
+    for (c, lanes) in out.iter_mut().enumerate() {
+        for (k, v) in lanes.iter_mut().enumerate() {
+            *v = block[k][c];
+        }
+    }
+}
+
+/// Rows `0..STRIP` of a row-major strip (`width` floats per row) into column lanes.
+#[inline(always)]
+fn rows_to_lanes(rows: &[f32], width: usize, out: &mut [Lanes]) {
+    let mut block = [[0.0f32; STRIP]; STRIP];
+    let mut col = 0;
+    while col < width {
+        let cols = STRIP.min(width - col);
+        for (k, block_row) in block.iter_mut().enumerate() {
+            block_row[..cols].copy_from_slice(&rows[k * width + col..k * width + col + cols]);
+        }
+        transpose_block(&block, &mut out[col..col + cols]);
+        col += cols;
+    }
+}
+
+/// Column lanes into rows `0..STRIP` of a row-major strip (`width` floats per row).
+#[inline(always)]
+fn lanes_to_rows(lanes: &[Lanes], width: usize, rows: &mut [f32]) {
+    let mut col = 0;
+    while col < width {
+        let cols = STRIP.min(width - col);
+        let chunk = &lanes[col..col + cols];
+        for k in 0..STRIP {
+            let row = &mut rows[k * width + col..k * width + col + cols];
+            for (v, l) in row.iter_mut().zip(chunk) {
+                *v = l[k];
             }
         }
+        col += cols;
     }
 }
 
@@ -97,6 +149,7 @@ impl LumaSource for FloatSource<'_> {
     fn height(&self) -> usize {
         self.height
     }
+    #[inline(always)]
     fn fill_strip(&self, first: usize, count: usize, out: &mut [Lanes]) {
         for k in 0..count {
             let row = &self.luma[(first + k) * self.width..(first + k + 1) * self.width];
@@ -107,11 +160,53 @@ impl LumaSource for FloatSource<'_> {
     }
 }
 
+/// Where the outputs of a horizontal box filter go.
+trait Sink {
+    /// Takes output `index`: `sum / count` per lane (the caller divides only where it keeps).
+    fn emit(&mut self, index: usize, sum: &Lanes, count: f32);
+}
+
+/// Keeps every output, one `Lanes` per column.
+struct AllColumns<'a>(&'a mut [Lanes]);
+
+impl Sink for AllColumns<'_> {
+    #[inline(always)]
+    fn emit(&mut self, index: usize, sum: &Lanes, count: f32) {
+        for (o, s) in self.0[index].iter_mut().zip(sum) {
+            *o = *s / count;
+        }
+    }
+}
+
+/// Keeps only the sampled columns, as 64-wide rows.
+struct SampledColumns<'a> {
+    /// (column, output index) pairs in column order.
+    columns: &'a [(usize, usize)],
+    next: usize,
+    /// The column of `columns[next]`, or `usize::MAX` when all are taken.
+    next_column: usize,
+    rows: &'a mut [[f32; 64]],
+}
+
+impl Sink for SampledColumns<'_> {
+    #[inline(always)]
+    fn emit(&mut self, index: usize, sum: &Lanes, count: f32) {
+        // The common case, a column nobody samples, is one compare.
+        while index == self.next_column {
+            let j = self.columns[self.next].1;
+            for (row, s) in self.rows.iter_mut().zip(sum) {
+                row[j] = *s / count;
+            }
+            self.next += 1;
+            self.next_column = self.columns.get(self.next).map_or(usize::MAX, |c| c.0);
+        }
+    }
+}
+
 /// A 1-D box filter along a sequence of [`Lanes`] that is entirely in memory: one step per
-/// element, `STRIP` independent running sums. Calls `emit(output_index, sums, window_count)` for
-/// every output; the caller divides where it needs the value.
+/// element, `STRIP` independent running sums, in the reference's exact order of operations.
 #[inline(always)]
-fn box_along_strip(input: &[Lanes], window: usize, mut emit: impl FnMut(usize, &Lanes, f32)) {
+fn box_along_strip(input: &[Lanes], window: usize, sink: &mut impl Sink) {
     let len = input.len();
     let half = (window + 2) / 2;
     let mut sum: Lanes = [0.0; STRIP];
@@ -126,21 +221,21 @@ fn box_along_strip(input: &[Lanes], window: usize, mut emit: impl FnMut(usize, &
     for _ in 0..window - half + 1 {
         add(&mut sum, &input[right]);
         count += 1;
-        emit(out, &sum, count as f32);
+        sink.emit(out, &sum, count as f32);
         right += 1;
         out += 1;
     }
     let full = count as f32;
     for left in 0..len - window {
         add_sub(&mut sum, &input[right], &input[left]);
-        emit(out, &sum, full);
+        sink.emit(out, &sum, full);
         right += 1;
         out += 1;
     }
     for left in len - window..len - window + half - 1 {
         sub(&mut sum, &input[left]);
         count -= 1;
-        emit(out, &sum, count as f32);
+        sink.emit(out, &sum, count as f32);
         out += 1;
     }
 }
@@ -247,12 +342,18 @@ impl RunningBox {
 /// Reusable buffers for downscaling images to 64x64; one per thread.
 #[derive(Default)]
 pub(crate) struct Downscaler {
+    /// The current strip's luma, one `Lanes` per column.
     luma_t: Vec<Lanes>,
+    /// Horizontal pass 1 output for the strip, one `Lanes` per column.
+    pass1_t: Vec<Lanes>,
+    /// The same, row-major, as the vertical pass consumes it.
     pass1_rows: Vec<f32>,
     pass2: RunningBox,
-    pass2_row: Vec<f32>,
-    pass2_t: Vec<Lanes>,
+    /// Vertical pass 1 outputs collected row-major until a strip is full.
+    pass2_rows: Vec<f32>,
     pass2_rows_filled: usize,
+    /// The full strip of vertical pass 1 outputs, one `Lanes` per column.
+    pass2_t: Vec<Lanes>,
     pass3_rows: Vec<[f32; 64]>,
     pass4: RunningBox,
     pass4_rows_emitted: usize,
@@ -261,8 +362,35 @@ pub(crate) struct Downscaler {
 }
 
 impl Downscaler {
+    /// Filters and decimates `source` (at least 1x1) into `out` (64x64 row-major), with the
+    /// widest vector instructions this CPU has. The result is the same bits on every path.
+    pub(crate) fn run(&mut self, source: &impl LumaSource, out: &mut [f32; 64 * 64]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: `downscale_avx2` only lets the compiler use AVX2 instructions for the
+            // same safe code; the CPU supports AVX2, as checked on the line above.
+            #[allow(unsafe_code)]
+            unsafe {
+                return self.downscale_avx2(source, out);
+            }
+        }
+        self.downscale(source, out)
+    }
+
+    /// [`Downscaler::downscale`] compiled for AVX2: 8-lane float operations, so the 16 running
+    /// sums of a strip take two instructions instead of four. Measured: 6.3 -> 4.4 ms per
+    /// 1600x1000 image, 48.7 -> 32.5 ms per 4000x3000 (one core). AVX-512 measured slower here.
+    /// FMA is not enabled: Rust never contracts `a * b + c`, and leaving it off makes that
+    /// independent of the compiler.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn downscale_avx2(&mut self, source: &impl LumaSource, out: &mut [f32; 64 * 64]) {
+        self.downscale(source, out)
+    }
+
     /// Filters and decimates `source` (at least 1x1) into `out` (64x64 row-major), exactly as
     /// the reference's `jaroszFilterFloat` with 2 passes followed by `decimateFloat`.
+    #[inline(always)]
     pub(crate) fn downscale(&mut self, source: &impl LumaSource, out: &mut [f32; 64 * 64]) {
         let width = source.width();
         let height = source.height();
@@ -272,11 +400,12 @@ impl Downscaler {
         self.sample_cols = pairs(&sample_positions(width));
         self.sample_rows = pairs(&sample_positions(height));
         self.luma_t.resize(width, [0.0; STRIP]);
+        self.pass1_t.resize(width, [0.0; STRIP]);
         self.pass1_rows.resize(STRIP * width, 0.0);
         self.pass2.reset(width, window_along_cols, height);
-        self.pass2_row.resize(width, 0.0);
-        self.pass2_t.resize(width, [0.0; STRIP]);
+        self.pass2_rows.resize(STRIP * width, 0.0);
         self.pass2_rows_filled = 0;
+        self.pass2_t.resize(width, [0.0; STRIP]);
         self.pass3_rows.resize(STRIP, [0.0; 64]);
         self.pass4.reset(64, window_along_cols, height);
         self.pass4_rows_emitted = 0;
@@ -285,13 +414,13 @@ impl Downscaler {
         while first < height {
             let count = STRIP.min(height - first);
             source.fill_strip(first, count, &mut self.luma_t);
-            // Pass 1 (rows): all outputs, written back row-major for the vertical pass.
-            let rows = &mut self.pass1_rows;
-            box_along_strip(&self.luma_t, window_along_rows, |col, sum, n| {
-                for k in 0..STRIP {
-                    rows[k * width + col] = sum[k] / n;
-                }
-            });
+            // Horizontal pass 1: every output, divided in place of the sums.
+            box_along_strip(
+                &self.luma_t,
+                window_along_rows,
+                &mut AllColumns(&mut self.pass1_t),
+            );
+            lanes_to_rows(&self.pass1_t, width, &mut self.pass1_rows);
             for k in 0..count {
                 let row = &self.pass1_rows[k * width..(k + 1) * width];
                 if self.pass2.push(row).is_some() {
@@ -305,7 +434,7 @@ impl Downscaler {
             self.pass2_output(width, window_along_rows, out);
         }
         if self.pass2_rows_filled > 0 {
-            self.flush_pass3(window_along_rows, out);
+            self.flush_pass3(width, window_along_rows, out);
         }
         for t in 0..self.pass4.trailing_outputs() {
             let index = self.pass4.drain_step(t);
@@ -313,33 +442,29 @@ impl Downscaler {
         }
     }
 
-    /// Takes the vertical pass 1 output now ready into the strip for horizontal pass 2.
+    /// Collects the vertical pass 1 output now ready; runs pass 2 when a strip is full.
+    #[inline(always)]
     fn pass2_output(&mut self, width: usize, window_along_rows: usize, out: &mut [f32; 4096]) {
-        self.pass2.output_into(&mut self.pass2_row);
         let k = self.pass2_rows_filled;
-        for (lanes, v) in self.pass2_t[..width].iter_mut().zip(&self.pass2_row) {
-            lanes[k] = *v;
-        }
+        self.pass2
+            .output_into(&mut self.pass2_rows[k * width..(k + 1) * width]);
         self.pass2_rows_filled += 1;
         if self.pass2_rows_filled == STRIP {
-            self.flush_pass3(window_along_rows, out);
+            self.flush_pass3(width, window_along_rows, out);
         }
     }
 
-    /// Horizontal pass 2 on the filled strip, at the sampled columns only, then vertical pass 2.
-    fn flush_pass3(&mut self, window_along_rows: usize, out: &mut [f32; 4096]) {
-        let rows = &mut self.pass3_rows;
-        let cols = &self.sample_cols;
-        let mut next = 0usize;
-        box_along_strip(&self.pass2_t, window_along_rows, |col, sum, n| {
-            while next < cols.len() && cols[next].0 == col {
-                let j = cols[next].1;
-                for k in 0..STRIP {
-                    rows[k][j] = sum[k] / n;
-                }
-                next += 1;
-            }
-        });
+    /// Horizontal pass 2 on the collected rows, at the sampled columns only, then vertical pass 2.
+    #[inline(always)]
+    fn flush_pass3(&mut self, width: usize, window_along_rows: usize, out: &mut [f32; 4096]) {
+        rows_to_lanes(&self.pass2_rows, width, &mut self.pass2_t);
+        let mut sink = SampledColumns {
+            columns: &self.sample_cols,
+            next: 0,
+            next_column: self.sample_cols[0].0,
+            rows: &mut self.pass3_rows,
+        };
+        box_along_strip(&self.pass2_t, window_along_rows, &mut sink);
         let filled = self.pass2_rows_filled;
         self.pass2_rows_filled = 0;
         for k in 0..filled {
@@ -351,6 +476,7 @@ impl Downscaler {
     }
 
     /// Keeps the vertical pass 2 output `index` if it is a sampled row.
+    #[inline(always)]
     fn pass4_output(&mut self, index: usize, out: &mut [f32; 4096]) {
         while self.pass4_rows_emitted < self.sample_rows.len()
             && self.sample_rows[self.pass4_rows_emitted].0 == index
@@ -365,4 +491,33 @@ impl Downscaler {
 /// (position, output index) pairs in position order; a position repeats when old < 64.
 fn pairs(positions: &[usize; 64]) -> Vec<(usize, usize)> {
     positions.iter().enumerate().map(|(i, &p)| (p, i)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dispatched path (AVX2 where the CPU has it) and the portable path give the same bits.
+    #[test]
+    fn simd_and_portable_paths_agree() {
+        for (width, height) in [(5usize, 5usize), (17, 300), (640, 481), (1001, 77)] {
+            let pixels: Vec<u8> = (0..width * height * 3)
+                .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+                .collect();
+            let source = RgbSource {
+                pixels: &pixels,
+                width,
+                height,
+                row_stride: 3 * width,
+            };
+            let mut a = [0.0f32; 4096];
+            let mut b = [0.0f32; 4096];
+            Downscaler::default().run(&source, &mut a);
+            Downscaler::default().downscale(&source, &mut b);
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{width}x{height}"
+            );
+        }
+    }
 }

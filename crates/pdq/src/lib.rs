@@ -43,7 +43,9 @@
 //! # Ok::<(), hashguard_pdq::ImageError>(())
 //! ```
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// One `unsafe` block, in `jarosz::Downscaler::run`: the call of the AVX2-compiled filter after
+// run-time CPU feature detection.
+#![deny(unsafe_code)]
 
 mod dct;
 mod dct_table;
@@ -369,7 +371,7 @@ impl PdqHasher {
                 }
             }
         } else {
-            self.downscaler.downscale(source, &mut self.buffer64);
+            self.downscaler.run(source, &mut self.buffer64);
         }
     }
 

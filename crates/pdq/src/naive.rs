@@ -58,7 +58,13 @@ pub fn downscale(luma: &mut [f32], width: usize, height: usize) -> [f32; 4096] {
             );
         }
         for c in 0..width {
-            box_1d(&other[c..], &mut luma[c..], height, width, window_along_cols);
+            box_1d(
+                &other[c..],
+                &mut luma[c..],
+                height,
+                width,
+                window_along_cols,
+            );
         }
     }
     let rows = crate::jarosz::sample_positions(height);

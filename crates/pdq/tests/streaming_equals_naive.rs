@@ -45,7 +45,10 @@ fn check(width: usize, height: usize, seed: u64, smooth: bool) {
         // Exactly 64x64 is copied through unfiltered by the plain hash, so compare the luma.
         let luma = naive::luma_from_rgb(&rgb);
         let got = hasher.downscaled_rgb(&image);
-        assert_eq!(bits(&got), luma.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            bits(&got),
+            luma.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         return;
     }
     let got = hasher.downscaled_rgb(&image);

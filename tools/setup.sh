@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing hashguard needs beyond Rust, on Debian/Ubuntu, idempotently:
+# - system packages: nasm (libjpeg-turbo's SIMD in the mozjpeg crate; without it JPEG decoding
+#   is several times slower), pkg-config, clang/libclang (bindgen), FFmpeg development packages
+#   (video, libav);
+# - a Python virtual environment at .venv with the reference implementations used as test
+#   oracles and benchmark peers (tools/oracle/requirements.txt).
+# Quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(nasm pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
+          libswscale-dev python3-venv)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! .venv/bin/python -c "import pdqhash, numpy, PIL" 2>/dev/null; then
+  echo "setup: creating .venv with the reference oracles" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r tools/oracle/requirements.txt
+fi
