@@ -24,7 +24,8 @@ pub(crate) type Lanes = [f32; STRIP];
 
 /// Window size of the box filter for a dimension scaled down to 64: `ceil(old / 128)`.
 pub(crate) fn window_size(old: usize) -> usize {
-    (old + 2 * 64 - 1) / (2 * 64)
+    // The reference's integer form, (old + 2*64 - 1) / (2*64).
+    old.div_ceil(2 * 64)
 }
 
 /// The sample positions of the decimation: `floor((i + 0.5) * old / 64)` for i in 0..64.
@@ -232,8 +233,8 @@ fn box_along_strip(input: &[Lanes], window: usize, sink: &mut impl Sink) {
         right += 1;
         out += 1;
     }
-    for left in len - window..len - window + half - 1 {
-        sub(&mut sum, &input[left]);
+    for leaving in &input[len - window..len - window + half - 1] {
+        sub(&mut sum, leaving);
         count -= 1;
         sink.emit(out, &sum, count as f32);
         out += 1;
