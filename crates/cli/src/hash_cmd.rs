@@ -8,16 +8,22 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use hashguard_media::{DecodeOptions, DEFAULT_MAX_PIXELS};
 use hashguard_pdq::{DihedralHashes, PdqHasher, RgbImage};
+use hashguard_vpdq::{hash_video_file, Feature, VideoOptions};
 use rayon::prelude::*;
 
 use crate::inputs::{expand, Input};
 
+/// How many leading bytes are enough to tell a video container from an image.
+const SNIFF_BYTES: usize = 512;
+
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// `hash,quality,path` per image (the PDQ CLI convention).
+    /// `hash,quality,path` per image (the PDQ CLI convention); per hashed video frame the vPDQ
+    /// line `frame,quality,hash,timestamp` followed by `,path`.
     Csv,
-    /// One JSON object per line: `{"path","pdq","quality"}` (+ `"dihedral"`).
+    /// One JSON object per line: `{"path","pdq","quality"}` (+ `"dihedral"`) for an image,
+    /// `{"path","vpdq":[{"frame","quality","pdq","timestamp"}...]}` for a video.
     Json,
 }
 
@@ -42,6 +48,18 @@ pub struct HashArgs {
     /// Refuse images with more pixels than this (decompression-bomb guard).
     #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
+    /// Videos: seconds between hashed frames; 0 hashes every frame.
+    #[arg(long, default_value_t = 1.0)]
+    seconds_per_hash: f64,
+    /// Videos: scale frames to NxN before hashing (the reference's `-s N`).
+    #[arg(long, value_name = "N")]
+    video_resize: Option<u32>,
+    /// Videos: refuse frames with more pixels than this.
+    #[arg(long, default_value_t = VideoOptions::default().max_frame_pixels)]
+    max_frame_pixels: u64,
+    /// Videos: refuse videos longer than this many seconds.
+    #[arg(long, default_value_t = VideoOptions::default().max_duration_seconds)]
+    max_duration: f64,
 }
 
 /// One input's result.
@@ -50,40 +68,79 @@ struct Outcome {
     result: Result<Hashed, String>,
 }
 
-struct Hashed {
-    hash: hashguard_pdq::PdqOutput,
-    dihedral: Option<DihedralHashes>,
+enum Hashed {
+    Image {
+        hash: hashguard_pdq::PdqOutput,
+        dihedral: Option<DihedralHashes>,
+    },
+    Video(Vec<Feature>),
+}
+
+/// What every worker needs to know.
+struct Settings {
+    decode: DecodeOptions,
+    video: VideoOptions,
+    dihedral: bool,
 }
 
 thread_local! {
     static HASHER: std::cell::RefCell<PdqHasher> = std::cell::RefCell::new(PdqHasher::new());
 }
 
-fn hash_one(input: &Input, options: &DecodeOptions, dihedral: bool) -> Result<Hashed, String> {
-    let bytes = input.read()?;
-    let image = hashguard_media::decode(&bytes, options).map_err(|e| e.to_string())?;
+fn hash_one(input: &Input, settings: &Settings) -> Result<Hashed, String> {
+    let bytes = match input {
+        Input::File(path) => {
+            // Videos stream from the file; only images are read whole.
+            if hashguard_vpdq::is_video(&Input::read_head(path, SNIFF_BYTES)?) {
+                return hash_video(path, settings);
+            }
+            input.read()?
+        }
+        _ => input.read()?,
+    };
+    if hashguard_vpdq::is_video(&bytes) {
+        // libav reads files; standard input is spooled to a private temporary file.
+        let mut file = tempfile::NamedTempFile::new()
+            .map_err(|e| format!("cannot create a temporary file: {e}"))?;
+        std::io::Write::write_all(&mut file, &bytes)
+            .map_err(|e| format!("cannot write a temporary file: {e}"))?;
+        return hash_video(file.path(), settings);
+    }
+    hash_image(&bytes, settings)
+}
+
+fn hash_video(path: &std::path::Path, settings: &Settings) -> Result<Hashed, String> {
+    hash_video_file(path, &settings.video)
+        .map(Hashed::Video)
+        .map_err(|e| e.to_string())
+}
+
+fn hash_image(bytes: &[u8], settings: &Settings) -> Result<Hashed, String> {
+    let image = hashguard_media::decode(bytes, &settings.decode).map_err(|e| e.to_string())?;
     let view = RgbImage::new(&image.rgb, image.width, image.height).map_err(|e| e.to_string())?;
     HASHER.with(|hasher| {
         let mut hasher = hasher.borrow_mut();
         let hash = hasher.hash_rgb(&view);
-        let dihedral = dihedral.then(|| hasher.dihedral_rgb(&view));
-        Ok(Hashed { hash, dihedral })
+        let dihedral = settings.dihedral.then(|| hasher.dihedral_rgb(&view));
+        Ok(Hashed::Image { hash, dihedral })
     })
 }
 
-fn format_line(format: Format, outcome: &Outcome, hashed: &Hashed) -> String {
-    match format {
-        Format::Csv => format!(
-            "{},{},{}",
-            hashed.hash.hash, hashed.hash.quality, outcome.name
-        ),
-        Format::Json => {
+fn format_lines(format: Format, name: &str, hashed: &Hashed) -> String {
+    match (format, hashed) {
+        (Format::Csv, Hashed::Image { hash, .. }) => {
+            format!("{},{},{name}\n", hash.hash, hash.quality)
+        }
+        (Format::Csv, Hashed::Video(features)) => {
+            features.iter().map(|f| format!("{f},{name}\n")).collect()
+        }
+        (Format::Json, Hashed::Image { hash, dihedral }) => {
             let mut obj = serde_json::json!({
-                "path": outcome.name,
-                "pdq": hashed.hash.hash.to_string(),
-                "quality": hashed.hash.quality,
+                "path": name,
+                "pdq": hash.hash.to_string(),
+                "quality": hash.quality,
             });
-            if let Some(d) = &hashed.dihedral {
+            if let Some(d) = dihedral {
                 let variants: serde_json::Map<String, serde_json::Value> = d
                     .named_variants()
                     .iter()
@@ -91,7 +148,21 @@ fn format_line(format: Format, outcome: &Outcome, hashed: &Hashed) -> String {
                     .collect();
                 obj["dihedral"] = serde_json::Value::Object(variants);
             }
-            obj.to_string()
+            format!("{obj}\n")
+        }
+        (Format::Json, Hashed::Video(features)) => {
+            let frames: Vec<serde_json::Value> = features
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "frame": f.frame,
+                        "quality": f.quality,
+                        "pdq": f.hash.to_string(),
+                        "timestamp": format!("{:.3}", f.timestamp).parse::<f64>().unwrap_or(0.0),
+                    })
+                })
+                .collect();
+            format!("{}\n", serde_json::json!({ "path": name, "vpdq": frames }))
         }
     }
 }
@@ -105,9 +176,18 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         anyhow::bail!("`-` (standard input) can be given only once");
     }
-    let options = DecodeOptions {
-        max_pixels: args.max_pixels,
-        apply_exif_orientation: args.exif_orient,
+    let settings = Settings {
+        decode: DecodeOptions {
+            max_pixels: args.max_pixels,
+            apply_exif_orientation: args.exif_orient,
+        },
+        video: VideoOptions {
+            seconds_per_hash: args.seconds_per_hash,
+            resize_to: args.video_resize,
+            max_frame_pixels: args.max_frame_pixels,
+            max_duration_seconds: args.max_duration,
+        },
+        dihedral: args.dihedral,
     };
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = args.threads {
@@ -138,7 +218,7 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
             chunk
                 .par_iter()
                 .map(|input| {
-                    let result = hash_one(input, &options, args.dihedral);
+                    let result = hash_one(input, &settings);
                     progress.inc(1);
                     Outcome {
                         name: input.display_name(),
@@ -150,7 +230,7 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
         for outcome in &outcomes {
             match &outcome.result {
                 Ok(hashed) => {
-                    writeln!(out, "{}", format_line(args.format, outcome, hashed))
+                    out.write_all(format_lines(args.format, &outcome.name, hashed).as_bytes())
                         .context("cannot write output")?;
                 }
                 Err(reason) => {

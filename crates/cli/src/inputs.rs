@@ -25,6 +25,15 @@ impl Input {
         }
     }
 
+    /// The first `n` bytes (fewer if the input is shorter), to recognise the format.
+    pub fn read_head(path: &Path, n: usize) -> Result<Vec<u8>, String> {
+        let mut head = Vec::with_capacity(n);
+        std::fs::File::open(path)
+            .and_then(|f| f.take(n as u64).read_to_end(&mut head))
+            .map_err(|e| format!("cannot read: {e}"))?;
+        Ok(head)
+    }
+
     /// Reads the whole input.
     pub fn read(&self) -> Result<Vec<u8>, String> {
         match self {

@@ -150,3 +150,37 @@ fn intermediate_buffers_match_reference() {
         assert_eq!(ours, dct, "{name} DCT");
     }
 }
+
+#[test]
+fn videos_are_recognised_by_content_and_print_vpdq_lines() {
+    let Some(data) = testdata("videos_are_recognised_by_content_and_print_vpdq_lines") else {
+        return;
+    };
+    let video = data.join("vpdq/videos/test-padded-dimensions.mp4");
+    // A misleading extension: recognition is by content.
+    let dir = tempfile::tempdir().unwrap();
+    let renamed = dir.path().join("clip.png");
+    std::fs::copy(&video, &renamed).unwrap();
+    let renamed = renamed.display().to_string();
+    let out = hashguard(&["hash", "--seconds-per-hash", "0", &renamed]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let reference = data_lines(&data.join("vpdq/sample-hashes/test-padded-dimensions.txt"));
+    let ours: Vec<String> = stdout
+        .lines()
+        .map(|l| l.strip_suffix(&format!(",{renamed}")).unwrap().to_string())
+        .collect();
+    assert_eq!(ours, reference);
+
+    let out = hashguard(&["hash", "--format", "json", &renamed]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let frames = v["vpdq"].as_array().unwrap();
+    // 150 frames at 30 fps, one hash per second by default: frames 0, 30, ..., 120.
+    assert_eq!(frames.len(), 5);
+    assert_eq!(frames[1]["frame"], 30);
+    assert_eq!(frames[1]["timestamp"], 1.0);
+}
