@@ -71,7 +71,7 @@ struct Outcome {
 enum Hashed {
     Image {
         hash: hashguard_pdq::PdqOutput,
-        dihedral: Option<DihedralHashes>,
+        dihedral: Option<Box<DihedralHashes>>,
     },
     Video(Vec<Feature>),
 }
@@ -121,7 +121,9 @@ fn hash_image(bytes: &[u8], settings: &Settings) -> Result<Hashed, String> {
     HASHER.with(|hasher| {
         let mut hasher = hasher.borrow_mut();
         let hash = hasher.hash_rgb(&view);
-        let dihedral = settings.dihedral.then(|| hasher.dihedral_rgb(&view));
+        let dihedral = settings
+            .dihedral
+            .then(|| Box::new(hasher.dihedral_rgb(&view)));
         Ok(Hashed::Image { hash, dihedral })
     })
 }
