@@ -1,0 +1,206 @@
+//! Client voucher time (P = 79 and P = 13), server opening time per voucher, table build time
+//! per key, and the primitives they are made of, on one core.
+//! Run: `cargo bench -p hashguard-protocol --bench protocol`.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use hashguard_protocol::prelude::*;
+use hashguard_protocol::table::build_shard;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+
+fn random_hash(r: &mut ChaCha20Rng) -> Hash256 {
+    Hash256::from_words([r.next_u64(), r.next_u64(), r.next_u64(), r.next_u64()])
+}
+
+fn margins(r: &mut ChaCha20Rng) -> [f32; 256] {
+    let mut m = [0f32; 256];
+    for x in m.iter_mut() {
+        *x = (r.next_u32() % 10_000) as f32;
+    }
+    m
+}
+
+struct Fixture {
+    params: Params,
+    secret: OpeningKey,
+    table: ClientTable,
+    listed: Vec<Hash256>,
+}
+
+fn fixture(params: Params, n_keys: usize, shards: u16) -> Fixture {
+    let mut r = ChaCha20Rng::seed_from_u64(1);
+    let secret = OpeningKey::generate(&mut r);
+    let spec = TableSpec {
+        deployment_id: [1; 16],
+        kind: TableKind::Pdq,
+        params: params.clone(),
+        public_key: secret.public_key(),
+        shard_count: shards,
+        shard_salt: [2; 32],
+    };
+    let listed: Vec<Hash256> = (0..n_keys).map(|_| random_hash(&mut r)).collect();
+    let raw: Vec<u64> = listed.iter().map(|h| pdq_key(h, &params)).collect();
+    let kept = prune_separated(&raw, params.k(), params.sep()).kept;
+    let keys: Vec<KeyBytes> = kept
+        .iter()
+        .map(|&v| KeyBytes::from_pdq_key(v, params.k()))
+        .collect();
+    let epoch = EpochInput {
+        epoch: 1,
+        prev_manifest_hash: [0; 32],
+        beacon: [3; 32],
+    };
+    let built = build_table(&spec, &secret, &keys, &epoch, None, &mut r).expect("build");
+    let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
+    let table = ClientTable::load(spec, 1, &built.entries(), &shards, u64::MAX).expect("load");
+    let listed = listed
+        .into_iter()
+        .filter(|h| kept.binary_search(&pdq_key(h, &params)).is_ok())
+        .collect();
+    Fixture {
+        params,
+        secret,
+        table,
+        listed,
+    }
+}
+
+fn bench_client_and_server(c: &mut Criterion) {
+    for (name, params) in [
+        ("P79", Params::v1(Policy::Intervene)),
+        ("P13", Params::lite(Policy::Intervene)),
+    ] {
+        let fx = fixture(params.clone(), 4096, 4);
+        let layout = VoucherLayout::pdq(&fx.params);
+        eprintln!(
+            "sizes {name}: voucher {} B (intervene), {} B (silent, s_max 90); VD blob {} B",
+            layout.voucher_len(),
+            VoucherLayout::pdq(&Params::v1(Policy::Silent)).voucher_len()
+                - 64 * (79 - usize::from(fx.params.probes())),
+            fx.params.vd_len()
+        );
+        let mut r = ChaCha20Rng::seed_from_u64(2);
+        let mut client = Client::new(AccountState::generate(&mut r), fx.params.clone());
+        let binding = UploadBinding::new([7; 16], b"ciphertext");
+        let thumb = vec![0u8; 1024];
+        let mut inputs = ChaCha20Rng::seed_from_u64(5);
+        c.bench_function(&format!("client_voucher_{name}"), |b| {
+            b.iter_batched(
+                || {
+                    let mut cid = [0u8; 32];
+                    inputs.fill_bytes(&mut cid);
+                    (
+                        PdqInput {
+                            hash: random_hash(&mut inputs),
+                            margins: margins(&mut inputs),
+                            quality: 90,
+                        },
+                        cid,
+                    )
+                },
+                |(p, cid)| {
+                    let it = Item {
+                        pdq: Some(p),
+                        content_sha256: cid,
+                        media_kind: MediaKind::Image,
+                        frame_idx: 0,
+                        thumbnail: &thumb,
+                    };
+                    client
+                        .build_pdq_voucher(&fx.table, &it, &binding, &mut r)
+                        .expect("voucher")
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        let opener = Opener::new(fx.secret.clone(), fx.params.clone());
+        // A non-matching and a matching voucher (the server's work is the same).
+        for (kind, hash) in [("nomatch", random_hash(&mut r)), ("match", fx.listed[0])] {
+            let mut cid = [0u8; 32];
+            r.fill_bytes(&mut cid);
+            let it = Item {
+                pdq: Some(PdqInput {
+                    hash,
+                    margins: margins(&mut r),
+                    quality: 90,
+                }),
+                content_sha256: cid,
+                media_kind: MediaKind::Image,
+                frame_idx: 0,
+                thumbnail: &thumb,
+            };
+            let bytes = client
+                .build_pdq_voucher(&fx.table, &it, &binding, &mut r)
+                .expect("v")
+                .voucher
+                .encode();
+            c.bench_function(&format!("server_open_{name}_{kind}"), |b| {
+                b.iter(|| {
+                    let v = Voucher::decode(&bytes, &layout).expect("decode");
+                    opener.open(&v, &layout, &binding)
+                })
+            });
+        }
+    }
+}
+
+fn bench_build(c: &mut Criterion) {
+    let params = Params::v1(Policy::Intervene);
+    let mut r = ChaCha20Rng::seed_from_u64(3);
+    let secret = OpeningKey::generate(&mut r);
+    let spec = TableSpec {
+        deployment_id: [1; 16],
+        kind: TableKind::Pdq,
+        params: params.clone(),
+        public_key: secret.public_key(),
+        shard_count: 1,
+        shard_salt: [2; 32],
+    };
+    let n = 16_384usize;
+    let keys: Vec<KeyBytes> = (0..n)
+        .map(|_| KeyBytes::from_pdq_key(r.next_u64() >> 16, params.k()))
+        .collect();
+    let layout = hashguard_protocol::okvs::Layout::for_keys(n).expect("layout");
+    eprintln!(
+        "table: {n} keys -> m = {} points, {} B ({:.1} B/key)",
+        layout.m,
+        32 * layout.m,
+        32.0 * f64::from(layout.m) / n as f64
+    );
+    let mut g = c.benchmark_group("table_build");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("shard_16384_keys", |b| {
+        b.iter(|| build_shard(&spec, &secret, 0, 0, [4; 32], keys.clone(), &mut r).expect("build"))
+    });
+    g.finish();
+}
+
+fn bench_primitives(c: &mut Criterion) {
+    use curve25519_dalek::ristretto::RistrettoPoint;
+    use curve25519_dalek::scalar::Scalar;
+    let mut r = ChaCha20Rng::seed_from_u64(9);
+    let s = Scalar::random(&mut r);
+    let p = RistrettoPoint::random(&mut r);
+    let pc = p.compress();
+    c.bench_function("prim_hash_to_group", |b| {
+        b.iter(|| {
+            hashguard_protocol::suite::hash_to_group(b"PDQTPSI-V1-KEY", &[&[1u8; 32], &[2u8; 6]])
+        })
+    });
+    c.bench_function("prim_var_base_mul_ct", |b| b.iter(|| s * p));
+    c.bench_function("prim_fixed_base_mul", |b| {
+        b.iter(|| RistrettoPoint::mul_base(&s))
+    });
+    c.bench_function("prim_compress", |b| b.iter(|| p.compress()));
+    c.bench_function("prim_decompress", |b| b.iter(|| pc.decompress()));
+}
+
+criterion_group!(
+    benches,
+    bench_primitives,
+    bench_client_and_server,
+    bench_build
+);
+criterion_main!(benches);

@@ -1,0 +1,11 @@
+#![no_main]
+//! `TableShard` parsing: never panics; round-trips.
+use hashguard_protocol::prelude::*;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(s) = TableShard::decode(data) {
+        assert_eq!(s.encode(), data);
+        let _ = s.root();
+    }
+});

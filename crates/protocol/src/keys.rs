@@ -1,0 +1,339 @@
+//! Table keys: the k-bit LSH key taken from fixed PDQ bit positions, the client's multi-probe set
+//! over its weakest key bits, the server's separation pruning, and exact file-digest keys.
+
+use std::collections::HashMap;
+
+use hashguard_pdq::Hash256;
+use subtle::{ConditionallySelectable, ConstantTimeGreater};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::params::Params;
+use crate::suite::sha256;
+
+/// Which key space a table holds. Part of every `build_id`, so the spaces never share a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    /// k-bit PDQ keys (k from the parameters).
+    Pdq,
+    /// SHA-256 digests of file bytes (tier 0, one probe per voucher).
+    ExactSha256,
+    /// MD5 digests of file bytes (tier 0, one probe per voucher).
+    ExactMd5,
+}
+
+impl TableKind {
+    /// Wire value.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            TableKind::Pdq => 1,
+            TableKind::ExactSha256 => 2,
+            TableKind::ExactMd5 => 3,
+        }
+    }
+    /// Parses the wire value.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(TableKind::Pdq),
+            2 => Some(TableKind::ExactSha256),
+            3 => Some(TableKind::ExactMd5),
+            _ => None,
+        }
+    }
+    /// The hash-to-group DST of this key space.
+    pub fn h2g_dst(self) -> &'static [u8] {
+        match self {
+            TableKind::Pdq => crate::suite::dst::KEY,
+            TableKind::ExactSha256 | TableKind::ExactMd5 => crate::suite::dst::EXACT,
+        }
+    }
+    /// Key length in bytes for this kind (`k` only matters for PDQ).
+    pub fn key_len(self, k: u8) -> usize {
+        match self {
+            TableKind::Pdq => usize::from(k).div_ceil(8),
+            TableKind::ExactSha256 => 32,
+            TableKind::ExactMd5 => 16,
+        }
+    }
+}
+
+/// The bytes of one table key (κ), at most 32. Zeroized on drop: keys of the client's own
+/// images are as sensitive as the images.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Zeroize, ZeroizeOnDrop)]
+pub struct KeyBytes {
+    len: u8,
+    buf: [u8; 32],
+}
+
+impl std::fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyBytes(..)")
+    }
+}
+
+impl KeyBytes {
+    /// Wraps up to 32 bytes; `None` if longer.
+    pub fn new(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > 32 {
+            return None;
+        }
+        let mut buf = [0u8; 32];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Some(KeyBytes {
+            len: bytes.len() as u8,
+            buf,
+        })
+    }
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+    /// The packed bytes of a k-bit PDQ key value (MSB-first, zero padded: protocol-review m9).
+    pub fn from_pdq_key(value: u64, k: u8) -> Self {
+        let shifted = if k == 0 {
+            0
+        } else {
+            value << (64 - u32::from(k))
+        };
+        let be = shifted.to_be_bytes();
+        let n = usize::from(k).div_ceil(8);
+        let mut buf = [0u8; 32];
+        buf[..n].copy_from_slice(&be[..n]);
+        KeyBytes { len: n as u8, buf }
+    }
+}
+
+/// κ(y): the k key bits of a PDQ hash as an integer, `POS[0]` the most significant.
+pub fn pdq_key(hash: &Hash256, params: &Params) -> u64 {
+    let k = params.k();
+    let words = hash.to_words();
+    let mut v = 0u64;
+    for &pos in params.key_positions() {
+        let bit = (words[usize::from(pos) / 64] >> (pos % 64)) & 1;
+        v = (v << 1) | bit;
+    }
+    debug_assert!(k == 64 || v >> k == 0);
+    v
+}
+
+/// The client's multi-probe set: `κ₀ ⊕ e_F` for every subset F of the `w` key bits with the
+/// smallest margins `|coefficient − median|`, `|F| ≤ f`, in canonical order (∅, then singletons,
+/// then pairs, … by rank of weakness). Always exactly `params.probes()` keys.
+///
+/// The selection of the weakest bits is a sorting network of constant-time compare-and-swaps
+/// (`subtle`), so no branch depends on the image's margins. Ties are broken by key-bit index.
+///
+/// ```
+/// use hashguard_pdq::Hash256;
+/// use hashguard_protocol::keys::{pdq_key, probe_keys};
+/// use hashguard_protocol::params::{Params, Policy};
+/// let p = Params::v1(Policy::Intervene);
+/// let y: Hash256 = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22".parse()?;
+/// let mut margins = [10.0f32; 256];
+/// margins[usize::from(p.key_positions()[5])] = 0.1; // key bit 5 is the weakest
+/// let probes = probe_keys(&y, &margins, &p);
+/// assert_eq!(probes.len(), 79);
+/// assert_eq!(probes[0], pdq_key(&y, &p));
+/// assert_eq!(probes[1], pdq_key(&y, &p) ^ (1 << (47 - 5)));
+/// # Ok::<(), hashguard_pdq::ParseHashError>(())
+/// ```
+pub fn probe_keys(hash: &Hash256, margins: &[f32; 256], params: &Params) -> Zeroizing<Vec<u64>> {
+    let k = usize::from(params.k());
+    let kappa0 = Zeroizing::new(pdq_key(hash, params));
+    // sort key = margin bits (non-negative floats order like their bit patterns) << 8 | key index
+    let mut s: Zeroizing<Vec<u64>> = Zeroizing::new(
+        params
+            .key_positions()
+            .iter()
+            .enumerate()
+            .map(|(i, &pos)| {
+                let m = margins[usize::from(pos)].abs().to_bits();
+                (u64::from(m) << 8) | i as u64
+            })
+            .collect(),
+    );
+    // Odd-even transposition sort: k rounds of data-independent compare-and-swap.
+    for round in 0..k {
+        let mut i = round % 2;
+        while i + 1 < k {
+            let (a, b) = s.split_at_mut(i + 1);
+            let x = &mut a[i];
+            let y = &mut b[0];
+            let gt = x.ct_gt(y);
+            u64::conditional_swap(x, y, gt);
+            i += 2;
+        }
+    }
+    let w = usize::from(params.w());
+    let masks: Zeroizing<Vec<u64>> = Zeroizing::new(
+        s[..w]
+            .iter()
+            .map(|&e| 1u64 << (k as u64 - 1 - (e & 0xff)))
+            .collect(),
+    );
+    let mut out = Zeroizing::new(Vec::with_capacity(usize::from(params.probes())));
+    // Enumerate subsets of size 0..=f in lexicographic order of ranks.
+    let f = usize::from(params.f());
+    let mut idx: Vec<usize> = Vec::with_capacity(f);
+    for size in 0..=f {
+        idx.clear();
+        idx.extend(0..size);
+        loop {
+            let mut m = 0u64;
+            for &j in &idx {
+                m ^= masks[j];
+            }
+            out.push(*kappa0 ^ m);
+            // next combination
+            let mut pos = size;
+            let mut advanced = false;
+            while pos > 0 {
+                pos -= 1;
+                if idx[pos] < w - size + pos {
+                    idx[pos] += 1;
+                    for q in pos + 1..size {
+                        idx[q] = idx[q - 1] + 1;
+                    }
+                    advanced = true;
+                    break;
+                }
+            }
+            if !advanced {
+                break;
+            }
+        }
+    }
+    idx.zeroize();
+    out
+}
+
+/// Result of [`prune_separated`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    /// Keys kept, pairwise at Hamming distance ≥ sep, sorted ascending.
+    pub kept: Vec<u64>,
+    /// Keys removed because a kept key was within distance < sep.
+    pub removed: Vec<u64>,
+}
+
+/// Greedy key separation (protocol.md 3.5 step 2): walk the distinct keys in canonical order
+/// (ascending SHA-256 of the packed key) and drop any key within Hamming distance `< sep` of a
+/// key already kept. With `sep ≥ 2f + 1` two probes of one voucher (≤ 2f apart) can never both
+/// open on an honest table.
+///
+/// Near neighbours are found exactly with the pigeonhole principle: two keys within distance
+/// `sep − 1` agree on at least one of `sep` disjoint chunks of the key.
+///
+/// ```
+/// use hashguard_protocol::keys::prune_separated;
+/// let pr = prune_separated(&[0b0000, 0b0011, 0xff_ffff], 48, 5);
+/// assert_eq!(pr.kept.len() + pr.removed.len(), 3);
+/// assert_eq!(pr.removed.len(), 1); // 0b0000 and 0b0011 are 2 apart: one of them goes
+/// ```
+pub fn prune_separated(keys: &[u64], k: u8, sep: u8) -> Pruned {
+    let mut distinct: Vec<u64> = keys.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let mut order: Vec<([u8; 32], u64)> = distinct
+        .iter()
+        .map(|&v| (sha256(&[KeyBytes::from_pdq_key(v, k).as_bytes()]), v))
+        .collect();
+    order.sort_unstable();
+    let chunks = usize::from(sep.max(1)).min(usize::from(k.max(1)));
+    let kk = u32::from(k);
+    let bounds: Vec<(u32, u32)> = (0..chunks as u32)
+        .map(|c| (c * kk / chunks as u32, (c + 1) * kk / chunks as u32))
+        .collect();
+    let chunk_of = |v: u64, (lo, hi): (u32, u32)| -> u64 {
+        let width = hi - lo;
+        if width == 0 {
+            0
+        } else if width == 64 {
+            v
+        } else {
+            (v >> lo) & ((1u64 << width) - 1)
+        }
+    };
+    let mut buckets: HashMap<(usize, u64), Vec<u64>> = HashMap::new();
+    let mut kept = Vec::new();
+    let mut removed = Vec::new();
+    for (_, v) in order {
+        let mut close = false;
+        'outer: for (c, &b) in bounds.iter().enumerate() {
+            if let Some(list) = buckets.get(&(c, chunk_of(v, b))) {
+                for &u in list {
+                    if (u ^ v).count_ones() < u32::from(sep) {
+                        close = true;
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        if close {
+            removed.push(v);
+        } else {
+            for (c, &b) in bounds.iter().enumerate() {
+                buckets.entry((c, chunk_of(v, b))).or_default().push(v);
+            }
+            kept.push(v);
+        }
+    }
+    kept.sort_unstable();
+    removed.sort_unstable();
+    Pruned { kept, removed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Policy;
+
+    #[test]
+    fn key_packing_is_msb_first() {
+        let kb = KeyBytes::from_pdq_key(1, 48);
+        assert_eq!(kb.as_bytes(), &[0, 0, 0, 0, 0, 1]);
+        let kb = KeyBytes::from_pdq_key(1, 51);
+        // 51 bits → 7 bytes, value shifted to the top: the last used bit is bit 5 of byte 6.
+        assert_eq!(kb.as_bytes(), &[0, 0, 0, 0, 0, 0, 0b0010_0000]);
+        let p = Params::v1(Policy::Intervene);
+        let mut h = Hash256::ZERO;
+        h.set_bit(usize::from(p.key_positions()[0]), true);
+        assert_eq!(pdq_key(&h, &p), 1u64 << 47);
+    }
+
+    #[test]
+    fn probe_keys_flip_the_weakest_bits() {
+        let p = Params::v1(Policy::Intervene);
+        let h = Hash256::from_words([0x1234_5678_9abc_def0, 0xffff_0000_ffff_0000, 7, 9]);
+        let mut margins = [100.0f32; 256];
+        // Make key bits 3 and 40 the two weakest.
+        margins[usize::from(p.key_positions()[40])] = 0.5;
+        margins[usize::from(p.key_positions()[3])] = 0.25;
+        let probes = probe_keys(&h, &margins, &p);
+        assert_eq!(probes.len(), 79);
+        let k0 = pdq_key(&h, &p);
+        assert_eq!(probes[0], k0);
+        assert_eq!(probes[1], k0 ^ (1 << (47 - 3)));
+        assert_eq!(probes[2], k0 ^ (1 << (47 - 40)));
+        let mut d: Vec<u64> = probes.to_vec();
+        d.sort_unstable();
+        d.dedup();
+        assert_eq!(d.len(), 79, "probes are distinct");
+        assert!(probes.iter().all(|&q| (q ^ k0).count_ones() <= 2));
+        assert!(probes.contains(&(k0 ^ (1 << (47 - 3)) ^ (1 << (47 - 40)))));
+    }
+
+    #[test]
+    fn pruning_enforces_separation_exactly() {
+        let keys = [0u64, 1, 3, 0b1111, 0b11111, 1 << 40, (1 << 40) | 0b1111];
+        let pr = prune_separated(&keys, 48, 5);
+        for (i, a) in pr.kept.iter().enumerate() {
+            for b in &pr.kept[i + 1..] {
+                assert!((a ^ b).count_ones() >= 5);
+            }
+        }
+        for r in &pr.removed {
+            assert!(pr.kept.iter().any(|k| (k ^ r).count_ones() < 5));
+        }
+        assert_eq!(pr.kept.len() + pr.removed.len(), keys.len());
+    }
+}

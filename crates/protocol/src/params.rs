@@ -1,0 +1,540 @@
+//! Protocol parameters (protocol.md 3.3 as revised by R/E3), their canonical encoding, and the
+//! check a client makes against the values pinned in its binary.
+
+use crate::wire::{DecodeError, Reader, Writer};
+
+/// The DHF prime ℓ = 2^64 − 59 (Apple PSI §4.3; protocol.md 3.3).
+pub const DHF_PRIME: u64 = 0xffff_ffff_ffff_ffc5;
+
+/// What the server does with a key match (ARCHITECTURE.md "Two policies, one protocol").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// Hold the matching item and offer the sender an automatic check by consent. The server
+    /// learns each upload's match bit. No synthetic vouchers.
+    Intervene,
+    /// Apple's 2021 design: synthetic vouchers hide the match bit below the threshold and the
+    /// server's reply never depends on opening.
+    Silent,
+}
+
+impl Policy {
+    /// Wire value.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Policy::Intervene => 1,
+            Policy::Silent => 2,
+        }
+    }
+    /// Parses the wire value.
+    pub fn from_byte(b: u8) -> Result<Self, DecodeError> {
+        match b {
+            1 => Ok(Policy::Intervene),
+            2 => Ok(Policy::Silent),
+            _ => Err(DecodeError::InvalidValue("policy")),
+        }
+    }
+}
+
+/// Why a parameter set is invalid or does not match the pinned values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    /// A single parameter is out of its range.
+    #[error("parameter {0} is out of range")]
+    OutOfRange(&'static str),
+    /// Key positions repeat or exceed 255.
+    #[error("key positions must be {0} distinct PDQ bit indices")]
+    BadPositions(u8),
+    /// `sep < 2f + 1`: two probes of one voucher could then both open.
+    #[error("key separation {sep} is below 2f+1 = {need}")]
+    SeparationTooSmall {
+        /// The separation given.
+        sep: u8,
+        /// 2f + 1.
+        need: u8,
+    },
+    /// Silent policy with no synthetic capacity, or intervene with synthetic parameters.
+    #[error("policy and synthetic parameters disagree: {0}")]
+    PolicyMismatch(&'static str),
+    /// The received parameters differ from the pinned ones.
+    #[error("parameter {0} differs from the value pinned in this build")]
+    NotPinned(&'static str),
+    /// The received threshold is below the pinned floor.
+    #[error("threshold {got} is below the pinned floor {floor}")]
+    ThresholdBelowFloor {
+        /// Received T.
+        got: u16,
+        /// Pinned floor.
+        floor: u16,
+    },
+}
+
+/// The public parameters of a deployment. Constructed only through [`Params::new`] (or the
+/// presets), which enforces every invariant, so a `Params` value is always usable.
+///
+/// ```
+/// use hashguard_protocol::params::{Params, PinnedParams, Policy};
+/// let p = Params::v1(Policy::Intervene);
+/// assert_eq!((p.k(), p.probes(), p.threshold(), p.s_max()), (48, 79, 30, 0));
+/// // Canonical encoding, strictly decoded.
+/// assert_eq!(Params::decode(&p.encode()), Ok(p.clone()));
+/// // A client pins its parameters; the lite variant (P = 13) is refused.
+/// let pin = PinnedParams::exactly(p);
+/// assert!(pin.check(&Params::lite(Policy::Intervene)).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    policy: Policy,
+    key_positions: Vec<u8>,
+    f: u8,
+    w: u8,
+    threshold: u16,
+    s_max: u16,
+    q_min: u8,
+    r_dedup: u8,
+    sep: u8,
+    synth_a: u32,
+    synth_b: u32,
+    vd_len: u32,
+}
+
+/// The low-frequency PDQ key positions of calibration.md: bits (row i, column j) sorted by
+/// `i + j`, then by `i`; the first `k` of that order. Bit index = `16 i + j`.
+pub fn low_frequency_positions(k: u8) -> Vec<u8> {
+    let mut all: Vec<(u8, u8)> = (0..16u8)
+        .flat_map(|i| (0..16u8).map(move |j| (i, j)))
+        .collect();
+    all.sort_by_key(|&(i, j)| (i + j, i));
+    all.into_iter()
+        .take(k as usize)
+        .map(|(i, j)| i * 16 + j)
+        .collect()
+}
+
+/// Number of probes for multi-probe with at most `f` flips among `w` bits: Σ_{i≤f} C(w, i).
+pub fn probe_count(w: u8, f: u8) -> u32 {
+    let mut total = 0u64;
+    let mut c = 1u64; // C(w, 0)
+    for i in 0..=u64::from(f) {
+        total += c;
+        c = c * (u64::from(w) - i.min(u64::from(w))) / (i + 1);
+    }
+    u32::try_from(total).unwrap_or(u32::MAX)
+}
+
+/// Smallest allowed visual-derivative blob length.
+pub const MIN_VD_LEN: u32 = 64;
+/// Largest allowed visual-derivative blob length.
+pub const MAX_VD_LEN: u32 = 1 << 20;
+/// Largest probe count accepted (keeps vouchers bounded).
+pub const MAX_PROBES: u32 = 1024;
+/// Largest synthetic capacity accepted.
+pub const MAX_S_MAX: u16 = 1024;
+
+impl Params {
+    /// Builds and validates a parameter set.
+    ///
+    /// Invariants: `1 ≤ k ≤ 64` distinct positions; `f ≤ w ≤ k`; `P = Σ_{i≤f} C(w,i) ≤ 1024`;
+    /// `sep ≥ 2f + 1`; `T ≥ 2`; under `silent`, `s_max ≥ 11` (the synthetic cap is
+    /// `s_max − 10`) and `0 < synth_a ≤ synth_b + 1` (so p_i ≤ 1);
+    /// under `intervene`, `s_max = 0` and no synthetic schedule (protocol-review.md m3: the DHF
+    /// identifies nothing without synthetics, so its 728 bytes are dropped); the VD length is in
+    /// `[64, 1 MiB]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        policy: Policy,
+        key_positions: Vec<u8>,
+        f: u8,
+        w: u8,
+        threshold: u16,
+        s_max: u16,
+        q_min: u8,
+        r_dedup: u8,
+        sep: u8,
+        synth_a: u32,
+        synth_b: u32,
+        vd_len: u32,
+    ) -> Result<Self, ParamsError> {
+        let k = key_positions.len();
+        if k == 0 || k > 64 {
+            return Err(ParamsError::OutOfRange("k"));
+        }
+        let mut seen = [false; 256];
+        for &p in &key_positions {
+            if seen[p as usize] {
+                return Err(ParamsError::BadPositions(k as u8));
+            }
+            seen[p as usize] = true;
+        }
+        if usize::from(w) > k || f > w {
+            return Err(ParamsError::OutOfRange("f/w"));
+        }
+        if probe_count(w, f) > MAX_PROBES {
+            return Err(ParamsError::OutOfRange("P"));
+        }
+        let need = 2 * f + 1;
+        if sep < need {
+            return Err(ParamsError::SeparationTooSmall { sep, need });
+        }
+        if threshold < 2 {
+            return Err(ParamsError::OutOfRange("T"));
+        }
+        if q_min > 100 {
+            return Err(ParamsError::OutOfRange("q_min"));
+        }
+        if usize::from(r_dedup) > 128 {
+            return Err(ParamsError::OutOfRange("r_dedup"));
+        }
+        if s_max > MAX_S_MAX {
+            return Err(ParamsError::OutOfRange("s_max"));
+        }
+        match policy {
+            Policy::Silent => {
+                if s_max < 11 {
+                    return Err(ParamsError::PolicyMismatch("silent needs s_max >= 11"));
+                }
+                if synth_a == 0 || u64::from(synth_a) > u64::from(synth_b) + 1 {
+                    return Err(ParamsError::PolicyMismatch("silent needs 0 < a <= b + 1"));
+                }
+            }
+            Policy::Intervene => {
+                if s_max != 0 || synth_a != 0 || synth_b != 0 {
+                    return Err(ParamsError::PolicyMismatch(
+                        "intervene has no synthetic vouchers (s_max = a = b = 0)",
+                    ));
+                }
+            }
+        }
+        if !(MIN_VD_LEN..=MAX_VD_LEN).contains(&vd_len) {
+            return Err(ParamsError::OutOfRange("vd_len"));
+        }
+        Ok(Params {
+            policy,
+            key_positions,
+            f,
+            w,
+            threshold,
+            s_max,
+            q_min,
+            r_dedup,
+            sep,
+            synth_a,
+            synth_b,
+            vd_len,
+        })
+    }
+
+    /// The v1 defaults of protocol.md 3.3 with calibration.md's positions: k = 48 low-frequency
+    /// bits, f = 2, w = 12 (P = 79), T = 30, q_min = 50, r_dedup = 8, sep = 5, VD 4096 bytes;
+    /// `silent` adds s_max = 90 and the schedule a/(b+i) with a = 4, b = 30.
+    pub fn v1(policy: Policy) -> Self {
+        let (s_max, a, b) = match policy {
+            Policy::Intervene => (0, 0, 0),
+            Policy::Silent => (90, 4, 30),
+        };
+        Self::v1_with(policy, 48, 2, 12, 30, s_max, a, b)
+    }
+
+    /// The lite variant (f = 1, P = 13), otherwise as [`Params::v1`].
+    pub fn lite(policy: Policy) -> Self {
+        let (s_max, a, b) = match policy {
+            Policy::Intervene => (0, 0, 0),
+            Policy::Silent => (90, 4, 30),
+        };
+        Self::v1_with(policy, 48, 1, 12, 30, s_max, a, b)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn v1_with(policy: Policy, k: u8, f: u8, w: u8, t: u16, s_max: u16, a: u32, b: u32) -> Self {
+        match Self::new(
+            policy,
+            low_frequency_positions(k),
+            f,
+            w,
+            t,
+            s_max,
+            50,
+            8,
+            2 * f + 1,
+            a,
+            b,
+            4096,
+        ) {
+            Ok(p) => p,
+            // The presets satisfy every invariant (checked by a unit test).
+            Err(e) => panic!("built-in parameter preset is invalid: {e}"),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+    /// Key bits k.
+    pub fn k(&self) -> u8 {
+        self.key_positions.len() as u8
+    }
+    /// The k PDQ bit positions, in key order (position 0 is the key's most significant bit).
+    pub fn key_positions(&self) -> &[u8] {
+        &self.key_positions
+    }
+    /// Maximum flipped bits per probe.
+    pub fn f(&self) -> u8 {
+        self.f
+    }
+    /// Number of weakest key bits considered for flips.
+    pub fn w(&self) -> u8 {
+        self.w
+    }
+    /// Probes per PDQ voucher, P = Σ_{i≤f} C(w, i).
+    pub fn probes(&self) -> u16 {
+        probe_count(self.w, self.f) as u16
+    }
+    /// Threshold T of distinct matches before payloads decrypt.
+    pub fn threshold(&self) -> u16 {
+        self.threshold
+    }
+    /// DHF synthetic capacity s_max (0 under `intervene`).
+    pub fn s_max(&self) -> u16 {
+        self.s_max
+    }
+    /// PDQ quality floor.
+    pub fn q_min(&self) -> u8 {
+        self.q_min
+    }
+    /// Client near-duplicate radius.
+    pub fn r_dedup(&self) -> u8 {
+        self.r_dedup
+    }
+    /// Minimum Hamming separation between table keys.
+    pub fn sep(&self) -> u8 {
+        self.sep
+    }
+    /// Synthetic schedule numerator a in p_i = a / (b + i).
+    pub fn synth_a(&self) -> u32 {
+        self.synth_a
+    }
+    /// Synthetic schedule offset b.
+    pub fn synth_b(&self) -> u32 {
+        self.synth_b
+    }
+    /// Fixed visual-derivative blob length in bytes (ciphertext including tag).
+    pub fn vd_len(&self) -> u32 {
+        self.vd_len
+    }
+
+    /// Canonical encoding (part of the manifest and of every DLEQ context).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(96);
+        self.write(&mut w);
+        w.buf
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer) {
+        w.u8(self.policy.to_byte());
+        w.u8(self.k());
+        w.bytes(&self.key_positions);
+        w.u8(self.f);
+        w.u8(self.w);
+        w.u16(self.probes());
+        w.u16(self.threshold);
+        w.u16(self.s_max);
+        w.u64(DHF_PRIME);
+        w.u8(self.q_min);
+        w.u8(self.r_dedup);
+        w.u8(self.sep);
+        w.u32(self.synth_a);
+        w.u32(self.synth_b);
+        w.u32(self.vd_len);
+    }
+
+    /// Strict decoding of [`Params::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let p = Self::read(&mut r)?;
+        r.finish()?;
+        Ok(p)
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let policy = Policy::from_byte(r.u8("policy")?)?;
+        let k = r.u8("k")?;
+        let key_positions = r.take(k as usize, "key_positions")?.to_vec();
+        let f = r.u8("f")?;
+        let w = r.u8("w")?;
+        let p = r.u16("P")?;
+        let threshold = r.u16("T")?;
+        let s_max = r.u16("s_max")?;
+        if r.u64("dhf_prime")? != DHF_PRIME {
+            return Err(DecodeError::InvalidValue("dhf_prime"));
+        }
+        let q_min = r.u8("q_min")?;
+        let r_dedup = r.u8("r_dedup")?;
+        let sep = r.u8("sep")?;
+        let synth_a = r.u32("synth_a")?;
+        let synth_b = r.u32("synth_b")?;
+        let vd_len = r.u32("vd_len")?;
+        let params = Params::new(
+            policy,
+            key_positions,
+            f,
+            w,
+            threshold,
+            s_max,
+            q_min,
+            r_dedup,
+            sep,
+            synth_a,
+            synth_b,
+            vd_len,
+        )
+        .map_err(|_| DecodeError::InvalidValue("params"))?;
+        if params.probes() != p {
+            return Err(DecodeError::InvalidValue("P"));
+        }
+        Ok(params)
+    }
+}
+
+/// The parameter values pinned in a client binary (protocol.md R/E3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedParams {
+    /// Everything except T must equal these exactly.
+    pub params: Params,
+    /// The lowest threshold this build accepts.
+    pub t_floor: u16,
+}
+
+impl PinnedParams {
+    /// Pins `params` exactly and T at `params.threshold()` as the floor.
+    pub fn exactly(params: Params) -> Self {
+        let t_floor = params.threshold;
+        PinnedParams { params, t_floor }
+    }
+
+    /// Checks received parameters: suite-level and layout parameters must equal the pinned
+    /// values and T must be at least the floor.
+    pub fn check(&self, got: &Params) -> Result<(), ParamsError> {
+        let p = &self.params;
+        let checks: [(bool, &'static str); 11] = [
+            (p.policy == got.policy, "policy"),
+            (p.key_positions == got.key_positions, "key_positions"),
+            (p.f == got.f, "f"),
+            (p.w == got.w, "w"),
+            (p.s_max == got.s_max, "s_max"),
+            (p.q_min == got.q_min, "q_min"),
+            (p.r_dedup == got.r_dedup, "r_dedup"),
+            (p.sep == got.sep, "sep"),
+            (p.synth_a == got.synth_a, "synth_a"),
+            (p.synth_b == got.synth_b, "synth_b"),
+            (p.vd_len == got.vd_len, "vd_len"),
+        ];
+        for (ok, what) in checks {
+            if !ok {
+                return Err(ParamsError::NotPinned(what));
+            }
+        }
+        if got.threshold < self.t_floor {
+            return Err(ParamsError::ThresholdBelowFloor {
+                got: got.threshold,
+                floor: self.t_floor,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid_and_match_protocol_md() {
+        let v1 = Params::v1(Policy::Intervene);
+        assert_eq!(v1.probes(), 79);
+        assert_eq!(v1.k(), 48);
+        assert_eq!(Params::lite(Policy::Silent).probes(), 13);
+        assert_eq!(Params::v1(Policy::Silent).s_max(), 90);
+        // calibration.md: 45 positions with i + j <= 8, then (0,9), (1,8), (2,7).
+        let pos = low_frequency_positions(48);
+        assert_eq!(pos[0], 0);
+        assert_eq!(&pos[45..], &[9, 16 + 8, 32 + 7]);
+        assert!(pos[..45].iter().all(|&b| (b / 16) + (b % 16) <= 8));
+    }
+
+    #[test]
+    fn params_roundtrip_and_reject() {
+        for p in [Params::v1(Policy::Intervene), Params::v1(Policy::Silent)] {
+            let e = p.encode();
+            assert_eq!(Params::decode(&e), Ok(p.clone()));
+            let mut bad = e.clone();
+            bad.push(0);
+            assert!(Params::decode(&bad).is_err());
+            assert!(Params::decode(&e[..e.len() - 1]).is_err());
+        }
+        assert!(matches!(
+            Params::new(
+                Policy::Intervene,
+                low_frequency_positions(48),
+                2,
+                12,
+                30,
+                0,
+                50,
+                8,
+                4,
+                0,
+                0,
+                4096
+            ),
+            Err(ParamsError::SeparationTooSmall { .. })
+        ));
+        assert!(Params::new(
+            Policy::Intervene,
+            low_frequency_positions(48),
+            2,
+            12,
+            30,
+            90,
+            50,
+            8,
+            5,
+            4,
+            30,
+            4096
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn pinned_check() {
+        let pin = PinnedParams::exactly(Params::v1(Policy::Intervene));
+        assert!(pin.check(&Params::v1(Policy::Intervene)).is_ok());
+        assert_eq!(
+            pin.check(&Params::lite(Policy::Intervene)),
+            Err(ParamsError::NotPinned("f"))
+        );
+        let low_t = Params::new(
+            Policy::Intervene,
+            low_frequency_positions(48),
+            2,
+            12,
+            29,
+            0,
+            50,
+            8,
+            5,
+            0,
+            0,
+            4096,
+        )
+        .expect("valid");
+        assert!(matches!(
+            pin.check(&low_t),
+            Err(ParamsError::ThresholdBelowFloor { .. })
+        ));
+        assert_eq!(
+            pin.check(&Params::v1(Policy::Silent)),
+            Err(ParamsError::NotPinned("policy"))
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! Writes valid encodings of every fuzzed format into `fuzz/corpus/<target>/` as seeds.
+//! Run with `cargo test -p hashguard-protocol --test fuzz_seeds -- --ignored`.
+
+mod common;
+
+use common::*;
+use hashguard_protocol::prelude::*;
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = format!("{}/fuzz/corpus/{target}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(format!("{dir}/{name}"), bytes).expect("write");
+}
+
+#[test]
+#[ignore = "writes files; run by hand before fuzzing"]
+fn write_fuzz_seeds() {
+    for (policy, tag) in [(Policy::Intervene, "i"), (Policy::Silent, "s")] {
+        let w = world(policy, 3, 20, 7);
+        let mut r = rng(8);
+        let mut client = Client::new(AccountState::generate(&mut r), w.params.clone());
+        let opener = w.opener();
+        let p = PdqInput {
+            hash: w.listed[0],
+            margins: random_margins(&mut r),
+            quality: 90,
+        };
+        let b = binding(1, b"c");
+        let bv = client
+            .build_pdq_voucher(&w.table, &item(Some(p), cid(&mut r), b"t"), &b, &mut r)
+            .expect("voucher");
+        write("voucher", &format!("small-{tag}"), &bv.voucher.encode());
+        let layout = VoucherLayout::pdq(&w.params);
+        if let OpenOutcome::Opened(rec) = opener.open(&bv.voucher, &layout, &b) {
+            write("inner", &format!("l1-{tag}"), &rec.l1.encode());
+            let k = bv.held.consent();
+            write("inner", &format!("consent-{tag}"), &*k.encode());
+        }
+        write(
+            "table_shard",
+            &format!("shard-{tag}"),
+            &w.built.shards[0].shard.encode(),
+        );
+        write(
+            "account_state",
+            &format!("state-{tag}"),
+            &client.state().encode(),
+        );
+        write("manifest", &format!("params-{tag}"), &w.params.encode());
+        let m = Manifest {
+            deployment_id: [1; 16],
+            epoch: 1,
+            not_before: 0,
+            not_after: 10,
+            prev_manifest_hash: [0; 32],
+            params: w.params.clone(),
+            public_key: w.spec.public_key,
+            tables: vec![TableDescriptor {
+                kind: TableKind::Pdq,
+                shard_count: w.spec.shard_count,
+                shard_salt: w.spec.shard_salt,
+                shards: w.built.entries(),
+            }],
+            revokes: vec![3],
+        };
+        write("manifest", &format!("manifest-{tag}"), &m.encode());
+        // Full-size P = 79 vouchers.
+        let p79 = Params::v1(policy);
+        let v79 = hashguard_protocol::voucher::Voucher {
+            epoch: 1,
+            voucher_id: [2; 16],
+            probes: bv.voucher.probes.iter().cycle().take(79).cloned().collect(),
+            rct: vec![0; VoucherLayout::pdq(&p79).rct_len()],
+        };
+        write("voucher", &format!("p79-{tag}"), &v79.encode());
+    }
+}
