@@ -1,6 +1,7 @@
 //! Video files to vPDQ features through libav, as the reference's `hashVideoFile`.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling::{Context as Scaler, Flags};
@@ -120,8 +121,32 @@ pub fn libavcodec_version() -> (u32, u32, u32) {
     (v >> 16, (v >> 8) & 0xff, v & 0xff)
 }
 
+/// Where the time of one [`hash_video_file_timed`] call went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    /// Demuxing and decoding (libav), including frames that are not hashed.
+    pub decode: Duration,
+    /// Conversion of hashed frames to RGB24 (swscale).
+    pub convert: Duration,
+    /// PDQ hashing of the converted frames.
+    pub hash: Duration,
+    /// Frames decoded.
+    pub frames_decoded: u64,
+    /// Frames hashed.
+    pub frames_hashed: u64,
+}
+
 /// Hashes the video at `path`, returning its features in frame order.
 pub fn hash_video_file(path: &Path, options: &VideoOptions) -> Result<Vec<Feature>, VideoError> {
+    hash_video_file_timed(path, options).map(|(features, _)| features)
+}
+
+/// [`hash_video_file`], also reporting the time spent in each stage (for benchmarks).
+pub fn hash_video_file_timed(
+    path: &Path,
+    options: &VideoOptions,
+) -> Result<(Vec<Feature>, StageTimes), VideoError> {
+    let started = Instant::now();
     if !(options.seconds_per_hash >= 0.0 && options.seconds_per_hash.is_finite()) {
         return Err(VideoError::Options("seconds per hash must be >= 0".into()));
     }
@@ -179,6 +204,7 @@ pub fn hash_video_file(path: &Path, options: &VideoOptions) -> Result<Vec<Featur
         rgb: VideoFrame::empty(),
         hasher: PdqHasher::new(),
         features: Vec::new(),
+        times: StageTimes::default(),
     };
     for (packet_stream, packet) in input.packets() {
         if packet_stream.index() != stream_index {
@@ -204,7 +230,14 @@ pub fn hash_video_file(path: &Path, options: &VideoOptions) -> Result<Vec<Featur
             declared: declared_frames,
         });
     }
-    Ok(state.features)
+    let mut times = state.times;
+    times.frames_decoded = state.frame_number;
+    times.frames_hashed = state.features.len() as u64;
+    times.decode = started
+        .elapsed()
+        .saturating_sub(times.convert)
+        .saturating_sub(times.hash);
+    Ok((state.features, times))
 }
 
 fn check_size(width: u32, height: u32, options: &VideoOptions) -> Result<(), VideoError> {
@@ -229,6 +262,7 @@ struct FrameState<'a> {
     rgb: VideoFrame,
     hasher: PdqHasher,
     features: Vec<Feature>,
+    times: StageTimes,
 }
 
 impl FrameState<'_> {
@@ -271,9 +305,12 @@ impl FrameState<'_> {
         let Some((scaler, ..)) = self.scaler.as_mut() else {
             return Err(VideoError::Codec("no scaler".into()));
         };
+        let convert_start = Instant::now();
         scaler
             .run(&self.decoded, &mut self.rgb)
             .map_err(|e| VideoError::Corrupt(e.to_string()))?;
+        let hash_start = Instant::now();
+        self.times.convert += hash_start - convert_start;
         let image = RgbImage::with_stride(
             self.rgb.data(0),
             dw as usize,
@@ -282,6 +319,7 @@ impl FrameState<'_> {
         )
         .map_err(|e| VideoError::Corrupt(e.to_string()))?;
         let out = self.hasher.hash_rgb(&image);
+        self.times.hash += hash_start.elapsed();
         self.features.push(Feature {
             frame: number,
             quality: out.quality,

@@ -25,7 +25,10 @@ mod matching;
 use std::fmt;
 use std::str::FromStr;
 
-pub use hasher::{hash_video_file, is_video, libavcodec_version, VideoError, VideoOptions};
+pub use hasher::{
+    hash_video_file, hash_video_file_timed, is_video, libavcodec_version, StageTimes, VideoError,
+    VideoOptions,
+};
 pub use matching::{match_features, select_keyframes, MatchResult, MatchRule};
 
 use hashguard_pdq::Hash256;
