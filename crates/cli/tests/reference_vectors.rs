@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{data_lines, hashguard, testdata};
+use common::{data_lines, hashguard, hashguard_ok, testdata};
 
 #[test]
 fn expected_hashes_and_qualities() {
@@ -28,21 +28,10 @@ fn expected_hashes_and_qualities() {
         args.push(path);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = hashguard(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = hashguard_ok(&args);
     let mut seen = 0;
     for line in stdout.lines() {
-        let mut parts = line.splitn(3, ',');
-        let (hash, quality, path) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
+        let (hash, quality, path) = common::csv_fields(line);
         let (want_hash, want_quality) = &want[path];
         assert_eq!(
             (hash, quality),
@@ -162,13 +151,7 @@ fn videos_are_recognised_by_content_and_print_vpdq_lines() {
     let renamed = dir.path().join("clip.png");
     std::fs::copy(&video, &renamed).unwrap();
     let renamed = renamed.display().to_string();
-    let out = hashguard(&["hash", "--seconds-per-hash", "0", &renamed]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = hashguard_ok(&["hash", "--seconds-per-hash", "0", &renamed]);
     let reference = data_lines(&data.join("vpdq/sample-hashes/test-padded-dimensions.txt"));
     let ours: Vec<String> = stdout
         .lines()
