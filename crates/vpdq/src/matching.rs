@@ -109,3 +109,74 @@ pub fn select_keyframes(
         .map(|i| distinct[i * distinct.len() / max])
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashguard_pdq::Hash256;
+
+    fn feature(frame: u64, words: [u64; 4], quality: u8) -> Feature {
+        Feature {
+            frame,
+            quality,
+            hash: Hash256::from_words(words),
+            timestamp: frame as f32 / 30.0,
+        }
+    }
+
+    #[test]
+    fn empty_sides_give_zero_under_both_rules() {
+        let a = [feature(0, [1, 2, 3, 4], 100)];
+        let low = [feature(0, [1, 2, 3, 4], 49)];
+        for rule in [MatchRule::Reference, MatchRule::ThreatExchange] {
+            let r = match_features(&a, &low, rule, 31, 50);
+            assert_eq!((r.query_percent, r.compared_percent), (0.0, 0.0));
+            assert!(!r.is_match(80.0, 0.0));
+        }
+    }
+
+    #[test]
+    fn rules_differ_at_the_threshold_and_on_duplicates() {
+        let base = [0u64; 4];
+        let at_31 = [(1u64 << 31) - 1, 0, 0, 0]; // 31 bits set
+        let q = [feature(0, base, 100), feature(1, base, 100)];
+        let c = [feature(0, at_31, 100)];
+        // ThreatExchange: <= 31 matches, and the duplicate query frame counts once.
+        let te = match_features(&q, &c, MatchRule::ThreatExchange, 31, 50);
+        assert_eq!((te.query_percent, te.compared_percent), (100.0, 100.0));
+        // Reference: < 31 does not match.
+        let cpp = match_features(&q, &c, MatchRule::Reference, 31, 50);
+        assert_eq!((cpp.query_percent, cpp.compared_percent), (0.0, 0.0));
+    }
+
+    #[test]
+    fn keyframes_are_distinct_spread_and_capped() {
+        // 100 frames: 50 distinct hashes, each repeated twice in a row, plus low-quality frames.
+        let mut features = Vec::new();
+        for i in 0..100u64 {
+            let distinct = i / 2;
+            // Hashes far apart: a different 64-bit word pattern per distinct frame.
+            let w = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(distinct + 1);
+            features.push(feature(
+                i,
+                [w, !w, w.rotate_left(17), !w.rotate_left(9)],
+                100,
+            ));
+        }
+        features.push(feature(100, [7, 7, 7, 7], 10));
+        let picked = select_keyframes(&features, 16, 50, 10);
+        assert_eq!(picked.len(), 16);
+        for (i, a) in picked.iter().enumerate() {
+            assert!(a.quality >= 50);
+            for b in &picked[i + 1..] {
+                assert!(a.hash.distance(&b.hash) > 10);
+                assert!(a.frame < b.frame, "time order");
+            }
+        }
+        // Spread: the first and the last eighth of the video are both represented.
+        assert!(picked.first().is_some_and(|f| f.frame < 12));
+        assert!(picked.last().is_some_and(|f| f.frame >= 88));
+        // Fewer distinct frames than the cap: all of them.
+        assert_eq!(select_keyframes(&features[..10], 16, 50, 10).len(), 5);
+    }
+}
