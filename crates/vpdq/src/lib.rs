@@ -19,12 +19,14 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "libav")]
 mod hasher;
 mod matching;
 
 use std::fmt;
 use std::str::FromStr;
 
+#[cfg(feature = "libav")]
 pub use hasher::{
     hash_video_file, hash_video_file_timed, is_video, libavcodec_version, StageTimes, VideoError,
     VideoOptions,

@@ -1,4 +1,5 @@
 //! Acceptance for vPDQ against the reference files in ../shared/testdata/vpdq.
+#![cfg(feature = "libav")]
 
 use std::path::PathBuf;
 
