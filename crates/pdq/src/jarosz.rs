@@ -242,25 +242,30 @@ fn box_along_strip(input: &[Lanes], window: usize, sink: &mut impl Sink) {
 }
 
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 fn add(sum: &mut Lanes, x: &Lanes) {
-    for (s, v) in sum.iter_mut().zip(x) {
-        *s += *v;
+    for i in 0..STRIP {
+        sum[i] += x[i];
     }
 }
 
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 fn sub(sum: &mut Lanes, x: &Lanes) {
-    for (s, v) in sum.iter_mut().zip(x) {
-        *s -= *v;
+    for i in 0..STRIP {
+        sum[i] -= x[i];
     }
 }
 
 /// `sum += x; sum -= y` as two roundings, the reference's phase-3 order.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 fn add_sub(sum: &mut Lanes, x: &Lanes, y: &Lanes) {
-    for ((s, a), b) in sum.iter_mut().zip(x).zip(y) {
-        *s += *a;
-        *s -= *b;
+    // Index loops over the fixed lane count: LLVM turns these into whole-vector operations,
+    // where the zipped iterators were left as scalar code.
+    for i in 0..STRIP {
+        sum[i] += x[i];
+        sum[i] -= y[i];
     }
 }
 
