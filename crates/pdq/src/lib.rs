@@ -43,8 +43,8 @@
 //! # Ok::<(), hashguard_pdq::ImageError>(())
 //! ```
 #![deny(missing_docs)]
-// One `unsafe` block, in `jarosz::Downscaler::run`: the call of the AVX2-compiled filter after
-// run-time CPU feature detection.
+// Two `unsafe` blocks, both in `jarosz` and both resting on run-time CPU feature detection (the
+// `Avx2` token): the call of the AVX2-compiled filter, and the AVX2 register transpose.
 #![deny(unsafe_code)]
 
 mod dct;
@@ -363,7 +363,7 @@ impl PdqHasher {
             // The reference copies exactly-64x64 input straight through (pre-scaled video frames).
             for first in (0..64).step_by(jarosz::STRIP) {
                 let mut strip = [[0.0f32; jarosz::STRIP]; 64];
-                source.fill_strip(first, jarosz::STRIP, &mut strip);
+                source.fill_strip(first, jarosz::STRIP, &mut strip, jarosz::Portable);
                 for (col, lanes) in strip.iter().enumerate() {
                     for (k, v) in lanes.iter().enumerate() {
                         self.buffer64[(first + k) * 64 + col] = *v;
