@@ -1,4 +1,5 @@
-//! `hashguard hash`: PDQ hashes of image files, in the PDQ CLI's CSV convention or JSON lines.
+//! `hashguard hash`: PDQ hashes of images and vPDQ hashes of videos, in the PDQ CLI's CSV
+//! convention or JSON lines.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

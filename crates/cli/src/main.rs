@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Hash images with PDQ (bit-exact with Meta's reference).
+    /// Hash images with PDQ and videos with vPDQ (bit-exact with Meta's reference).
     Hash(hash_cmd::HashArgs),
 }
 
