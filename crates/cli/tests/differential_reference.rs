@@ -37,27 +37,59 @@ fn oracle_python() -> Option<PathBuf> {
     None
 }
 
-#[test]
-fn generated_images_equal_the_cpp_reference() {
-    let Some(python) = oracle_python() else {
+/// The oracle's Python, or `None` after saying the test is skipped (a failure when
+/// `HASHGUARD_REQUIRE_ORACLE=1`).
+fn oracle_or_skip(test: &str) -> Option<PathBuf> {
+    let python = oracle_python();
+    if python.is_none() {
         let required = std::env::var("HASHGUARD_REQUIRE_ORACLE").is_ok_and(|v| v == "1");
         assert!(
             !required,
             "HASHGUARD_REQUIRE_ORACLE=1 but no Python with pdqhash was found \
              (set HASHGUARD_ORACLE_PYTHON or create .venv)"
         );
-        eprintln!("SKIPPED generated_images_equal_the_cpp_reference: no Python with pdqhash");
+        eprintln!("SKIPPED {test}: no Python with pdqhash");
+    }
+    python
+}
+
+fn run_generator(python: &PathBuf, script: &str, out: &std::path::Path) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools/oracle")
+        .join(script);
+    let status = Command::new(python).arg(&script).arg(out).status().unwrap();
+    assert!(status.success(), "{} failed", script.display());
+}
+
+#[test]
+fn exif_orientation_matches_pillow_exif_transpose() {
+    let Some(python) = oracle_or_skip("exif_orientation_matches_pillow_exif_transpose") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tools/oracle/make_differential_corpus.py");
-    let status = Command::new(&python)
-        .arg(&script)
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "the corpus generator failed");
+    run_generator(&python, "make_exif_corpus.py", dir.path());
+    let images = dir.path().join("images");
+    let stored = common::hashguard_ok(&["hash", images.to_str().unwrap()]);
+    let turned = common::hashguard_ok(&["hash", "--exif-orient", images.to_str().unwrap()]);
+    let expected = std::fs::read_to_string(dir.path().join("expected.tsv")).unwrap();
+    let rows: Vec<Vec<&str>> = expected.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 8);
+    for ((row, plain), oriented) in rows.iter().zip(stored.lines()).zip(turned.lines()) {
+        let (hash, _, path) = common::csv_fields(plain);
+        assert!(path.ends_with(row[0]), "{path} vs {}", row[0]);
+        assert_eq!(hash, row[1], "{}: stored pixels", row[0]);
+        let (hash, _, _) = common::csv_fields(oriented);
+        assert_eq!(hash, row[2], "{}: after the EXIF orientation", row[0]);
+    }
+}
+
+#[test]
+fn generated_images_equal_the_cpp_reference() {
+    let Some(python) = oracle_or_skip("generated_images_equal_the_cpp_reference") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_generator(&python, "make_differential_corpus.py", dir.path());
 
     // file -> (reference hash, reference quality, pdqhash hash, pdqhash quality)
     let mut expected: HashMap<String, [String; 4]> = HashMap::new();
