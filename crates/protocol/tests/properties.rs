@@ -70,7 +70,7 @@ fn run_pt1(policy: Policy, seed: u64, n_items: usize) {
             _ => near_copy(&w, &w.listed[i % w.listed.len()], &mut r),
         };
         stream.push((p, cid(&mut r)));
-        if r.next_u32() % 4 == 0 {
+        if r.next_u32().is_multiple_of(4) {
             let (p, c) = stream[stream.len() - 1].clone();
             stream.push((p, c)); // duplicate upload
         }

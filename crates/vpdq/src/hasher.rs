@@ -276,7 +276,7 @@ impl FrameState<'_> {
                     limit: self.options.max_duration_seconds,
                 });
             }
-            if number % self.frame_mod == 0 {
+            if number.is_multiple_of(self.frame_mod) {
                 self.hash_current(number)?;
             }
         }

@@ -1,0 +1,42 @@
+//! Fuzzes the list parsers: any bytes, any signal type, any format (or detection). A parse
+//! never panics; bad line numbers exist in the input; an accepted list written back in its
+//! format parses to the same items (as far as the format carries them).
+#![no_main]
+
+use hashguard_hashlist::{parse_list, write_list, Format, ParseError, SignalType};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, bytes)) = data.split_first() else {
+        return;
+    };
+    let signal_type =
+        [SignalType::Pdq, SignalType::Md5, SignalType::Sha256][usize::from(selector % 3)];
+    let format = match (selector / 3) % 5 {
+        0 => None,
+        k => Some(Format::ALL[usize::from(k - 1)]),
+    };
+    let lines = bytes.split(|&b| b == b'\n').count();
+    match parse_list(bytes, signal_type, format) {
+        Ok(list) => {
+            assert!(list.line_numbers().iter().all(|&l| l >= 1 && l <= lines));
+            let text = write_list(list.format(), signal_type, list.items(), None)
+                .expect("an accepted list can be written in its own format");
+            let back = parse_list(text.as_bytes(), signal_type, Some(list.format()))
+                .expect("a written list parses");
+            let want: Vec<_> = list
+                .items()
+                .iter()
+                .map(|i| list.format().projection(i))
+                .collect();
+            assert_eq!(back.items(), &want[..]);
+        }
+        Err(ParseError::BadLines { lines: bad, .. }) => {
+            assert!(!bad.is_empty());
+            assert!(bad.iter().all(|b| b.line >= 1 && b.line <= lines));
+            assert!(bad.windows(2).all(|w| w[0].line <= w[1].line));
+        }
+        Err(ParseError::FormatSignalType { format, .. }) => assert_eq!(format, Format::PdqCli),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+});

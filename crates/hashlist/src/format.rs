@@ -1,0 +1,697 @@
+//! List file formats: detection, parsing with a reason for every rejected line, and writing.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::entry::{ItemError, ListItem};
+use crate::signal::{Quality, Signal, SignalType, ValueError, MIN_PDQ_QUALITY};
+use crate::text::{Tag, Text, TextError};
+
+/// The CSV header, in order.
+pub const CSV_HEADER: [&str; 5] = ["signal_type", "signal_str", "collab", "category", "tags"];
+
+/// A list file format.
+///
+/// | format | a line | carries |
+/// |---|---|---|
+/// | [`PlainHex`](Format::PlainHex) | `<hex>` | the value |
+/// | [`LocalFile`](Format::LocalFile) | `<signal_type> <hex>` (ThreatExchange `local_file`) | the value |
+/// | [`Csv`](Format::Csv) | `signal_type,signal_str,collab,category,tags` (header optional) | value, category, tags (space-separated) |
+/// | [`PdqCli`](Format::PdqCli) | `hash,quality,filename` (PDQ only) | value, quality, source id (the file name) |
+///
+/// In every format, blank lines and lines whose first non-blank character is `#` are comments.
+/// Nothing else is ever skipped: every other line is either imported or reported. A CSV record
+/// is one line (no field this crate accepts can hold a newline).
+/// [`Format::projection`] says exactly what survives a write and a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// One hex value per line; the signal type is the bank's.
+    PlainHex,
+    /// The ThreatExchange `local_file` format: `<signal_type> <value>` per line.
+    LocalFile,
+    /// The CSV `signal_type,signal_str,collab,category,tags`.
+    Csv,
+    /// The PDQ CLI output `hash,quality,filename`.
+    PdqCli,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Format; 4] = [
+        Format::PlainHex,
+        Format::LocalFile,
+        Format::Csv,
+        Format::PdqCli,
+    ];
+
+    /// The format's name on the command line: `hex`, `local-file`, `csv`, `pdq-cli`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::PlainHex => "hex",
+            Format::LocalFile => "local-file",
+            Format::Csv => "csv",
+            Format::PdqCli => "pdq-cli",
+        }
+    }
+
+    /// Guesses the format from the first line that is not blank or a comment:
+    /// a comma and a first field that is `signal_type` or a signal type name means CSV; another
+    /// line with a comma means PDQ CLI output; two or more whitespace-separated fields mean
+    /// `local_file`; anything else (and an empty file) means plain hex. The guess only chooses
+    /// the parser: a wrong guess shows up as rejected lines, never as a silent misreading, and
+    /// the caller can always name the format instead.
+    ///
+    /// ```
+    /// use hashguard_hashlist::Format;
+    /// assert_eq!(Format::detect(b"# stand-in\npdq ffff\n"), Format::LocalFile);
+    /// assert_eq!(Format::detect(b"signal_type,signal_str,collab,category,tags\n"), Format::Csv);
+    /// assert_eq!(Format::detect(b"ffff,100,a.jpg\n"), Format::PdqCli);
+    /// assert_eq!(Format::detect(b"ffff\n"), Format::PlainHex);
+    /// ```
+    pub fn detect(bytes: &[u8]) -> Format {
+        let Some(line) = bytes.split(|&b| b == b'\n').find_map(|l| {
+            let l = String::from_utf8_lossy(l);
+            let t = l.trim();
+            (!t.is_empty() && !t.starts_with('#')).then(|| t.to_string())
+        }) else {
+            return Format::PlainHex;
+        };
+        if let Some((first, _)) = line.split_once(',') {
+            let first = first.trim();
+            if first == CSV_HEADER[0] || first.parse::<SignalType>().is_ok() {
+                Format::Csv
+            } else {
+                Format::PdqCli
+            }
+        } else if line.split_whitespace().count() >= 2 {
+            Format::LocalFile
+        } else {
+            Format::PlainHex
+        }
+    }
+
+    /// What of `item` a write followed by a read in this format preserves: the item that
+    /// [`parse_list`] returns for the line [`write_list`] wrote.
+    pub fn projection(self, item: &ListItem) -> ListItem {
+        let value = *item.value();
+        let bare = |quality| ListItem::new(value, quality);
+        let projected = match self {
+            Format::PlainHex | Format::LocalFile => bare(None),
+            Format::Csv => bare(None).map(|i| {
+                i.with_category(item.category().cloned())
+                    .with_tags(item.tags().to_vec())
+            }),
+            Format::PdqCli => {
+                bare(item.quality()).map(|i| i.with_source_id(item.source_id().cloned()))
+            }
+        };
+        // `bare` only fails on a quality, which came from a valid item.
+        projected.unwrap_or_else(|_| item.clone())
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A format name that is not one of `hex`, `local-file`, `csv`, `pdq-cli`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown list format {0:?} (known: hex, local-file, csv, pdq-cli)")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| UnknownFormat(s.to_string()))
+    }
+}
+
+/// Why one line was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The line (or a CSV field) is not UTF-8.
+    #[error("not UTF-8")]
+    NotUtf8,
+    /// A character of the value is not a hex digit.
+    #[error("bad hex: character {position} ({character:?}) is not a hex digit")]
+    BadHex {
+        /// 1-based position within the value.
+        position: usize,
+        /// The character.
+        character: char,
+    },
+    /// The value has the wrong length for its signal type.
+    #[error("wrong length: a {signal_type} value has {expected} hex digits, this has {found}")]
+    WrongLength {
+        /// The signal type.
+        signal_type: SignalType,
+        /// Expected hex digits.
+        expected: usize,
+        /// Characters found.
+        found: usize,
+    },
+    /// A PDQ quality under 50.
+    #[error("quality under {MIN_PDQ_QUALITY}: {0}")]
+    LowQuality(u8),
+    /// The quality field is not an integer in 0..=100.
+    #[error("bad quality {0:?}: not an integer in 0..=100")]
+    BadQuality(String),
+    /// The same value appeared on an earlier line.
+    #[error("duplicate of line {first_line}")]
+    Duplicate {
+        /// The line that has the value first.
+        first_line: usize,
+    },
+    /// The signal type name is not known.
+    #[error("unknown signal type {0:?}")]
+    UnknownSignalType(String),
+    /// A known signal type other than the bank's.
+    #[error("signal type {found} in a {expected} list")]
+    SignalTypeMismatch {
+        /// The bank's type.
+        expected: SignalType,
+        /// The line's type.
+        found: SignalType,
+    },
+    /// The line has the wrong number of fields.
+    #[error("wrong column count: expected {expected}, found {found}")]
+    WrongColumnCount {
+        /// Fields expected.
+        expected: usize,
+        /// Fields found.
+        found: usize,
+    },
+    /// A CSV header whose names are not `signal_type,signal_str,collab,category,tags`.
+    #[error("bad CSV header {0:?}")]
+    BadHeader(String),
+    /// A field that is not valid text or tags.
+    #[error("bad {column}: {error}")]
+    BadField {
+        /// The column's name.
+        column: &'static str,
+        /// Why.
+        error: TextError,
+    },
+    /// The CSV reader could not read the record.
+    #[error("unreadable CSV: {0}")]
+    Csv(String),
+}
+
+impl From<ValueError> for LineError {
+    fn from(e: ValueError) -> Self {
+        match e {
+            ValueError::WrongLength {
+                signal_type,
+                expected,
+                found,
+            } => LineError::WrongLength {
+                signal_type,
+                expected,
+                found,
+            },
+            ValueError::BadHex {
+                position,
+                character,
+            } => LineError::BadHex {
+                position,
+                character,
+            },
+            // Callers refuse unsupported types before reading lines.
+            ValueError::Unsupported(t) => LineError::UnknownSignalType(t.to_string()),
+        }
+    }
+}
+
+impl From<ItemError> for LineError {
+    fn from(e: ItemError) -> Self {
+        match e {
+            ItemError::LowQuality(q) => LineError::LowQuality(q),
+            ItemError::QualityOnExactType => LineError::BadQuality("on an exact type".into()),
+        }
+    }
+}
+
+/// A rejected line: its 1-based number and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct BadLine {
+    /// 1-based line number (for a CSV record, the line it starts on).
+    pub line: usize,
+    /// Why it was rejected.
+    pub reason: LineError,
+}
+
+/// Why a list was not accepted. A list with any bad line is refused whole: no item of it is
+/// returned, so no caller can import part of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Lines were rejected; every one is listed, in line order.
+    #[error("{} bad line(s) in a {format} list, nothing imported; first: {}", .lines.len(), .lines.first().map(|l| l.to_string()).unwrap_or_default())]
+    BadLines {
+        /// The format the file was read as.
+        format: Format,
+        /// Every rejected line.
+        lines: Vec<BadLine>,
+    },
+    /// The format cannot hold this signal type (PDQ CLI output holds only PDQ).
+    #[error("the {format} format cannot hold {signal_type} values")]
+    FormatSignalType {
+        /// The format.
+        format: Format,
+        /// The signal type.
+        signal_type: SignalType,
+    },
+    /// The signal type is not supported by this version.
+    #[error("signal type {0} is not supported by this version")]
+    UnsupportedSignalType(SignalType),
+}
+
+/// A list file that parsed without a single bad line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedList {
+    format: Format,
+    signal_type: SignalType,
+    items: Vec<ListItem>,
+    lines: Vec<usize>,
+}
+
+impl ParsedList {
+    /// The format it was read as.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+    /// The signal type of every item.
+    pub fn signal_type(&self) -> SignalType {
+        self.signal_type
+    }
+    /// The items, in file order, no two with the same value.
+    pub fn items(&self) -> &[ListItem] {
+        &self.items
+    }
+    /// The 1-based line number of each item (parallel to [`ParsedList::items`]).
+    pub fn line_numbers(&self) -> &[usize] {
+        &self.lines
+    }
+    /// The items, consuming the list.
+    pub fn into_items(self) -> Vec<ListItem> {
+        self.items
+    }
+}
+
+/// Collects items and bad lines, and catches duplicates.
+struct Collector {
+    signal_type: SignalType,
+    items: Vec<ListItem>,
+    lines: Vec<usize>,
+    bad: Vec<BadLine>,
+    seen: HashMap<Signal, usize>,
+}
+
+impl Collector {
+    fn push(&mut self, line: usize, item: Result<ListItem, LineError>) {
+        match item {
+            Ok(item) => {
+                if let Some(&first_line) = self.seen.get(item.value()) {
+                    self.bad.push(BadLine {
+                        line,
+                        reason: LineError::Duplicate { first_line },
+                    });
+                } else {
+                    self.seen.insert(*item.value(), line);
+                    self.items.push(item);
+                    self.lines.push(line);
+                }
+            }
+            Err(reason) => self.bad.push(BadLine { line, reason }),
+        }
+    }
+
+    fn signal_type_field(&self, field: &str) -> Result<(), LineError> {
+        let found: SignalType = field
+            .parse()
+            .map_err(|_| LineError::UnknownSignalType(field.to_string()))?;
+        if found != self.signal_type {
+            return Err(LineError::SignalTypeMismatch {
+                expected: self.signal_type,
+                found,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Parses a list file of `signal_type` values, in `format` or (for `None`) the format
+/// [`Format::detect`] guesses. Returns every item, or every bad line and no item.
+///
+/// ```
+/// use hashguard_hashlist::{parse_list, Format, LineError, ParseError, SignalType};
+/// let ok = format!("pdq {}\n", "ab".repeat(32));
+/// let list = parse_list(ok.as_bytes(), SignalType::Pdq, None)?;
+/// assert_eq!((list.format(), list.items().len()), (Format::LocalFile, 1));
+///
+/// let bad = format!("pdq {0}\npdq {0}\nmd5 {1}\npdq xyz\n", "ab".repeat(32), "0".repeat(32));
+/// let Err(ParseError::BadLines { lines, .. }) = parse_list(bad.as_bytes(), SignalType::Pdq, None)
+/// else { panic!() };
+/// let got: Vec<_> = lines.iter().map(|b| b.line).collect();
+/// assert_eq!(got, [2, 3, 4]);
+/// assert_eq!(lines[0].reason, LineError::Duplicate { first_line: 1 });
+/// # Ok::<(), ParseError>(())
+/// ```
+pub fn parse_list(
+    bytes: &[u8],
+    signal_type: SignalType,
+    format: Option<Format>,
+) -> Result<ParsedList, ParseError> {
+    if !signal_type.is_supported() {
+        return Err(ParseError::UnsupportedSignalType(signal_type));
+    }
+    let format = format.unwrap_or_else(|| Format::detect(bytes));
+    if format == Format::PdqCli && signal_type != SignalType::Pdq {
+        return Err(ParseError::FormatSignalType {
+            format,
+            signal_type,
+        });
+    }
+    let mut c = Collector {
+        signal_type,
+        items: Vec::new(),
+        lines: Vec::new(),
+        bad: Vec::new(),
+        seen: HashMap::new(),
+    };
+    if format == Format::Csv {
+        parse_csv(bytes, &mut c);
+    } else {
+        for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            let line = i + 1;
+            let Ok(text) = std::str::from_utf8(raw) else {
+                c.bad.push(BadLine {
+                    line,
+                    reason: LineError::NotUtf8,
+                });
+                continue;
+            };
+            let t = text.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            let item = match format {
+                Format::PlainHex => plain_line(t, signal_type),
+                Format::LocalFile => local_file_line(t, &c),
+                Format::PdqCli => pdq_cli_line(t),
+                Format::Csv => unreachable_csv(),
+            };
+            c.push(line, item);
+        }
+    }
+    if c.bad.is_empty() {
+        Ok(ParsedList {
+            format,
+            signal_type,
+            items: c.items,
+            lines: c.lines,
+        })
+    } else {
+        c.bad.sort_by_key(|b| b.line);
+        Err(ParseError::BadLines {
+            format,
+            lines: c.bad,
+        })
+    }
+}
+
+fn unreachable_csv() -> Result<ListItem, LineError> {
+    Err(LineError::Csv(
+        "internal: CSV reached the line parser".into(),
+    ))
+}
+
+fn plain_line(t: &str, signal_type: SignalType) -> Result<ListItem, LineError> {
+    let fields: Vec<&str> = t.split_whitespace().collect();
+    if fields.len() != 1 {
+        return Err(LineError::WrongColumnCount {
+            expected: 1,
+            found: fields.len(),
+        });
+    }
+    Ok(ListItem::new(Signal::parse(signal_type, fields[0])?, None)?)
+}
+
+fn local_file_line(t: &str, c: &Collector) -> Result<ListItem, LineError> {
+    let fields: Vec<&str> = t.split_whitespace().collect();
+    if fields.len() != 2 {
+        return Err(LineError::WrongColumnCount {
+            expected: 2,
+            found: fields.len(),
+        });
+    }
+    c.signal_type_field(fields[0])?;
+    Ok(ListItem::new(
+        Signal::parse(c.signal_type, fields[1])?,
+        None,
+    )?)
+}
+
+fn pdq_cli_line(t: &str) -> Result<ListItem, LineError> {
+    let fields: Vec<&str> = t.splitn(3, ',').collect();
+    if fields.len() != 3 {
+        return Err(LineError::WrongColumnCount {
+            expected: 3,
+            found: fields.len(),
+        });
+    }
+    let value = Signal::parse(SignalType::Pdq, fields[0].trim())?;
+    let q = fields[1].trim();
+    let quality = q
+        .parse::<u8>()
+        .ok()
+        .and_then(|q| Quality::new(q).ok())
+        .ok_or_else(|| LineError::BadQuality(q.to_string()))?;
+    let name = fields[2].trim();
+    let source_id = if name.is_empty() {
+        None
+    } else {
+        Some(Text::new(name).map_err(|error| LineError::BadField {
+            column: "filename",
+            error,
+        })?)
+    };
+    Ok(ListItem::new(value, Some(quality))?.with_source_id(source_id))
+}
+
+/// Reads one physical line as one CSV record. Lines are split before the CSV reader sees them, so
+/// line numbers are exact (the `csv` crate's record positions point at a preceding comment or
+/// blank line), and a quoted field cannot run over a line end: no field this crate accepts holds
+/// a newline, so a line with an unterminated quote is reported, not joined to the next.
+fn csv_fields(line: &[u8]) -> Result<Vec<String>, LineError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(line);
+    let mut records = reader.byte_records();
+    let record = match records.next() {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => return Err(LineError::Csv(e.to_string())),
+        None => return Ok(Vec::new()),
+    };
+    if records.next().is_some() {
+        return Err(LineError::Csv("more than one record on a line".into()));
+    }
+    record
+        .iter()
+        .map(|f| {
+            std::str::from_utf8(f)
+                .map(str::to_string)
+                .map_err(|_| LineError::NotUtf8)
+        })
+        .collect()
+}
+
+fn parse_csv(bytes: &[u8], c: &mut Collector) {
+    let mut first = true;
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = i + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let trimmed = raw.trim_ascii();
+        if trimmed.is_empty() || trimmed.starts_with(b"#") {
+            continue;
+        }
+        let fields = match csv_fields(raw) {
+            Ok(f) => f,
+            Err(reason) => {
+                first = false;
+                c.bad.push(BadLine { line, reason });
+                continue;
+            }
+        };
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        if first && fields.first() == Some(&CSV_HEADER[0]) {
+            first = false;
+            if fields.len() != CSV_HEADER.len() {
+                c.bad.push(BadLine {
+                    line,
+                    reason: LineError::WrongColumnCount {
+                        expected: CSV_HEADER.len(),
+                        found: fields.len(),
+                    },
+                });
+            } else if fields != CSV_HEADER {
+                c.bad.push(BadLine {
+                    line,
+                    reason: LineError::BadHeader(fields.join(",")),
+                });
+            }
+            continue;
+        }
+        first = false;
+        let item = csv_record(&fields, c);
+        c.push(line, item);
+    }
+}
+
+fn csv_record(fields: &[&str], c: &Collector) -> Result<ListItem, LineError> {
+    if fields.len() != CSV_HEADER.len() {
+        return Err(LineError::WrongColumnCount {
+            expected: CSV_HEADER.len(),
+            found: fields.len(),
+        });
+    }
+    c.signal_type_field(fields[0])?;
+    let value = Signal::parse(c.signal_type, fields[1])?;
+    // fields[2], the collaboration, names the supplier: it belongs to the bank, not the entry.
+    let category = if fields[3].is_empty() {
+        None
+    } else {
+        Some(Text::new(fields[3]).map_err(|error| LineError::BadField {
+            column: "category",
+            error,
+        })?)
+    };
+    let tags = fields[4]
+        .split_whitespace()
+        .map(|t| {
+            t.parse::<Tag>().map_err(|error| LineError::BadField {
+                column: "tags",
+                error,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ListItem::new(value, None)?
+        .with_category(category)
+        .with_tags(tags))
+}
+
+/// Why a list could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The format cannot hold this signal type (PDQ CLI output holds only PDQ).
+    #[error("the {format} format cannot hold {signal_type} values")]
+    FormatSignalType {
+        /// The format.
+        format: Format,
+        /// The signal type.
+        signal_type: SignalType,
+    },
+    /// PDQ CLI output needs a quality and this item has none.
+    #[error("{value} has no quality, which the pdq-cli format needs")]
+    MissingQuality {
+        /// The item's value.
+        value: Signal,
+    },
+    /// An item of another signal type.
+    #[error("{value} is not a {expected} value")]
+    SignalTypeMismatch {
+        /// The list's type.
+        expected: SignalType,
+        /// The item's value.
+        value: Signal,
+    },
+    /// The CSV writer failed.
+    #[error("CSV writer: {0}")]
+    Csv(String),
+}
+
+/// Writes `items` (all of `signal_type`) in `format`. For CSV, `collab` fills the `collab` column
+/// (the bank's organisation, typically) and a header is written. Values are lowercase hex.
+///
+/// ```
+/// use hashguard_hashlist::{parse_list, write_list, Format, ListItem, Signal, SignalType};
+/// let item = ListItem::new(Signal::parse(SignalType::Sha256, &"0a".repeat(32))?, None)?;
+/// let text = write_list(Format::LocalFile, SignalType::Sha256, &[item.clone()], None)?;
+/// assert_eq!(text, format!("sha256 {}\n", "0a".repeat(32)));
+/// let back = parse_list(text.as_bytes(), SignalType::Sha256, None)?;
+/// assert_eq!(back.items(), &[item]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_list(
+    format: Format,
+    signal_type: SignalType,
+    items: &[ListItem],
+    collab: Option<&Text>,
+) -> Result<String, WriteError> {
+    if format == Format::PdqCli && signal_type != SignalType::Pdq {
+        return Err(WriteError::FormatSignalType {
+            format,
+            signal_type,
+        });
+    }
+    if let Some(item) = items
+        .iter()
+        .find(|i| i.value().signal_type() != signal_type)
+    {
+        return Err(WriteError::SignalTypeMismatch {
+            expected: signal_type,
+            value: *item.value(),
+        });
+    }
+    let mut out = String::new();
+    match format {
+        Format::PlainHex => items.iter().for_each(|i| {
+            out.push_str(&i.value().to_string());
+            out.push('\n');
+        }),
+        Format::LocalFile => items.iter().for_each(|i| {
+            out.push_str(&format!("{signal_type} {}\n", i.value()));
+        }),
+        Format::PdqCli => {
+            for i in items {
+                let quality = i
+                    .quality()
+                    .ok_or(WriteError::MissingQuality { value: *i.value() })?;
+                let name = i.source_id().map(Text::as_str).unwrap_or("");
+                out.push_str(&format!("{},{quality},{name}\n", i.value()));
+            }
+        }
+        Format::Csv => {
+            let mut w = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::Any(b'\n'))
+                .from_writer(Vec::new());
+            let err = |e: csv::Error| WriteError::Csv(e.to_string());
+            w.write_record(CSV_HEADER).map_err(err)?;
+            let collab = collab.map(Text::as_str).unwrap_or("");
+            for i in items {
+                let tags: Vec<&str> = i.tags().iter().map(Tag::as_str).collect();
+                let value = i.value().to_string();
+                let category = i.category().map(Text::as_str).unwrap_or("");
+                w.write_record([
+                    signal_type.as_str(),
+                    value.as_str(),
+                    collab,
+                    category,
+                    tags.join(" ").as_str(),
+                ])
+                .map_err(err)?;
+            }
+            let bytes = w.into_inner().map_err(|e| WriteError::Csv(e.to_string()))?;
+            out = String::from_utf8(bytes).map_err(|e| WriteError::Csv(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}

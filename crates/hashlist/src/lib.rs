@@ -1,0 +1,78 @@
+//! Banks of hashes with provenance, the list formats of the ecosystem, incremental list
+//! versions and the consensus view that the private-matching table is built from.
+//!
+//! This crate is pure: it parses and validates bytes and strings and computes views. It opens
+//! no file and no database (`hashguard-store` persists banks; the CLI reads files), so every
+//! rule here is testable without I/O and reusable by the server and by auditors.
+//!
+//! # Design decisions
+//!
+//! - **Misuse is unrepresentable.** [`Bank`], [`ListItem`], [`Entry`], [`Jurisdiction`],
+//!   [`BankName`], [`Text`], [`Tag`], [`Quality`] and [`Version`] validate in their
+//!   constructors and keep their fields private: a bank's threshold fits its signal type
+//!   (0 for MD5/SHA-256), a jurisdiction is an assigned ISO 3166-1 alpha-2 code, a PDQ item never
+//!   has a quality under 50, a tombstone is never removed before it was added, text never holds
+//!   a newline that would break a line format.
+//! - **Nothing is dropped silently.** [`parse_list`] returns either every item of a file or every
+//!   bad line with its 1-based number and a typed [`LineError`] (bad hex, wrong length, quality
+//!   under 50, duplicate, unknown signal type, wrong column count, ...). A file with one bad line
+//!   yields no item, so a caller cannot import half a list. Blank lines and `#` comments are the
+//!   only lines skipped, and that is documented per format on [`Format`].
+//! - **Formats are detected, never trusted blindly.** [`Format::detect`] guesses from the first
+//!   data line; a wrong guess can only turn into rejected lines, and callers can name the format.
+//! - **Versions are immutable and only grow.** [`plan_import`] turns a newer list version into
+//!   additions and tombstones so the bank's live entries equal the new list; the same version
+//!   with the same content is a no-op; the same version with other content, or an older one, is
+//!   refused. Tombstones keep the history, so any past version can be exported and audited
+//!   ([`Entry::live_at`]).
+//! - **Consensus is defined first, then made fast.** [`consensus_brute_force`] is the definition
+//!   in code; [`consensus()`] uses a pigeonhole bucket filter (proved in its documentation) and is
+//!   property-tested to return exactly the same view. See the [`consensus`](mod@consensus) module
+//!   for the exact semantics (no cluster representative: every qualifying listed value is
+//!   output; allow banks, disabled banks and tombstones are excluded).
+//! - **vPDQ is not supported yet.** The name `vpdq` is recognised (so list lines that carry it are
+//!   reported as a signal type mismatch rather than as unknown), but no bank can hold it.
+//!
+//! # Example
+//!
+//! ```
+//! use hashguard_hashlist::*;
+//! let file = format!("# stand-in list\npdq {}\npdq {}\n", "f0".repeat(32), "0f".repeat(32));
+//! let list = parse_list(file.as_bytes(), SignalType::Pdq, None)?;
+//! let ImportPlan::Apply(changes) = plan_import(None, &[], list.items(), Version::FIRST)? else {
+//!     unreachable!()
+//! };
+//! let entries = apply(&[], &changes);
+//! assert_eq!(entries.len(), 2);
+//! let items: Vec<ListItem> = entries.iter().map(|e| e.item().clone()).collect();
+//! let csv = write_list(Format::Csv, SignalType::Pdq, &items, None)?;
+//! assert!(csv.starts_with("signal_type,signal_str,collab,category,tags\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod bank;
+pub mod consensus;
+mod diff;
+mod entry;
+mod format;
+mod iso_codes;
+mod signal;
+mod text;
+
+pub use bank::{Bank, BankError, BankKind, BankName, Jurisdiction};
+pub use consensus::{
+    consensus, consensus_brute_force, BankEntries, ConsensusItem, ConsensusParams,
+    ConsensusParamsError,
+};
+pub use diff::{apply, plan_import, Changes, ImportPlan, VersionError};
+pub use entry::{Entry, EntryError, ItemError, ListItem, Version};
+pub use format::{
+    parse_list, write_list, BadLine, Format, LineError, ParseError, ParsedList, UnknownFormat,
+    WriteError, CSV_HEADER,
+};
+pub use signal::{
+    Quality, QualityOutOfRange, Signal, SignalType, UnknownSignalType, ValueError, MIN_PDQ_QUALITY,
+};
+pub use text::{Tag, Text, TextError};
