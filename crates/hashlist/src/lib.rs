@@ -30,6 +30,12 @@
 //!   property-tested to return exactly the same view. See the [`consensus`](mod@consensus) module
 //!   for the exact semantics (no cluster representative: every qualifying listed value is
 //!   output; allow banks, disabled banks and tombstones are excluded).
+//! - **Matching is defined by brute force.** [`Matcher`] answers "which entries of which enabled
+//!   banks are within their bank's threshold of this value" with one multi-index search
+//!   (`hashguard-index`) for PDQ and a hash map for exact types; allow banks suppress block
+//!   matches. It is property-tested against comparing with every entry.
+//! - **Queries are not lists.** [`parse_queries`] reads the same formats but keeps duplicates and
+//!   low qualities, which are normal in a batch of uploads and wrong in a list.
 //! - **vPDQ is not supported yet.** The name `vpdq` is recognised (so list lines that carry it are
 //!   reported as a signal type mismatch rather than as unknown), but no bank can hold it.
 //!
@@ -58,6 +64,8 @@ mod diff;
 mod entry;
 mod format;
 mod iso_codes;
+mod matcher;
+mod queries;
 mod signal;
 mod text;
 
@@ -72,6 +80,8 @@ pub use format::{
     parse_list, write_list, BadLine, Format, LineError, ParseError, ParsedList, UnknownFormat,
     WriteError, CSV_HEADER,
 };
+pub use matcher::{Hit, Lookup, MatchRules, Matcher, MatcherError};
+pub use queries::{detect_signal_type, parse_queries, QueryLine};
 pub use signal::{
     Quality, QualityOutOfRange, Signal, SignalType, UnknownSignalType, ValueError, MIN_PDQ_QUALITY,
 };
