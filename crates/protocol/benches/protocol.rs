@@ -1,9 +1,17 @@
 //! Client voucher time (P = 79 and P = 13), server opening time per voucher, table build time
 //! per key, and the primitives they are made of, on one core.
 //! Run: `cargo bench -p hashguard-protocol --bench protocol`.
+//!
+//! For instruction counts (stable on a shared, noisy machine), set `HASHGUARD_FIXED_WORK` to
+//! `client`, `server` or `build` and run the bench binary under callgrind: it then does a fixed
+//! amount of that work (8 client vouchers at P = 79, 8 server openings at P = 79, or one shard
+//! of 16,384 keys) instead of criterion, for example
+//! (`HASHGUARD_FIXED_N` changes the count)
+//! `HASHGUARD_FIXED_WORK=client valgrind --tool=callgrind --collect-atstart=no
+//! --toggle-collect='*fixed_work_client*' target/release/deps/protocol-<hash> --bench`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use hashguard_protocol::prelude::*;
 use hashguard_protocol::table::build_shard;
 use rand_chacha::ChaCha20Rng;
@@ -197,10 +205,239 @@ fn bench_primitives(c: &mut Criterion) {
     c.bench_function("prim_decompress", |b| b.iter(|| pc.decompress()));
 }
 
+/// The work measured under callgrind; `#[inline(never)]` so `--toggle-collect` can find it.
+#[inline(never)]
+fn fixed_work_client(fx: &Fixture, client: &mut Client, items: &[(Hash256, [f32; 256])]) -> usize {
+    let mut r = ChaCha20Rng::seed_from_u64(11);
+    let binding = UploadBinding::new([7; 16], b"ciphertext");
+    let mut total = 0;
+    for (i, (hash, m)) in items.iter().enumerate() {
+        let it = Item {
+            pdq: Some(PdqInput {
+                hash: *hash,
+                margins: *m,
+                quality: 90,
+            }),
+            content_sha256: [i as u8; 32],
+            media_kind: MediaKind::Image,
+            frame_idx: 0,
+            thumbnail: b"",
+        };
+        let v = client
+            .build_pdq_voucher(&fx.table, &it, &binding, &mut r)
+            .expect("voucher");
+        total += v.voucher.encode().len();
+    }
+    total
+}
+
+#[inline(never)]
+fn fixed_work_server(opener: &Opener, layout: &VoucherLayout, vouchers: &[Vec<u8>]) -> usize {
+    let binding = UploadBinding::new([7; 16], b"ciphertext");
+    vouchers
+        .iter()
+        .map(|b| {
+            let v = Voucher::decode(b, layout).expect("decode");
+            usize::from(matches!(
+                opener.open(&v, layout, &binding),
+                OpenOutcome::Opened(_)
+            ))
+        })
+        .sum()
+}
+
+#[inline(never)]
+fn fixed_work_build(
+    spec: &TableSpec,
+    secret: &OpeningKey,
+    keys: Vec<KeyBytes>,
+    r: &mut ChaCha20Rng,
+) -> u32 {
+    build_shard(spec, secret, 0, 0, [4; 32], keys, r)
+        .expect("build")
+        .entry
+        .m
+}
+
+/// 1,000 of each primitive, each in its own function so callgrind reports them separately.
+fn fixed_work_prims() {
+    use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    use curve25519_dalek::ristretto::{RistrettoBasepointTable, RistrettoPoint};
+    use curve25519_dalek::scalar::Scalar;
+    use curve25519_dalek::traits::MultiscalarMul;
+    use std::hint::black_box;
+    let mut r = ChaCha20Rng::seed_from_u64(9);
+    let s: Vec<Scalar> = (0..1000).map(|_| Scalar::random(&mut r)).collect();
+    let p = RistrettoPoint::random(&mut r);
+    let l = RistrettoPoint::random(&mut r);
+    let l_table = RistrettoBasepointTable::create(&l);
+    #[inline(never)]
+    fn prim_var_base(s: &[Scalar], p: RistrettoPoint) -> RistrettoPoint {
+        s.iter().map(|x| x * p).sum()
+    }
+    #[inline(never)]
+    fn prim_msm2(s: &[Scalar], p: RistrettoPoint, q: RistrettoPoint) -> RistrettoPoint {
+        s.iter()
+            .map(|x| RistrettoPoint::multiscalar_mul([*x, *x], [p, q]))
+            .sum()
+    }
+    #[inline(never)]
+    fn prim_table_g(s: &[Scalar]) -> RistrettoPoint {
+        s.iter().map(RistrettoPoint::mul_base).sum()
+    }
+    #[inline(never)]
+    fn prim_table_l(s: &[Scalar], t: &RistrettoBasepointTable) -> RistrettoPoint {
+        s.iter().map(|x| t * x).sum()
+    }
+    #[inline(never)]
+    fn prim_h2g(n: u32) -> RistrettoPoint {
+        (0..n)
+            .map(|i| {
+                hashguard_protocol::suite::hash_to_group(b"PDQTPSI-V1-KEY", &[&i.to_le_bytes()])
+            })
+            .sum()
+    }
+    #[inline(never)]
+    fn prim_compress(p: RistrettoPoint, n: u32) -> u8 {
+        let mut x = p;
+        let mut acc = 0u8;
+        for _ in 0..n {
+            acc ^= x.compress().as_bytes()[0];
+            x += RISTRETTO_BASEPOINT_POINT;
+        }
+        acc
+    }
+    #[inline(never)]
+    fn prim_decompress(c: &[[u8; 32]]) -> usize {
+        c.iter()
+            .filter(|b| {
+                curve25519_dalek::ristretto::CompressedRistretto(**b)
+                    .decompress()
+                    .is_some()
+            })
+            .count()
+    }
+    let enc: Vec<[u8; 32]> = s
+        .iter()
+        .map(|x| RistrettoPoint::mul_base(x).compress().to_bytes())
+        .collect();
+    black_box(prim_var_base(&s, p));
+    black_box(prim_msm2(&s, p, l));
+    black_box(prim_table_g(&s));
+    black_box(prim_table_l(&s, &l_table));
+    black_box(prim_h2g(1000));
+    black_box(prim_compress(p, 1000));
+    black_box(prim_decompress(&enc));
+}
+
+/// `HASHGUARD_FIXED_N`: how many vouchers, openings or shard builds (default 8, 8, 1); run
+/// with two values under `perf stat -e task-clock` and take the difference for CPU time per
+/// operation that is independent of the fixture's setup.
+fn fixed_n() -> usize {
+    let default = match std::env::var("HASHGUARD_FIXED_WORK").as_deref() {
+        Ok("build") => 1,
+        _ => 8,
+    };
+    std::env::var("HASHGUARD_FIXED_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `HASHGUARD_FIXED_WORK` mode (see the module documentation). Returns `true` if it ran.
+fn fixed_work() -> bool {
+    let Ok(mode) = std::env::var("HASHGUARD_FIXED_WORK") else {
+        return false;
+    };
+    let params = Params::v1(Policy::Intervene);
+    match mode.as_str() {
+        "client" | "server" => {
+            let fx = fixture(params.clone(), 4096, 4);
+            let mut r = ChaCha20Rng::seed_from_u64(2);
+            let mut client = Client::new(AccountState::generate(&mut r), params.clone());
+            let items: Vec<(Hash256, [f32; 256])> = (0..fixed_n())
+                .map(|i| {
+                    let h = if i == 0 {
+                        fx.listed[0]
+                    } else {
+                        random_hash(&mut r)
+                    };
+                    (h, margins(&mut r))
+                })
+                .collect();
+            if mode == "client" {
+                let n = fixed_work_client(&fx, &mut client, &items);
+                eprintln!("fixed work: {} client vouchers, {n} bytes", items.len());
+            } else {
+                let layout = VoucherLayout::pdq(&params);
+                let binding = UploadBinding::new([7; 16], b"ciphertext");
+                let vouchers: Vec<Vec<u8>> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (h, m))| {
+                        let it = Item {
+                            pdq: Some(PdqInput {
+                                hash: *h,
+                                margins: *m,
+                                quality: 90,
+                            }),
+                            content_sha256: [i as u8; 32],
+                            media_kind: MediaKind::Image,
+                            frame_idx: 0,
+                            thumbnail: b"",
+                        };
+                        client
+                            .build_pdq_voucher(&fx.table, &it, &binding, &mut r)
+                            .expect("voucher")
+                            .voucher
+                            .encode()
+                    })
+                    .collect();
+                let opener = Opener::new(fx.secret.clone(), params.clone());
+                let n = fixed_work_server(&opener, &layout, &vouchers);
+                assert_eq!(
+                    n,
+                    usize::from(!items.is_empty()),
+                    "only the listed item opens"
+                );
+                eprintln!("fixed work: {} server openings, {n} opened", items.len());
+            }
+        }
+        "build" => {
+            let mut r = ChaCha20Rng::seed_from_u64(3);
+            let secret = OpeningKey::generate(&mut r);
+            let spec = TableSpec {
+                deployment_id: [1; 16],
+                kind: TableKind::Pdq,
+                params: params.clone(),
+                public_key: secret.public_key(),
+                shard_count: 1,
+                shard_salt: [2; 32],
+            };
+            let keys: Vec<KeyBytes> = (0..16_384)
+                .map(|_| KeyBytes::from_pdq_key(r.next_u64() >> 16, params.k()))
+                .collect();
+            for _ in 0..fixed_n() {
+                let m = fixed_work_build(&spec, &secret, keys.clone(), &mut r);
+                eprintln!("fixed work: one shard of 16384 keys, m = {m}");
+            }
+        }
+        "prims" => fixed_work_prims(),
+        other => panic!("HASHGUARD_FIXED_WORK={other}: expected client, server, build or prims"),
+    }
+    true
+}
+
 criterion_group!(
     benches,
     bench_primitives,
     bench_client_and_server,
     bench_build
 );
-criterion_main!(benches);
+fn main() {
+    if fixed_work() {
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
