@@ -4,9 +4,9 @@
 //!
 //! For instruction counts (stable on a shared, noisy machine), set `HASHGUARD_FIXED_WORK` to
 //! `client`, `server` or `build` and run the bench binary under callgrind: it then does a fixed
-//! amount of that work (8 client vouchers at P = 79, 8 server openings at P = 79, or one shard
-//! of 16,384 keys) instead of criterion, for example
-//! (`HASHGUARD_FIXED_N` changes the count)
+//! amount of that work (8 client vouchers at P = 79; 8 server openings at P = 79, of which one
+//! opens; one shard of 16,384 keys; `HASHGUARD_FIXED_N` changes the count) instead of
+//! criterion, for example
 //! `HASHGUARD_FIXED_WORK=client valgrind --tool=callgrind --collect-atstart=no
 //! --toggle-collect='*fixed_work_client*' target/release/deps/protocol-<hash> --bench`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
@@ -198,6 +198,16 @@ fn bench_primitives(c: &mut Criterion) {
         })
     });
     c.bench_function("prim_var_base_mul_ct", |b| b.iter(|| s * p));
+    let s2 = Scalar::random(&mut r);
+    c.bench_function("prim_msm2_ct", |b| {
+        b.iter(|| {
+            use curve25519_dalek::traits::MultiscalarMul;
+            RistrettoPoint::multiscalar_mul(
+                [s, s2],
+                [p, curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT],
+            )
+        })
+    });
     c.bench_function("prim_fixed_base_mul", |b| {
         b.iter(|| RistrettoPoint::mul_base(&s))
     });
@@ -232,10 +242,17 @@ fn fixed_work_client(fx: &Fixture, client: &mut Client, items: &[(Hash256, [f32;
 }
 
 #[inline(never)]
-fn fixed_work_server(opener: &Opener, layout: &VoucherLayout, vouchers: &[Vec<u8>]) -> usize {
+fn fixed_work_server(
+    opener: &Opener,
+    layout: &VoucherLayout,
+    vouchers: &[Vec<u8>],
+    n: usize,
+) -> usize {
     let binding = UploadBinding::new([7; 16], b"ciphertext");
     vouchers
         .iter()
+        .cycle()
+        .take(n)
         .map(|b| {
             let v = Voucher::decode(b, layout).expect("decode");
             usize::from(matches!(
@@ -330,6 +347,38 @@ fn fixed_work_prims() {
     black_box(prim_decompress(&enc));
 }
 
+/// Wall time and, on Linux, this thread's CPU time (`/proc/thread-self/schedstat`, which
+/// excludes time spent waiting for a core: the machine these figures come from is shared).
+struct Clock {
+    wall: std::time::Instant,
+    cpu_ns: Option<u64>,
+}
+
+impl Clock {
+    fn cpu_ns() -> Option<u64> {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+    fn start() -> Self {
+        Clock {
+            cpu_ns: Self::cpu_ns(),
+            wall: std::time::Instant::now(),
+        }
+    }
+    fn report(&self, what: &str, n: usize) {
+        let wall = self.wall.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64;
+        let cpu = match (self.cpu_ns, Self::cpu_ns()) {
+            (Some(a), Some(b)) => format!("{:.1}", (b - a) as f64 / 1e3 / n.max(1) as f64),
+            _ => "n/a".into(),
+        };
+        eprintln!("{what}: {cpu} µs CPU, {wall:.1} µs wall per operation over {n}");
+    }
+}
+
 /// `HASHGUARD_FIXED_N`: how many vouchers, openings or shard builds (default 8, 8, 1); run
 /// with two values under `perf stat -e task-clock` and take the difference for CPU time per
 /// operation that is independent of the fixture's setup.
@@ -355,7 +404,9 @@ fn fixed_work() -> bool {
             let fx = fixture(params.clone(), 4096, 4);
             let mut r = ChaCha20Rng::seed_from_u64(2);
             let mut client = Client::new(AccountState::generate(&mut r), params.clone());
-            let items: Vec<(Hash256, [f32; 256])> = (0..fixed_n())
+            // The server opens 8 vouchers (one of them matching) round-robin.
+            let n_items = if mode == "client" { fixed_n() } else { 8 };
+            let items: Vec<(Hash256, [f32; 256])> = (0..n_items)
                 .map(|i| {
                     let h = if i == 0 {
                         fx.listed[0]
@@ -366,7 +417,9 @@ fn fixed_work() -> bool {
                 })
                 .collect();
             if mode == "client" {
+                let t = Clock::start();
                 let n = fixed_work_client(&fx, &mut client, &items);
+                t.report("client voucher P=79", items.len());
                 eprintln!("fixed work: {} client vouchers, {n} bytes", items.len());
             } else {
                 let layout = VoucherLayout::pdq(&params);
@@ -394,13 +447,12 @@ fn fixed_work() -> bool {
                     })
                     .collect();
                 let opener = Opener::new(fx.secret.clone(), params.clone());
-                let n = fixed_work_server(&opener, &layout, &vouchers);
-                assert_eq!(
-                    n,
-                    usize::from(!items.is_empty()),
-                    "only the listed item opens"
-                );
-                eprintln!("fixed work: {} server openings, {n} opened", items.len());
+                let total = fixed_n();
+                let t = Clock::start();
+                let n = fixed_work_server(&opener, &layout, &vouchers, total);
+                t.report("server open P=79", total);
+                assert_eq!(n, total.div_ceil(8), "only the listed item opens");
+                eprintln!("fixed work: {total} server openings, {n} opened");
             }
         }
         "build" => {
@@ -418,7 +470,9 @@ fn fixed_work() -> bool {
                 .map(|_| KeyBytes::from_pdq_key(r.next_u64() >> 16, params.k()))
                 .collect();
             for _ in 0..fixed_n() {
+                let t = Clock::start();
                 let m = fixed_work_build(&spec, &secret, keys.clone(), &mut r);
+                t.report("table build per key (16384 keys)", 16_384);
                 eprintln!("fixed work: one shard of 16384 keys, m = {m}");
             }
         }
