@@ -9,6 +9,8 @@
 //! criterion, for example
 //! `HASHGUARD_FIXED_WORK=client valgrind --tool=callgrind --collect-atstart=no
 //! --toggle-collect='*fixed_work_client*' target/release/deps/protocol-<hash> --bench`.
+//! Run without valgrind, the same mode prints CPU time per operation (`prims` times the
+//! primitives; `HASHGUARD_PRIMS=1` adds them to the other modes).
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
