@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod db;
+mod demo_cmd;
 mod hash_cmd;
 mod hashing;
 mod inputs;
@@ -27,6 +28,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole path on embedded defaults: stand-in lists, matching, private table, vouchers.
+    Demo(demo_cmd::DemoArgs),
     /// Hash images with PDQ and videos with vPDQ (bit-exact with Meta's reference).
     Hash(hash_cmd::HashArgs),
     /// Manage banks of hashes: create, import, export, stats, consensus.
@@ -40,6 +43,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo_cmd::run(args),
         Command::Hash(args) => hash_cmd::run(args),
         Command::List(args) => list_cmd::run(args),
         Command::Match(args) => match_cmd::run(args),

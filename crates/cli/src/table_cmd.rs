@@ -64,19 +64,19 @@ enum ParamsArg {
 }
 
 #[derive(Debug, Args)]
-struct ConsensusOpts {
+pub(crate) struct ConsensusOpts {
     /// Only these PDQ banks (default: every enabled PDQ block bank).
     #[arg(long = "bank", value_name = "NAME")]
-    banks: Vec<String>,
+    pub(crate) banks: Vec<String>,
     /// N: minimum number of supporting organisations.
     #[arg(long, default_value_t = 2)]
-    min_organisations: usize,
+    pub(crate) min_organisations: usize,
     /// M: minimum number of supporting jurisdictions.
     #[arg(long, default_value_t = 2)]
-    min_jurisdictions: usize,
+    pub(crate) min_jurisdictions: usize,
     /// d: distance within which two organisations support the same item.
     #[arg(long, default_value_t = 10)]
-    distance: u32,
+    pub(crate) distance: u32,
 }
 
 #[derive(Debug, Args)]
@@ -160,21 +160,25 @@ fn params_for(p: ParamsArg, policy: PolicyArg) -> Params {
 }
 
 /// The key set K of a table, and how it was obtained.
-struct KeySet {
+pub(crate) struct KeySet {
     /// The banks it came from.
-    banks: Vec<String>,
+    pub(crate) banks: Vec<String>,
     /// Values in the consensus view.
-    consensus_values: usize,
+    pub(crate) consensus_values: usize,
     /// Distinct keys of those values.
-    distinct: usize,
+    pub(crate) distinct: usize,
     /// The keys kept after separation: K.
-    keys: Vec<KeyBytes>,
+    pub(crate) keys: Vec<KeyBytes>,
     /// Keys dropped for separation.
-    pruned: usize,
+    pub(crate) pruned: usize,
 }
 
 /// The consensus view's PDQ keys, separated (protocol.md 3.5 steps 1-2).
-fn key_set(db: &DbArgs, opts: &ConsensusOpts, params: &Params) -> anyhow::Result<KeySet> {
+pub(crate) fn key_set(
+    db: &DbArgs,
+    opts: &ConsensusOpts,
+    params: &Params,
+) -> anyhow::Result<KeySet> {
     let loaded = runtime()?.block_on(async {
         let store = db.open(true).await?;
         let loaded = store.load_enabled(Some(SignalType::Pdq)).await;
@@ -242,7 +246,8 @@ fn unhex32(s: &str) -> anyhow::Result<[u8; 32]> {
     Ok(out)
 }
 
-fn os_rng() -> anyhow::Result<rand_chacha::ChaCha20Rng> {
+/// A ChaCha20 generator seeded from the operating system.
+pub(crate) fn os_rng() -> anyhow::Result<rand_chacha::ChaCha20Rng> {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
     getrandom::fill(seed.as_mut()).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
     Ok(rand_chacha::ChaCha20Rng::from_seed(*seed))
