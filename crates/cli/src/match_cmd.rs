@@ -59,6 +59,10 @@ pub struct MatchArgs {
     /// their MD5/SHA-256 still are.
     #[arg(long, default_value_t = hashguard_pdq::QUALITY_THRESHOLD)]
     min_quality: u8,
+    /// Also look up the 7 rotated and mirrored variants of each image's PDQ hash (catches
+    /// flipped and rotated copies; JSON names the variant that matched).
+    #[arg(long)]
+    dihedral: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Csv)]
     format: Format,
@@ -149,10 +153,53 @@ fn load_database(args: &MatchArgs) -> anyhow::Result<Banks> {
     })
 }
 
+/// One value looked up for an input.
+struct Query {
+    value: Signal,
+    quality: Option<u8>,
+    /// For a dihedral variant of the image's PDQ hash, its name (`rot90`, `flipx`, ...).
+    variant: Option<&'static str>,
+}
+
+/// What one input matched: the reported matches (one per bank entry, at the smallest distance
+/// over the queries), and the allow banks that suppressed block matches.
+#[derive(Default)]
+struct Matched {
+    reported: Vec<(usize, Hit)>,
+    suppressed_by: Vec<usize>,
+}
+
 /// One input's queries and what they matched.
 struct Outcome {
     name: String,
-    result: Result<Vec<(Signal, Option<u8>, Lookup)>, String>,
+    result: Result<(Vec<Query>, Matched), String>,
+}
+
+/// Looks up every query and keeps, per bank entry, the closest reported match.
+fn lookup_all(matcher: &Matcher, queries: &[Query], scratch: &mut Scratch) -> Matched {
+    let mut best: std::collections::BTreeMap<(usize, usize), (usize, Hit)> = Default::default();
+    let mut matched = Matched::default();
+    for (qi, q) in queries.iter().enumerate() {
+        let lookup = matcher.lookup_with(&q.value, scratch);
+        if lookup.suppressed() {
+            matched
+                .suppressed_by
+                .extend(lookup.allow.iter().map(|h| h.bank));
+        }
+        for hit in lookup.reported() {
+            let slot = best.entry((hit.bank, hit.item)).or_insert((qi, *hit));
+            if hit.distance < slot.1.distance {
+                *slot = (qi, *hit);
+            }
+        }
+    }
+    matched.suppressed_by.sort_unstable();
+    matched.suppressed_by.dedup();
+    matched.reported = best.into_values().collect();
+    matched
+        .reported
+        .sort_by_key(|(_, h)| (h.distance, h.bank, h.item));
+    matched
 }
 
 fn match_media(
@@ -164,7 +211,7 @@ fn match_media(
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         anyhow::bail!("`-` (standard input) can be given only once");
     }
-    let settings = args.media.settings(false, true);
+    let settings = args.media.settings(args.dihedral, true);
     let progress = progress_bar(inputs.len());
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -176,13 +223,9 @@ fn match_media(
                 .par_iter()
                 .map_init(Scratch::new, |scratch, input| {
                     let result = hash_input(input, &settings).map(|hashed| {
-                        queries_of(&hashed, args.min_quality)
-                            .into_iter()
-                            .map(|(value, quality)| {
-                                let lookup = banks.matcher.lookup_with(&value, scratch);
-                                (value, quality, lookup)
-                            })
-                            .collect()
+                        let queries = queries_of(&hashed, args.min_quality);
+                        let matched = lookup_all(&banks.matcher, &queries, scratch);
+                        (queries, matched)
                     });
                     progress.inc(1);
                     Outcome {
@@ -194,28 +237,28 @@ fn match_media(
         });
         for outcome in &outcomes {
             match &outcome.result {
-                Ok(lookups) => {
-                    let mut any = false;
-                    for (value, quality, lookup) in lookups {
-                        if lookup.suppressed() {
-                            let allow = &banks.labels[lookup.allow[0].bank];
-                            progress.suspend(|| {
-                                eprintln!(
-                                    "hashguard: {}: {} match(es) suppressed by allow bank {allow}",
-                                    outcome.name,
-                                    lookup.block.len()
-                                )
-                            });
-                        }
-                        for hit in lookup.reported() {
-                            any = true;
-                            let line =
-                                match_line(args.format, banks, &outcome.name, value, *quality, hit);
-                            out.write_all(line.as_bytes())
-                                .context("cannot write output")?;
-                        }
+                Ok((queries, matched)) => {
+                    if !matched.suppressed_by.is_empty() {
+                        let allow: Vec<&str> = matched
+                            .suppressed_by
+                            .iter()
+                            .map(|&b| banks.labels[b].as_str())
+                            .collect();
+                        progress.suspend(|| {
+                            eprintln!(
+                                "hashguard: {}: matches suppressed by allow bank(s) {}",
+                                outcome.name,
+                                allow.join(", ")
+                            )
+                        });
                     }
-                    matched_inputs += usize::from(any);
+                    for (qi, hit) in &matched.reported {
+                        let line =
+                            match_line(args.format, banks, &outcome.name, &queries[*qi], hit);
+                        out.write_all(line.as_bytes())
+                            .context("cannot write output")?;
+                    }
+                    matched_inputs += usize::from(!matched.reported.is_empty());
                 }
                 Err(reason) => {
                     failures += 1;
@@ -243,39 +286,53 @@ fn match_media(
     })
 }
 
-/// The values to look up for one hashed input: its PDQ hash (if good enough) and its digests.
-fn queries_of(hashed: &Hashed, min_quality: u8) -> Vec<(Signal, Option<u8>)> {
+/// The values to look up for one hashed input: its PDQ hash (if good enough) and, with
+/// `--dihedral`, its seven rotated and mirrored variants; then its digests.
+fn queries_of(hashed: &Hashed, min_quality: u8) -> Vec<Query> {
     let mut out = Vec::new();
     let digests = match hashed {
-        Hashed::Image { hash, digests, .. } => {
+        Hashed::Image {
+            hash,
+            dihedral,
+            digests,
+        } => {
             if hash.quality >= min_quality {
-                out.push((Signal::Pdq(hash.hash), Some(hash.quality)));
+                out.push(Query {
+                    value: Signal::Pdq(hash.hash),
+                    quality: Some(hash.quality),
+                    variant: None,
+                });
+                for (name, h) in dihedral.iter().flat_map(|d| d.named_variants()) {
+                    out.push(Query {
+                        value: Signal::Pdq(h),
+                        quality: Some(hash.quality),
+                        variant: Some(name),
+                    });
+                }
             }
             digests
         }
         Hashed::Video { digests, .. } => digests,
     };
     if let Some(d) = digests {
-        out.push((Signal::Md5(d.md5), None));
-        out.push((Signal::Sha256(d.sha256), None));
+        for value in [Signal::Md5(d.md5), Signal::Sha256(d.sha256)] {
+            out.push(Query {
+                value,
+                quality: None,
+                variant: None,
+            });
+        }
     }
     out
 }
 
-fn match_line(
-    format: Format,
-    banks: &Banks,
-    name: &str,
-    query: &Signal,
-    quality: Option<u8>,
-    hit: &Hit,
-) -> String {
+fn match_line(format: Format, banks: &Banks, name: &str, query: &Query, hit: &Hit) -> String {
     let Some(item) = banks.matcher.item(hit) else {
         return String::new();
     };
     let bank = &banks.labels[hit.bank];
     let entry_id = banks.entry_id(item);
-    let signal_type = query.signal_type();
+    let signal_type = query.value.signal_type();
     match format {
         Format::Csv => format!(
             "{},{},{},{signal_type},{}\n",
@@ -291,11 +348,14 @@ fn match_line(
                 "entry_id": entry_id,
                 "signal_type": signal_type.as_str(),
                 "distance": hit.distance,
-                "query": query.to_string(),
+                "query": query.value.to_string(),
                 "matched": item.value().to_string(),
             });
-            if let Some(q) = quality {
+            if let Some(q) = query.quality {
                 obj["quality"] = q.into();
+            }
+            if let Some(v) = query.variant {
+                obj["variant"] = v.into();
             }
             if let Some(lines) = &banks.lines {
                 obj["list_line"] = lines[hit.item].into();

@@ -440,6 +440,30 @@ fn match_images_against_a_list_file() {
     let obj: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(obj["list_line"], 2);
 
+    // A mirrored copy matches only when the dihedral variants are looked up too.
+    let mirrored = dir.path().join("mirrored.png");
+    save(
+        &image::imageops::flip_horizontal(&wave_image(7)),
+        &mirrored,
+        image::ImageFormat::Png,
+    );
+    let plain = hashguard_ok(&["match", "--list", &s(&list), &s(&mirrored)]);
+    assert_eq!(plain, "", "a mirror is far from the original's hash");
+    let json = hashguard_ok(&[
+        "match",
+        "--list",
+        &s(&list),
+        "--dihedral",
+        "--format",
+        "json",
+        &s(&mirrored),
+    ]);
+    let lines: Vec<&str> = json.lines().collect();
+    assert_eq!(lines.len(), 1, "one line per listed entry: {json}");
+    let obj: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(obj["variant"], "flipy", "{obj}");
+    assert!(obj["distance"].as_u64().unwrap() <= 31);
+
     // A malformed list file is refused with its line numbers.
     std::fs::write(&list, format!("pdq {h}\npdq 12\n")).unwrap();
     let out = hashguard(&["match", "--list", &s(&list), &s(&a)]);
