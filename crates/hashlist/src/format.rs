@@ -69,9 +69,9 @@ impl Format {
     /// whitespace-separated field that is a signal type name, followed by more, means
     /// `local_file` (a vPDQ value holds commas); another line with a comma means PDQ CLI output;
     /// two or more whitespace-separated fields mean `local_file`; anything else (and an empty
-    /// file) means plain hex. The guess only chooses
-    /// the parser: a wrong guess shows up as rejected lines, never as a silent misreading, and
-    /// the caller can always name the format instead.
+    /// file) means plain hex. The guess only chooses the parser: a wrong guess shows up as
+    /// rejected lines, never as a silent misreading, and the caller can always name the format
+    /// instead.
     ///
     /// ```
     /// use hashguard_hashlist::Format;
