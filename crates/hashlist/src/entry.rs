@@ -64,7 +64,7 @@ pub enum ItemError {
 /// ```
 /// use hashguard_hashlist::{ListItem, Quality, Signal, SignalType};
 /// let v = Signal::parse(SignalType::Pdq, &"f".repeat(64))?;
-/// let item = ListItem::new(v, Some(Quality::new(90)?))?
+/// let item = ListItem::new(v.clone(), Some(Quality::new(90)?))?
 ///     .with_tags(vec!["b".parse()?, "a".parse()?, "a".parse()?]);
 /// assert_eq!(item.tags().len(), 2);
 /// assert!(ListItem::new(v, Some(Quality::new(49)?)).is_err());
