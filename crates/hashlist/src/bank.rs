@@ -305,7 +305,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v.threshold(), 31);
-        assert_eq!(v.clone().with_threshold(255).map(|b| b.threshold()), Ok(255));
+        assert_eq!(
+            v.clone().with_threshold(255).map(|b| b.threshold()),
+            Ok(255)
+        );
         assert!(v.with_threshold(256).is_err());
         assert!(Bank::new(
             "x".parse().unwrap(),

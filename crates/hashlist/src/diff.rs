@@ -92,7 +92,10 @@ pub fn plan_import(
     }
     // Parsed lists have no repeated value; for other callers the first item of a value wins.
     let mut seen = std::collections::HashSet::new();
-    let items: Vec<&ListItem> = items.iter().filter(|i| seen.insert(i.value().clone())).collect();
+    let items: Vec<&ListItem> = items
+        .iter()
+        .filter(|i| seen.insert(i.value().clone()))
+        .collect();
     let live: HashMap<&Signal, &ListItem> = current
         .iter()
         .filter(|e| e.is_live())

@@ -90,7 +90,9 @@ impl Format {
             return Format::PlainHex;
         };
         let mut words = line.split_whitespace();
-        let typed_words = words.next().is_some_and(|w| w.parse::<SignalType>().is_ok())
+        let typed_words = words
+            .next()
+            .is_some_and(|w| w.parse::<SignalType>().is_ok())
             && words.next().is_some();
         if let Some((first, _)) = line.split_once(',') {
             let first = first.trim();
@@ -719,11 +721,9 @@ pub fn write_list(
         }),
         Format::PdqCli => {
             for i in items {
-                let quality = i
-                    .quality()
-                    .ok_or_else(|| WriteError::MissingQuality {
-                        value: i.value().clone(),
-                    })?;
+                let quality = i.quality().ok_or_else(|| WriteError::MissingQuality {
+                    value: i.value().clone(),
+                })?;
                 let name = i.source_id().map(Text::as_str).unwrap_or("");
                 out.push_str(&format!("{},{quality},{name}\n", i.value()));
             }

@@ -95,5 +95,5 @@ pub use format::{
 pub use signal::{
     Quality, QualityOutOfRange, Signal, SignalType, UnknownSignalType, ValueError, MIN_PDQ_QUALITY,
 };
-pub use vpdq::{format_timestamp, VpdqError, VpdqSignal, MAX_VPDQ_FRAMES};
 pub use text::{Tag, Text, TextError};
+pub use vpdq::{format_timestamp, VpdqError, VpdqSignal, MAX_VPDQ_FRAMES};

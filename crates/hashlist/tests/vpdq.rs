@@ -86,9 +86,7 @@ fn lists_are_byte_identical_to_python_threatexchange() {
     assert_eq!(videos.len(), 4);
     let items: Vec<ListItem> = videos
         .iter()
-        .map(|v| {
-            ListItem::new(Signal::Vpdq(VpdqSignal::from_features(v).unwrap()), None).unwrap()
-        })
+        .map(|v| ListItem::new(Signal::Vpdq(VpdqSignal::from_features(v).unwrap()), None).unwrap())
         .collect();
     // Frames are renumbered by position, and keep hash and quality.
     for (item, video) in items.iter().zip(&videos) {
@@ -140,17 +138,17 @@ fn every_bad_vpdq_line_is_reported_with_its_reason() {
         vec![format!("\"{a},100,0.0\""); MAX_VPDQ_FRAMES + 1].join(",")
     );
     let lines = [
-        format!("vpdq {good}"),                                            // 1 ok
-        "vpdq [\"abc\"".to_string(),                                       // 2 bad JSON
+        format!("vpdq {good}"),                                              // 1 ok
+        "vpdq [\"abc\"".to_string(),                                         // 2 bad JSON
         format!("vpdq {}", json(&[(format!("{}x", &a[..63]), "1", "0.0")])), // 3 bad hex
-        format!("vpdq {}", json(&[(a.clone(), "101", "0.0")])),           // 4 quality
-        "vpdq []".to_string(),                                             // 5 empty
-        format!("vpdq {many}"),                                            // 6 too many
-        format!("vpdq {same}"),                                            // 7 duplicate of 1
-        format!("pdq {a}"),                                                // 8 mismatch
-        format!("vpdq {}", json(&[(a.clone(), "1", "-1.0")])),            // 9 timestamp
-        "vpdq".to_string(),                                                // 10 no value
-        format!("vpdq {}", json(&[(b.clone(), "0", "2.0")])),             // 11 ok
+        format!("vpdq {}", json(&[(a.clone(), "101", "0.0")])),              // 4 quality
+        "vpdq []".to_string(),                                               // 5 empty
+        format!("vpdq {many}"),                                              // 6 too many
+        format!("vpdq {same}"),                                              // 7 duplicate of 1
+        format!("pdq {a}"),                                                  // 8 mismatch
+        format!("vpdq {}", json(&[(a.clone(), "1", "-1.0")])),               // 9 timestamp
+        "vpdq".to_string(),                                                  // 10 no value
+        format!("vpdq {}", json(&[(b.clone(), "0", "2.0")])),                // 11 ok
     ];
     let text = lines.join("\n");
     let Err(ParseError::BadLines { format, lines: bad }) =
@@ -340,7 +338,8 @@ fn consensus_leaves_vpdq_out() {
         )
         .unwrap()
     };
-    let entry = |v: Signal| Entry::new(ListItem::new(v, None).unwrap(), Version::FIRST, None).unwrap();
+    let entry =
+        |v: Signal| Entry::new(ListItem::new(v, None).unwrap(), Version::FIRST, None).unwrap();
     let video = Signal::parse(SignalType::Vpdq, &json(&[(hex(7), "100", "0.0")])).unwrap();
     let pdq = Signal::parse(SignalType::Pdq, &hex(7)).unwrap();
     let (va, vb) = (
@@ -354,10 +353,22 @@ fn consensus_leaves_vpdq_out() {
     let ve = [entry(video)];
     let pe = [entry(pdq)];
     let all = [
-        BankEntries { bank: &va, entries: &ve },
-        BankEntries { bank: &vb, entries: &ve },
-        BankEntries { bank: &pa, entries: &pe },
-        BankEntries { bank: &pb, entries: &pe },
+        BankEntries {
+            bank: &va,
+            entries: &ve,
+        },
+        BankEntries {
+            bank: &vb,
+            entries: &ve,
+        },
+        BankEntries {
+            bank: &pa,
+            entries: &pe,
+        },
+        BankEntries {
+            bank: &pb,
+            entries: &pe,
+        },
     ];
     let params = ConsensusParams::default();
     // Two organisations in two jurisdictions list the same video: still no consensus item.

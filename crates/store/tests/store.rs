@@ -732,7 +732,13 @@ async fn vpdq_bank_versions_and_formats(store: Store, _url: String) {
         want1
     );
     // The same version again, in CSV this time: a no-op.
-    let csv = write_list(Format::Csv, SignalType::Vpdq, &want1, Some(b.organisation())).unwrap();
+    let csv = write_list(
+        Format::Csv,
+        SignalType::Vpdq,
+        &want1,
+        Some(b.organisation()),
+    )
+    .unwrap();
     assert_eq!(
         import_text(&store, b.name(), SignalType::Vpdq, &csv, v(1))
             .await
@@ -815,8 +821,18 @@ async fn vpdq_bank_versions_and_formats(store: Store, _url: String) {
     let videos = store.load_enabled(Some(SignalType::Vpdq)).await.unwrap();
     assert_eq!(videos.len(), 1);
     assert_eq!(videos[0].bank, b);
-    assert_eq!(sorted_items(videos[0].entries.iter().map(|e| e.item().clone()).collect()), live);
-    assert_eq!(store.load_enabled(Some(SignalType::Pdq)).await.unwrap().len(), 1);
+    assert_eq!(
+        sorted_items(videos[0].entries.iter().map(|e| e.item().clone()).collect()),
+        live
+    );
+    assert_eq!(
+        store
+            .load_enabled(Some(SignalType::Pdq))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let all = store.load_enabled(None).await.unwrap();
     assert_eq!(all.len(), 2);
     let be: Vec<BankEntries> = all
@@ -830,8 +846,15 @@ async fn vpdq_bank_versions_and_formats(store: Store, _url: String) {
     assert!(consensus(SignalType::Vpdq, &be, &lenient).is_empty());
     assert_eq!(consensus(SignalType::Pdq, &be, &lenient).len(), 1);
     // Disabled, it is not loaded.
-    store.update_bank(&b.clone().with_enabled(false)).await.unwrap();
-    assert!(store.load_enabled(Some(SignalType::Vpdq)).await.unwrap().is_empty());
+    store
+        .update_bank(&b.clone().with_enabled(false))
+        .await
+        .unwrap();
+    assert!(store
+        .load_enabled(Some(SignalType::Vpdq))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// A vPDQ row is checked on the way out: its payload must parse and its digest must be the key.
@@ -877,7 +900,9 @@ async fn migrate_from_v1(url: String, cleanup: Cleanup) {
         only_v1.join("0001_initial.sql"),
     )
     .unwrap();
-    let migrator = sqlx::migrate::Migrator::new(only_v1.as_path()).await.unwrap();
+    let migrator = sqlx::migrate::Migrator::new(only_v1.as_path())
+        .await
+        .unwrap();
     sqlx::any::install_default_drivers();
     let raw = AnyPool::connect(&url).await.unwrap();
     migrator.run(&raw).await.unwrap();
@@ -925,7 +950,10 @@ async fn migrate_from_v1(url: String, cleanup: Cleanup) {
     );
     let imports = store.imports(&name).await.unwrap();
     assert_eq!(imports.len(), 2);
-    assert_eq!((imports[1].imported_by.as_str(), imports[1].format.as_str()), ("me", "local-file"));
+    assert_eq!(
+        (imports[1].imported_by.as_str(), imports[1].format.as_str()),
+        ("me", "local-file")
+    );
     let entries = store.entries(&name).await.unwrap();
     let got: Vec<(String, Option<Version>, Vec<String>)> = entries
         .iter()
@@ -940,7 +968,11 @@ async fn migrate_from_v1(url: String, cleanup: Cleanup) {
     assert_eq!(
         got,
         vec![
-            (a.clone(), Some(v(2)), vec!["x".to_string(), "y".to_string()]),
+            (
+                a.clone(),
+                Some(v(2)),
+                vec!["x".to_string(), "y".to_string()]
+            ),
             (c.clone(), None, vec![])
         ]
     );

@@ -211,7 +211,8 @@ impl<Id> VideoBankIndex<Id> {
                 continue;
             }
             hits.clear();
-            self.index.search_into(&code, radius, &mut scratch, &mut hits);
+            self.index
+                .search_into(&code, radius, &mut scratch, &mut hits);
             for hit in &hits {
                 let k = hit.id as usize;
                 let (Some(&a), Some(&b)) = (self.starts.get(k), self.starts.get(k + 1)) else {

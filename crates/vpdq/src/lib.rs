@@ -32,14 +32,14 @@ mod matching;
 use std::fmt;
 use std::str::FromStr;
 
+pub use bank::{
+    VideoBankIndex, VideoIndexError, VideoMatch, COMPARED_MATCH_PERCENT, DEFAULT_DISTANCE,
+    DEFAULT_QUALITY, QUERY_MATCH_PERCENT,
+};
 #[cfg(feature = "libav")]
 pub use hasher::{
     hash_video_file, hash_video_file_timed, is_video, libavcodec_version, StageTimes, VideoError,
     VideoOptions,
-};
-pub use bank::{
-    VideoBankIndex, VideoIndexError, VideoMatch, COMPARED_MATCH_PERCENT, DEFAULT_DISTANCE,
-    DEFAULT_QUALITY, QUERY_MATCH_PERCENT,
 };
 pub use matching::{match_features, select_keyframes, MatchResult, MatchRule};
 

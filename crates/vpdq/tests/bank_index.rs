@@ -239,7 +239,11 @@ fn sample_hashes_bank() {
     let mut queries: Vec<usize> = rows
         .iter()
         .map(|f| names.iter().position(|n| n == f[0]).unwrap())
-        .chain(names.iter().position(|n| n == "chair-20-sd-bar-128x128.txt"))
+        .chain(
+            names
+                .iter()
+                .position(|n| n == "chair-20-sd-bar-128x128.txt"),
+        )
         .collect();
     queries.sort_unstable();
     queries.dedup();
@@ -249,7 +253,12 @@ fn sample_hashes_bank() {
     for &q in &queries {
         for rule in [MatchRule::ThreatExchange, MatchRule::Reference] {
             let got = index.matches(&videos[q], rule);
-            assert_eq!(got, brute_force(&videos, &videos[q], rule, 31, 50), "{}", names[q]);
+            assert_eq!(
+                got,
+                brute_force(&videos, &videos[q], rule, 31, 50),
+                "{}",
+                names[q]
+            );
             // A video always matches itself.
             assert!(got.iter().any(|m| m.entry == q), "{}", names[q]);
             matched += got.len();
@@ -312,6 +321,9 @@ fn generated_cases_exercise_both_outcomes() {
         }
         with_match += usize::from(matched);
     }
-    assert!(with_match > cases / 5, "{with_match} of {cases} cases match");
+    assert!(
+        with_match > cases / 5,
+        "{with_match} of {cases} cases match"
+    );
     assert!(with_near_miss > cases / 5, "{with_near_miss} near misses");
 }
