@@ -321,6 +321,21 @@ impl VpdqSignal {
     }
 
     /// The frames, shared (for building a matcher without copying them).
+    ///
+    /// ```
+    /// use hashguard_hashlist::{parse_list, SignalType};
+    /// use hashguard_vpdq::{MatchRule, VideoBankIndex};
+    /// let h = "e6cf059c4c6696362cc9d66638d9c263716169d98327399993363d9c3d9cc666";
+    /// let file = format!("vpdq [\"{h},100,0.0\"]\n");
+    /// let list = parse_list(file.as_bytes(), SignalType::Vpdq, None)?;
+    /// let videos = list.items().iter().enumerate().filter_map(|(line, item)| {
+    ///     Some((line, item.value().as_vpdq()?.shared_features()))
+    /// });
+    /// let index = VideoBankIndex::build(videos)?;
+    /// let query = list.items()[0].value().as_vpdq().map(|v| v.features()).unwrap_or(&[]);
+    /// assert_eq!(index.matches(query, MatchRule::ThreatExchange).len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn shared_features(&self) -> Arc<[Feature]> {
         Arc::clone(&self.features)
     }

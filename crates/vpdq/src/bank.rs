@@ -84,10 +84,16 @@ pub struct VideoMatch {
 /// ```
 /// use hashguard_vpdq::{Feature, MatchRule, VideoBankIndex};
 /// use hashguard_pdq::Hash256;
-/// let frame = |i: u64, w: u64| Feature { frame: i, quality: 100, hash: Hash256::from_words([w, !w, w, 0]), timestamp: i as f32 };
+/// // Frame hashes about 128 bits apart from each other.
+/// let frame = |i: u64, k: u64| Feature {
+///     frame: i,
+///     quality: 100,
+///     hash: Hash256::from_words([k.wrapping_mul(0x9e37_79b9_7f4a_7c15); 4]),
+///     timestamp: i as f32,
+/// };
 /// let listed = vec![
 ///     ("video-a", vec![frame(0, 1), frame(1, 2), frame(2, 3)]),
-///     ("video-b", vec![frame(0, 0xffff_0000), frame(1, 0x00ff_ff00)]),
+///     ("video-b", vec![frame(0, 10), frame(1, 11)]),
 /// ];
 /// let index = VideoBankIndex::build(listed)?;
 /// // A clip of video a: two of its frames.
