@@ -174,6 +174,7 @@ suite!(
     failed_import_rolls_back,
     vpdq_bank_versions_and_formats,
     vpdq_rows_are_checked,
+    vpdq_import_over_the_batch_byte_limit,
 );
 
 fn bank(name: &str, org: &str, j: &str, t: SignalType) -> Bank {
@@ -855,6 +856,35 @@ async fn vpdq_bank_versions_and_formats(store: Store, _url: String) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// 30 videos of 2,000 frames (about 4.6 MB of signal_str, over the 4 MiB that ends a batched
+/// INSERT) import, export and re-import as a no-op.
+async fn vpdq_import_over_the_batch_byte_limit(store: Store, _url: String) {
+    let b = bank("videos", "Stand-in Org", "GB", SignalType::Vpdq);
+    store.create_bank(&b).await.unwrap();
+    let videos: Vec<VpdqSignal> = (0..30).map(|i| video(100 + i, 2_000)).collect();
+    let text = vpdq_file(&videos);
+    assert!(text.len() > 4 << 20, "{}", text.len());
+    let out = import_text(&store, b.name(), SignalType::Vpdq, &text, v(1))
+        .await
+        .unwrap();
+    assert!(matches!(out, ImportOutcome::Imported { added: 30, .. }));
+    let want = sorted_items(
+        parse_list(text.as_bytes(), SignalType::Vpdq, None)
+            .unwrap()
+            .into_items(),
+    );
+    assert_eq!(
+        sorted_items(store.export(b.name(), None).await.unwrap()),
+        want
+    );
+    assert_eq!(
+        import_text(&store, b.name(), SignalType::Vpdq, &text, v(1))
+            .await
+            .unwrap(),
+        ImportOutcome::NoOp
+    );
 }
 
 /// A vPDQ row is checked on the way out: its payload must parse and its digest must be the key.
