@@ -23,7 +23,10 @@
 //!   in and again on the way out (a row that fails validation is reported as corrupt, never
 //!   skipped).
 //! - **A vPDQ entry is keyed by a digest of its text.** A vPDQ value (one video) is a JSON
-//!   `signal_str` of 77 bytes per frame, too long for a PostgreSQL B-tree key, so its row has
+//!   `signal_str` of 77 bytes per frame, too long for a PostgreSQL B-tree key (checked: a
+//!   60-frame `signal_str` of 4.5 kB is refused as a `TEXT PRIMARY KEY`: "index row size 4504
+//!   exceeds btree version 4 maximum 2704"; at one hashed frame per second that is a one-minute
+//!   video), so its row has
 //!   `value` = SHA-256 (lowercase hex) of the canonical `signal_str` and `payload` = the
 //!   `signal_str` itself (migration `0002_vpdq.sql`). The digest is the identity
 //!   (`hashguard-hashlist` defines vPDQ identity as the canonical text, and equal texts have
