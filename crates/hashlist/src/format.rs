@@ -545,7 +545,7 @@ fn pdq_cli_line(t: &str) -> Result<ListItem, LineError> {
 /// line numbers are exact (the `csv` crate's record positions point at a preceding comment or
 /// blank line), and a quoted field cannot run over a line end: no field this crate accepts holds
 /// a newline, so a line with an unterminated quote is reported, not joined to the next.
-fn csv_fields(line: &[u8]) -> Result<Vec<String>, LineError> {
+pub(crate) fn csv_fields(line: &[u8]) -> Result<Vec<String>, LineError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

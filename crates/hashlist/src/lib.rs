@@ -30,6 +30,14 @@
 //!   property-tested to return exactly the same view. See the [`consensus`](mod@consensus) module
 //!   for the exact semantics (no cluster representative: every qualifying listed value is
 //!   output; allow banks, disabled banks and tombstones are excluded).
+//! - **Matching is defined by brute force.** [`Matcher`] answers "which entries of which enabled
+//!   banks are within their bank's threshold of this value" with one multi-index search
+//!   (`hashguard-index`) for PDQ and a hash map for exact types; allow banks suppress block
+//!   matches. It is property-tested against comparing with every entry. It compares a vPDQ
+//!   value by equality only; videos are matched frame by frame with
+//!   `hashguard_vpdq::VideoBankIndex` (below).
+//! - **Queries are not lists.** [`parse_queries`] reads the same formats but keeps duplicates and
+//!   low qualities, which are normal in a batch of uploads and wrong in a list.
 //! - **A vPDQ entry is one video.** Its value, [`Signal::Vpdq`] holding a [`VpdqSignal`], is the
 //!   video's frame features in order (hash, quality, timestamp; frame numbers are positions), in
 //!   python-threatexchange's `signal_str` text form: the JSON list `["<hex>,<quality>,<t>", ...]`
@@ -77,6 +85,8 @@ mod diff;
 mod entry;
 mod format;
 mod iso_codes;
+mod matcher;
+mod queries;
 mod signal;
 mod text;
 pub mod vpdq;
@@ -92,6 +102,8 @@ pub use format::{
     parse_list, write_list, BadLine, Format, LineError, ParseError, ParsedList, UnknownFormat,
     WriteError, CSV_HEADER,
 };
+pub use matcher::{Hit, Lookup, MatchRules, Matcher, MatcherError};
+pub use queries::{detect_signal_type, parse_queries, QueryLine};
 pub use signal::{
     Quality, QualityOutOfRange, Signal, SignalType, UnknownSignalType, ValueError, MIN_PDQ_QUALITY,
 };

@@ -446,3 +446,30 @@ proptest! {
         }
     }
 }
+
+/// Query files of videos read like lists (local_file and CSV, the value being the rest of the
+/// line), keep repeats, and name their signal type.
+#[test]
+fn vpdq_queries() {
+    let local = read("vpdq_local_file.txt");
+    let csv = read("vpdq.csv");
+    let list = parse_list(local.as_bytes(), SignalType::Vpdq, None).unwrap();
+    let want: Vec<Signal> = list.items().iter().map(|i| i.value().clone()).collect();
+    for text in [local.clone(), csv] {
+        assert_eq!(
+            detect_signal_type(text.as_bytes(), None),
+            Some(SignalType::Vpdq)
+        );
+        let got = parse_queries(text.as_bytes(), SignalType::Vpdq, None).unwrap();
+        let values: Vec<Signal> = got.iter().map(|q| q.value.clone()).collect();
+        assert_eq!(values, want);
+    }
+    let twice = format!("{local}{local}");
+    let got = parse_queries(twice.as_bytes(), SignalType::Vpdq, None).unwrap();
+    assert_eq!(got.len(), 2 * want.len());
+    assert!(parse_queries(b"vpdq []\n", SignalType::Vpdq, None).is_err());
+    assert!(matches!(
+        parse_queries(local.as_bytes(), SignalType::Vpdq, Some(Format::PlainHex)),
+        Err(ParseError::FormatSignalType { .. })
+    ));
+}

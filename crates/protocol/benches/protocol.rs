@@ -1,9 +1,19 @@
 //! Client voucher time (P = 79 and P = 13), server opening time per voucher, table build time
 //! per key, and the primitives they are made of, on one core.
 //! Run: `cargo bench -p hashguard-protocol --bench protocol`.
+//!
+//! For instruction counts (stable on a shared, noisy machine), set `HASHGUARD_FIXED_WORK` to
+//! `client`, `server` or `build` and run the bench binary under callgrind: it then does a fixed
+//! amount of that work (8 client vouchers at P = 79; 8 server openings at P = 79, of which one
+//! opens; one shard of 16,384 keys; `HASHGUARD_FIXED_N` changes the count) instead of
+//! criterion, for example
+//! `HASHGUARD_FIXED_WORK=client valgrind --tool=callgrind --collect-atstart=no
+//! --toggle-collect='*fixed_work_client*' target/release/deps/protocol-<hash> --bench`.
+//! Run without valgrind, the same mode prints CPU time per operation (`prims` times the
+//! primitives; `HASHGUARD_PRIMS=1` adds them to the other modes).
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use hashguard_protocol::prelude::*;
 use hashguard_protocol::table::build_shard;
 use rand_chacha::ChaCha20Rng;
@@ -190,11 +200,307 @@ fn bench_primitives(c: &mut Criterion) {
         })
     });
     c.bench_function("prim_var_base_mul_ct", |b| b.iter(|| s * p));
+    let s2 = Scalar::random(&mut r);
+    c.bench_function("prim_msm2_ct", |b| {
+        b.iter(|| {
+            use curve25519_dalek::traits::MultiscalarMul;
+            RistrettoPoint::multiscalar_mul(
+                [s, s2],
+                [p, curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT],
+            )
+        })
+    });
     c.bench_function("prim_fixed_base_mul", |b| {
         b.iter(|| RistrettoPoint::mul_base(&s))
     });
     c.bench_function("prim_compress", |b| b.iter(|| p.compress()));
     c.bench_function("prim_decompress", |b| b.iter(|| pc.decompress()));
+}
+
+/// The work measured under callgrind; `#[inline(never)]` so `--toggle-collect` can find it.
+#[inline(never)]
+fn fixed_work_client(fx: &Fixture, client: &mut Client, items: &[(Hash256, [f32; 256])]) -> usize {
+    let mut r = ChaCha20Rng::seed_from_u64(11);
+    let binding = UploadBinding::new([7; 16], b"ciphertext");
+    let mut total = 0;
+    for (i, (hash, m)) in items.iter().enumerate() {
+        let it = Item {
+            pdq: Some(PdqInput {
+                hash: *hash,
+                margins: *m,
+                quality: 90,
+            }),
+            content_sha256: [i as u8; 32],
+            media_kind: MediaKind::Image,
+            frame_idx: 0,
+            thumbnail: b"",
+        };
+        let v = client
+            .build_pdq_voucher(&fx.table, &it, &binding, &mut r)
+            .expect("voucher");
+        total += v.voucher.encode().len();
+    }
+    total
+}
+
+#[inline(never)]
+fn fixed_work_server(
+    opener: &Opener,
+    layout: &VoucherLayout,
+    vouchers: &[Vec<u8>],
+    n: usize,
+) -> usize {
+    let binding = UploadBinding::new([7; 16], b"ciphertext");
+    vouchers
+        .iter()
+        .cycle()
+        .take(n)
+        .map(|b| {
+            let v = Voucher::decode(b, layout).expect("decode");
+            usize::from(matches!(
+                opener.open(&v, layout, &binding),
+                OpenOutcome::Opened(_)
+            ))
+        })
+        .sum()
+}
+
+#[inline(never)]
+fn fixed_work_build(
+    spec: &TableSpec,
+    secret: &OpeningKey,
+    keys: Vec<KeyBytes>,
+    r: &mut ChaCha20Rng,
+) -> u32 {
+    build_shard(spec, secret, 0, 0, [4; 32], keys, r)
+        .expect("build")
+        .entry
+        .m
+}
+
+/// 1,000 of each primitive, each in its own function so callgrind reports them separately.
+fn fixed_work_prims() {
+    use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    use curve25519_dalek::ristretto::{RistrettoBasepointTable, RistrettoPoint};
+    use curve25519_dalek::scalar::Scalar;
+    use curve25519_dalek::traits::MultiscalarMul;
+    use std::hint::black_box;
+    let mut r = ChaCha20Rng::seed_from_u64(9);
+    let s: Vec<Scalar> = (0..1000).map(|_| Scalar::random(&mut r)).collect();
+    let p = RistrettoPoint::random(&mut r);
+    let l = RistrettoPoint::random(&mut r);
+    let l_table = RistrettoBasepointTable::create(&l);
+    #[inline(never)]
+    fn prim_var_base(s: &[Scalar], p: RistrettoPoint) -> RistrettoPoint {
+        s.iter().map(|x| x * p).sum()
+    }
+    #[inline(never)]
+    fn prim_msm2(s: &[Scalar], p: RistrettoPoint, q: RistrettoPoint) -> RistrettoPoint {
+        s.iter()
+            .map(|x| RistrettoPoint::multiscalar_mul([*x, *x], [p, q]))
+            .sum()
+    }
+    #[inline(never)]
+    fn prim_table_g(s: &[Scalar]) -> RistrettoPoint {
+        s.iter().map(RistrettoPoint::mul_base).sum()
+    }
+    #[inline(never)]
+    fn prim_table_l(s: &[Scalar], t: &RistrettoBasepointTable) -> RistrettoPoint {
+        s.iter().map(|x| t * x).sum()
+    }
+    #[inline(never)]
+    fn prim_h2g(n: u32) -> RistrettoPoint {
+        (0..n)
+            .map(|i| {
+                hashguard_protocol::suite::hash_to_group(b"PDQTPSI-V1-KEY", &[&i.to_le_bytes()])
+            })
+            .sum()
+    }
+    #[inline(never)]
+    fn prim_compress(p: RistrettoPoint, n: u32) -> u8 {
+        let mut x = p;
+        let mut acc = 0u8;
+        for _ in 0..n {
+            acc ^= x.compress().as_bytes()[0];
+            x += RISTRETTO_BASEPOINT_POINT;
+        }
+        acc
+    }
+    #[inline(never)]
+    fn prim_decompress(c: &[[u8; 32]]) -> usize {
+        c.iter()
+            .filter(|b| {
+                curve25519_dalek::ristretto::CompressedRistretto(**b)
+                    .decompress()
+                    .is_some()
+            })
+            .count()
+    }
+    let enc: Vec<[u8; 32]> = s
+        .iter()
+        .map(|x| RistrettoPoint::mul_base(x).compress().to_bytes())
+        .collect();
+    let t = Clock::start();
+    black_box(prim_var_base(&s, p));
+    t.report("prim constant-time variable-base mul", s.len());
+    let t = Clock::start();
+    black_box(prim_msm2(&s, p, l));
+    t.report("prim constant-time 2-term multiscalar mul", s.len());
+    let t = Clock::start();
+    black_box(prim_table_g(&s));
+    t.report("prim fixed-base mul (G table)", s.len());
+    let t = Clock::start();
+    black_box(prim_table_l(&s, &l_table));
+    t.report("prim fixed-base mul (L table)", s.len());
+    let t = Clock::start();
+    black_box(prim_h2g(1000));
+    t.report("prim hash-to-group", 1000);
+    let t = Clock::start();
+    black_box(prim_compress(p, 1000));
+    t.report("prim compress (+ one addition)", 1000);
+    let t = Clock::start();
+    black_box(prim_decompress(&enc));
+    t.report("prim decompress", enc.len());
+}
+
+/// Wall time and, on Linux, this thread's CPU time (`/proc/thread-self/schedstat`, which
+/// excludes time spent waiting for a core: the machine these figures come from is shared).
+struct Clock {
+    wall: std::time::Instant,
+    cpu_ns: Option<u64>,
+}
+
+impl Clock {
+    fn cpu_ns() -> Option<u64> {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+    fn start() -> Self {
+        Clock {
+            cpu_ns: Self::cpu_ns(),
+            wall: std::time::Instant::now(),
+        }
+    }
+    fn report(&self, what: &str, n: usize) {
+        let wall = self.wall.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64;
+        let cpu = match (self.cpu_ns, Self::cpu_ns()) {
+            (Some(a), Some(b)) => format!("{:.1}", (b - a) as f64 / 1e3 / n.max(1) as f64),
+            _ => "n/a".into(),
+        };
+        eprintln!("{what}: {cpu} µs CPU, {wall:.1} µs wall per operation over {n}");
+    }
+}
+
+/// `HASHGUARD_FIXED_N`: how many vouchers, openings or shard builds (default 8, 8, 1); run
+/// with two values under `perf stat -e task-clock` and take the difference for CPU time per
+/// operation that is independent of the fixture's setup.
+fn fixed_n() -> usize {
+    let default = match std::env::var("HASHGUARD_FIXED_WORK").as_deref() {
+        Ok("build") => 1,
+        _ => 8,
+    };
+    std::env::var("HASHGUARD_FIXED_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `HASHGUARD_FIXED_WORK` mode (see the module documentation). Returns `true` if it ran.
+fn fixed_work() -> bool {
+    let Ok(mode) = std::env::var("HASHGUARD_FIXED_WORK") else {
+        return false;
+    };
+    let params = Params::v1(Policy::Intervene);
+    match mode.as_str() {
+        "client" | "server" => {
+            let fx = fixture(params.clone(), 4096, 4);
+            let mut r = ChaCha20Rng::seed_from_u64(2);
+            let mut client = Client::new(AccountState::generate(&mut r), params.clone());
+            // The server opens 8 vouchers (one of them matching) round-robin.
+            let n_items = if mode == "client" { fixed_n() } else { 8 };
+            let items: Vec<(Hash256, [f32; 256])> = (0..n_items)
+                .map(|i| {
+                    let h = if i == 0 {
+                        fx.listed[0]
+                    } else {
+                        random_hash(&mut r)
+                    };
+                    (h, margins(&mut r))
+                })
+                .collect();
+            if mode == "client" {
+                let t = Clock::start();
+                let n = fixed_work_client(&fx, &mut client, &items);
+                t.report("client voucher P=79", items.len());
+                eprintln!("fixed work: {} client vouchers, {n} bytes", items.len());
+            } else {
+                let layout = VoucherLayout::pdq(&params);
+                let binding = UploadBinding::new([7; 16], b"ciphertext");
+                let vouchers: Vec<Vec<u8>> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (h, m))| {
+                        let it = Item {
+                            pdq: Some(PdqInput {
+                                hash: *h,
+                                margins: *m,
+                                quality: 90,
+                            }),
+                            content_sha256: [i as u8; 32],
+                            media_kind: MediaKind::Image,
+                            frame_idx: 0,
+                            thumbnail: b"",
+                        };
+                        client
+                            .build_pdq_voucher(&fx.table, &it, &binding, &mut r)
+                            .expect("voucher")
+                            .voucher
+                            .encode()
+                    })
+                    .collect();
+                let opener = Opener::new(fx.secret.clone(), params.clone());
+                let total = fixed_n();
+                let t = Clock::start();
+                let n = fixed_work_server(&opener, &layout, &vouchers, total);
+                t.report("server open P=79", total);
+                assert_eq!(n, total.div_ceil(8), "only the listed item opens");
+                eprintln!("fixed work: {total} server openings, {n} opened");
+            }
+        }
+        "build" => {
+            let mut r = ChaCha20Rng::seed_from_u64(3);
+            let secret = OpeningKey::generate(&mut r);
+            let spec = TableSpec {
+                deployment_id: [1; 16],
+                kind: TableKind::Pdq,
+                params: params.clone(),
+                public_key: secret.public_key(),
+                shard_count: 1,
+                shard_salt: [2; 32],
+            };
+            let keys: Vec<KeyBytes> = (0..16_384)
+                .map(|_| KeyBytes::from_pdq_key(r.next_u64() >> 16, params.k()))
+                .collect();
+            for _ in 0..fixed_n() {
+                let t = Clock::start();
+                let m = fixed_work_build(&spec, &secret, keys.clone(), &mut r);
+                t.report("table build per key (16384 keys)", 16_384);
+                eprintln!("fixed work: one shard of 16384 keys, m = {m}");
+            }
+        }
+        "prims" => {}
+        other => panic!("HASHGUARD_FIXED_WORK={other}: expected client, server, build or prims"),
+    }
+    // With HASHGUARD_PRIMS=1 (or in `prims` mode) also time the primitives in the same
+    // process, so that operations and their floors are measured under the same load.
+    if mode == "prims" || std::env::var_os("HASHGUARD_PRIMS").is_some() {
+        fixed_work_prims();
+    }
+    true
 }
 
 criterion_group!(
@@ -203,4 +509,10 @@ criterion_group!(
     bench_client_and_server,
     bench_build
 );
-criterion_main!(benches);
+fn main() {
+    if fixed_work() {
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -744,9 +744,11 @@ impl Client {
         } else {
             None
         };
-        // Compute Q/2 and S/2 (scalars halved) so one batched double-and-compress yields the
-        // encodings of Q and S; γ·G and γ·L use precomputed tables.
-        let half = Scalar::from(2u64).invert();
+        // Compute Q/2 and S/2 so one batched double-and-compress yields the encodings of Q and
+        // S. The fresh uniform scalars drawn here are β/2 and γ/2: halving is a bijection of
+        // F_q, so β = 2·(β/2) and γ are exactly as uniform and fresh as if drawn directly, and
+        // no scalar multiplication by 1/2 is needed. γ·G and γ·L of a synthetic probe use
+        // precomputed tables.
         let g_table = RISTRETTO_BASEPOINT_TABLE;
         let l_table = table.l_table();
         let mut q_halves: Vec<RistrettoPoint> = Vec::with_capacity(n);
@@ -755,8 +757,8 @@ impl Client {
         for i in 0..n {
             if let Some(keys) = keys {
                 let (h, d) = table.probe_points(&keys[i]);
-                let bh = Zeroizing::new(Scalar::random(rng) * half);
-                let gh = Zeroizing::new(Scalar::random(rng) * half);
+                let bh = Zeroizing::new(Scalar::random(rng));
+                let gh = Zeroizing::new(Scalar::random(rng));
                 q_halves.push(RistrettoPoint::multiscalar_mul(
                     [*bh, *gh],
                     [h, RISTRETTO_BASEPOINT_POINT],
@@ -764,7 +766,7 @@ impl Client {
                 s_halves.push(RistrettoPoint::multiscalar_mul([*bh, *gh], [d, *table.l()]));
                 opening.push(true);
             } else if synth_slot == Some(i) {
-                let bh = Zeroizing::new(Scalar::random(rng) * half);
+                let bh = Zeroizing::new(Scalar::random(rng));
                 q_halves.push(g_table * &*bh);
                 s_halves.push(l_table * &*bh);
                 opening.push(true);

@@ -41,6 +41,21 @@ impl OpeningKey {
         }
     }
 
+    /// The canonical 32-byte encoding of α, for the opening service's key store. Zeroized when
+    /// dropped.
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        zeroize::Zeroizing::new(self.alpha.to_bytes())
+    }
+
+    /// Reads α back; refuses a non-canonical encoding and zero.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, DecodeError> {
+        let alpha: Option<Scalar> = Scalar::from_canonical_bytes(*bytes).into();
+        match alpha {
+            Some(alpha) if alpha != Scalar::ZERO => Ok(OpeningKey { alpha }),
+            _ => Err(DecodeError::NonCanonical("opening key")),
+        }
+    }
+
     /// The public key `L = α·G`.
     pub fn public_key(&self) -> PublicKey {
         PublicKey(RistrettoPoint::mul_base(&self.alpha))
@@ -805,4 +820,25 @@ impl ClientTable {
 pub fn decodes_with_secret(table: &ClientTable, secret: &OpeningKey, key: &KeyBytes) -> bool {
     let (h, d) = table.probe_points(key);
     secret.alpha() * h == d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn opening_key_bytes_round_trip_and_refuse_zero_and_non_canonical() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let key = OpeningKey::generate(&mut rng);
+        let back = OpeningKey::from_bytes(&key.to_bytes()).unwrap();
+        assert_eq!(back.public_key(), key.public_key());
+        assert!(OpeningKey::from_bytes(&[0u8; 32]).is_err());
+        // ℓ itself (the group order) is not a canonical scalar encoding.
+        let ell = Scalar::ZERO - Scalar::ONE;
+        let mut bytes = ell.to_bytes();
+        bytes[0] = bytes[0].wrapping_add(1);
+        assert!(OpeningKey::from_bytes(&bytes).is_err());
+        assert!(OpeningKey::from_bytes(&[0xff; 32]).is_err());
+    }
 }

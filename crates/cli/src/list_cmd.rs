@@ -1,0 +1,473 @@
+//! `hashguard list`: banks of hashes in the database: create, import a list version, export,
+//! stats, and the consensus view the private-matching table is built from.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use hashguard_hashlist::{
+    consensus, parse_list, plan_import, write_list, Bank, BankEntries, BankKind, BankName,
+    ConsensusParams, Format, ImportPlan, ListItem, ParseError, SignalType, Version,
+};
+use hashguard_store::{ImportMeta, ImportOutcome, Store};
+
+use crate::db::{runtime, DbArgs};
+
+/// Arguments of `hashguard list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(subcommand)]
+    command: ListCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ListCommand {
+    /// Create a bank.
+    Create(CreateArgs),
+    /// Change a bank's threshold or enable/disable it.
+    Update(UpdateArgs),
+    /// Import a list file as the bank's next version (or --version N): additions and
+    /// tombstones so the bank equals the file; all or nothing.
+    Import(ImportArgs),
+    /// Write a bank's list (latest or --version N) in a list format.
+    Export(ExportArgs),
+    /// Counts, versions and the last import of every bank (or the named ones).
+    Stats(StatsArgs),
+    /// The consensus view: values supported by at least N organisations in at least M
+    /// jurisdictions (two organisations support the same item when within distance d).
+    Consensus(ConsensusArgs),
+}
+
+/// `block` or `allow`, for clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KindArg {
+    /// Matches are reported.
+    Block,
+    /// Matches suppress block matches (known false positives).
+    Allow,
+}
+
+/// A list format, for clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// One hex value per line.
+    Hex,
+    /// ThreatExchange `local_file`: `<signal_type> <value>`.
+    LocalFile,
+    /// `signal_type,signal_str,collab,category,tags`.
+    Csv,
+    /// PDQ CLI output `hash,quality,filename`.
+    PdqCli,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Hex => Format::PlainHex,
+            FormatArg::LocalFile => Format::LocalFile,
+            FormatArg::Csv => Format::Csv,
+            FormatArg::PdqCli => Format::PdqCli,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// Bank name (letters, digits, `_ - .`; up to 64).
+    name: String,
+    /// The supplying organisation.
+    #[arg(long)]
+    org: String,
+    /// Its jurisdiction, an ISO 3166-1 alpha-2 code (e.g. GB, US).
+    #[arg(long)]
+    jurisdiction: String,
+    /// Signal type: pdq, md5 or sha256.
+    #[arg(long, default_value = "pdq")]
+    signal_type: String,
+    /// Block (report matches) or allow (suppress matches of its entries).
+    #[arg(long, value_enum, default_value_t = KindArg::Block)]
+    kind: KindArg,
+    /// Match threshold (default: 31 for pdq, 0 for exact types).
+    #[arg(long)]
+    threshold: Option<u32>,
+    /// Create it disabled.
+    #[arg(long)]
+    disabled: bool,
+}
+
+#[derive(Debug, Args)]
+struct UpdateArgs {
+    /// Bank name.
+    name: String,
+    /// New match threshold.
+    #[arg(long)]
+    threshold: Option<u32>,
+    /// Enable the bank.
+    #[arg(long, conflicts_with = "disable")]
+    enable: bool,
+    /// Disable the bank (it keeps its entries but matches nothing).
+    #[arg(long)]
+    disable: bool,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// Bank name.
+    name: String,
+    /// List file, or `-` for standard input.
+    file: PathBuf,
+    /// Format of the file (default: detected from its first data line).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Version number to record (default: the next one; an unchanged list imports nothing).
+    #[arg(long)]
+    version: Option<u64>,
+    /// Who imports it, for the audit trail (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Bank name.
+    name: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::LocalFile)]
+    format: FormatArg,
+    /// The list as it stood at this version (default: the latest).
+    #[arg(long)]
+    version: Option<u64>,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct StatsArgs {
+    /// Banks to show (default: all).
+    names: Vec<String>,
+    /// One JSON object per bank instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ConsensusArgs {
+    /// Signal type of the view.
+    #[arg(long, default_value = "pdq")]
+    signal_type: String,
+    /// N: minimum number of supporting organisations.
+    #[arg(long, default_value_t = 2)]
+    min_organisations: usize,
+    /// M: minimum number of supporting jurisdictions.
+    #[arg(long, default_value_t = 2)]
+    min_jurisdictions: usize,
+    /// d: PDQ distance within which two organisations' hashes support the same item.
+    #[arg(long, default_value_t = 10)]
+    distance: u32,
+    /// Output format of the view.
+    #[arg(long, value_enum, default_value_t = FormatArg::LocalFile)]
+    format: FormatArg,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+/// Runs `hashguard list ...`.
+pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        // Only `create` and `import` may create the default SQLite file.
+        let creates = matches!(args.command, ListCommand::Create(_));
+        let store = args.db.open(!creates).await?;
+        let result = match args.command {
+            ListCommand::Create(a) => create(&store, a).await,
+            ListCommand::Update(a) => update(&store, a).await,
+            ListCommand::Import(a) => import(&store, a).await,
+            ListCommand::Export(a) => export(&store, a).await,
+            ListCommand::Stats(a) => stats(&store, a).await,
+            ListCommand::Consensus(a) => consensus_view(&store, a).await,
+        };
+        store.close().await;
+        result
+    })
+}
+
+fn bank_name(s: &str) -> anyhow::Result<BankName> {
+    s.parse().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn existing_bank(store: &Store, name: &BankName) -> anyhow::Result<Bank> {
+    store
+        .bank(name)
+        .await?
+        .with_context(|| format!("no bank named {name} (see `hashguard list stats`)"))
+}
+
+async fn create(store: &Store, a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let signal_type: SignalType = a.signal_type.parse()?;
+    let kind = match a.kind {
+        KindArg::Block => BankKind::Block,
+        KindArg::Allow => BankKind::Allow,
+    };
+    let mut bank = Bank::new(
+        bank_name(&a.name)?,
+        &a.org,
+        a.jurisdiction.parse()?,
+        signal_type,
+        kind,
+    )?;
+    if let Some(t) = a.threshold {
+        bank = bank.with_threshold(t)?;
+    }
+    bank = bank.with_enabled(!a.disabled);
+    store.create_bank(&bank).await?;
+    eprintln!(
+        "created {} bank {} ({}, {}), threshold {}{}",
+        bank.signal_type(),
+        bank.name(),
+        bank.organisation(),
+        bank.jurisdiction(),
+        bank.threshold(),
+        if bank.enabled() { "" } else { ", disabled" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn update(store: &Store, a: UpdateArgs) -> anyhow::Result<ExitCode> {
+    let name = bank_name(&a.name)?;
+    let mut bank = existing_bank(store, &name).await?;
+    if let Some(t) = a.threshold {
+        bank = bank.with_threshold(t)?;
+    }
+    if a.enable || a.disable {
+        bank = bank.with_enabled(a.enable);
+    }
+    store.update_bank(&bank).await?;
+    eprintln!(
+        "bank {}: threshold {}, {}",
+        bank.name(),
+        bank.threshold(),
+        if bank.enabled() {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_file_or_stdin(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+/// Prints every bad line of a refused list, `FILE:LINE: reason`, and the summary error.
+pub fn report_parse_error(file: &Path, err: ParseError) -> anyhow::Error {
+    if let ParseError::BadLines { format, lines } = &err {
+        for bad in lines {
+            eprintln!("{}:{}: {}", file.display(), bad.line, bad.reason);
+        }
+        anyhow::anyhow!(
+            "{}: {} bad line(s) in a {format} list; nothing was read from it",
+            file.display(),
+            lines.len()
+        )
+    } else {
+        anyhow::anyhow!("{}: {err}", file.display())
+    }
+}
+
+async fn import(store: &Store, a: ImportArgs) -> anyhow::Result<ExitCode> {
+    let name = bank_name(&a.name)?;
+    let bank = existing_bank(store, &name).await?;
+    let bytes = read_file_or_stdin(&a.file)?;
+    let list = parse_list(&bytes, bank.signal_type(), a.format.map(Format::from))
+        .map_err(|e| report_parse_error(&a.file, e))?;
+    let latest = store.latest_version(&name).await?;
+    let version = match (a.version, latest) {
+        (Some(v), _) => Version::new(v).context("versions start at 1")?,
+        (None, None) => Version::FIRST,
+        (None, Some(latest)) => {
+            // An unchanged list is the latest version again: a no-op, not a new version.
+            let entries = store.entries(&name).await?;
+            match plan_import(Some(latest), &entries, list.items(), latest) {
+                Ok(ImportPlan::NoOp) => latest,
+                _ => latest.next().context("version numbers exhausted")?,
+            }
+        }
+    };
+    let by =
+        a.by.or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".to_string());
+    let source = a.file.display().to_string();
+    let meta = ImportMeta::new(&by, Some(&source), &bytes);
+    match store.import(&name, &list, version, &meta).await? {
+        ImportOutcome::NoOp => eprintln!(
+            "{name}: {} is version {version} already; nothing imported",
+            a.file.display()
+        ),
+        ImportOutcome::Imported {
+            version,
+            added,
+            removed,
+            unchanged,
+        } => eprintln!(
+            "{name}: imported version {version} ({} format, {} items): {added} added, {removed} removed, {unchanged} unchanged",
+            list.format(),
+            list.items().len()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_out(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
+    match out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("cannot write output")
+        }
+    }
+}
+
+async fn export(store: &Store, a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let name = bank_name(&a.name)?;
+    let bank = existing_bank(store, &name).await?;
+    let version = a
+        .version
+        .map(|v| Version::new(v).context("versions start at 1"))
+        .transpose()?;
+    let items = store.export(&name, version).await?;
+    let text = write_list(
+        a.format.into(),
+        bank.signal_type(),
+        &items,
+        Some(bank.organisation()),
+    )?;
+    write_out(a.out.as_deref(), &text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stats(store: &Store, a: StatsArgs) -> anyhow::Result<ExitCode> {
+    let names: Vec<BankName> = if a.names.is_empty() {
+        store
+            .banks()
+            .await?
+            .iter()
+            .map(|b| b.name().clone())
+            .collect()
+    } else {
+        a.names
+            .iter()
+            .map(|n| bank_name(n))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mut out = String::new();
+    if !a.json {
+        out.push_str("bank\tsignal\tkind\tenabled\tthreshold\torganisation\tjurisdiction\tversion\tlive\ttombstones\tlast import\n");
+    }
+    for name in &names {
+        let s = store.stats(name).await?;
+        let b = &s.bank;
+        let last = s.last_import.as_ref();
+        if a.json {
+            let obj = serde_json::json!({
+                "bank": b.name().as_str(),
+                "signal_type": b.signal_type().as_str(),
+                "kind": b.kind().as_str(),
+                "enabled": b.enabled(),
+                "threshold": b.threshold(),
+                "organisation": b.organisation().as_str(),
+                "jurisdiction": b.jurisdiction().as_str(),
+                "latest_version": s.latest_version.map(Version::get),
+                "versions": s.versions,
+                "live": s.live,
+                "tombstones": s.tombstones,
+                "last_import": last.map(|r| serde_json::json!({
+                    "version": r.version.get(),
+                    "imported_at": r.imported_at,
+                    "imported_by": r.imported_by,
+                    "source": r.source_name,
+                    "file_sha256": r.file_sha256,
+                    "format": r.format,
+                    "items": r.items,
+                    "added": r.added,
+                    "removed": r.removed,
+                })),
+            });
+            out.push_str(&format!("{obj}\n"));
+        } else {
+            out.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                b.name(),
+                b.signal_type(),
+                b.kind().as_str(),
+                if b.enabled() { "yes" } else { "no" },
+                b.threshold(),
+                b.organisation(),
+                b.jurisdiction(),
+                s.latest_version.map_or("-".to_string(), |v| v.to_string()),
+                s.live,
+                s.tombstones,
+                last.map_or("-".to_string(), |r| format!(
+                    "v{} by {} from {} (+{} -{})",
+                    r.version,
+                    r.imported_by,
+                    r.source_name.as_deref().unwrap_or("-"),
+                    r.added,
+                    r.removed
+                )),
+            ));
+        }
+    }
+    write_out(None, &out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn consensus_view(store: &Store, a: ConsensusArgs) -> anyhow::Result<ExitCode> {
+    let signal_type: SignalType = a.signal_type.parse()?;
+    let params = ConsensusParams::new(a.min_organisations, a.min_jurisdictions, a.distance)?;
+    let loaded = store.load_enabled(Some(signal_type)).await?;
+    let banks: Vec<BankEntries<'_>> = loaded
+        .iter()
+        .map(|l| BankEntries {
+            bank: &l.bank,
+            entries: &l.entries,
+        })
+        .collect();
+    let view = consensus(signal_type, &banks, &params);
+    let items: Vec<ListItem> = view
+        .iter()
+        .map(|c| ListItem::new(c.value, c.quality))
+        .collect::<Result<_, _>>()?;
+    let text = write_list(a.format.into(), signal_type, &items, None)?;
+    write_out(a.out.as_deref(), &text)?;
+    let block_banks = loaded
+        .iter()
+        .filter(|l| l.bank.kind() == BankKind::Block)
+        .count();
+    eprintln!(
+        "consensus: {} {signal_type} values supported by >= {} organisations in >= {} jurisdictions (d = {}), from {block_banks} enabled block banks",
+        items.len(),
+        params.min_organisations(),
+        params.min_jurisdictions(),
+        params.max_distance()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,380 @@
+//! `hashguard match`: hash images (PDQ, plus MD5 and SHA-256 of the bytes for exact banks) and
+//! videos (MD5/SHA-256 of the bytes) and print every match in the enabled banks of the database
+//! or in one list file; or, with `--hashes`, match the lines of a query file against a list file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use hashguard_hashlist::{
+    detect_signal_type, parse_list, parse_queries, BankKind, Hit, ListItem, Lookup, MatchRules,
+    Matcher, Signal, SignalType, Text,
+};
+use hashguard_index::Scratch;
+use rayon::prelude::*;
+
+use crate::db::{runtime, DbArgs};
+use crate::hashing::{hash_input, progress_bar, worker_pool, Hashed, MediaArgs};
+use crate::inputs::{expand, Input};
+use crate::list_cmd::{report_parse_error, FormatArg};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// `path,bank,entry_id,signal_type,distance` per match (with `--hashes`:
+    /// `query_line,list_line,distance`); no header line.
+    Csv,
+    /// One JSON object per match, with the query and matched values added.
+    Json,
+}
+
+/// Arguments of `hashguard match`.
+#[derive(Debug, Args)]
+pub struct MatchArgs {
+    /// Images or videos, directories (walked recursively) or `-` for standard input.
+    #[arg(required_unless_present = "hashes", conflicts_with = "hashes")]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Match against this list file instead of the database's banks.
+    #[arg(long, conflicts_with = "db", value_name = "FILE")]
+    list: Option<PathBuf>,
+    /// Format of the list file (default: detected).
+    #[arg(long, value_enum, requires = "list")]
+    list_format: Option<FormatArg>,
+    /// Signal type of the list file (default: named by its lines, else pdq).
+    #[arg(long, requires = "list")]
+    signal_type: Option<String>,
+    /// Match the hash lines of this file (any list format) instead of images; prints
+    /// `query_line,list_line,distance` for every pair within the radius. Needs --list.
+    #[arg(long, requires = "list", value_name = "QUERIES")]
+    hashes: Option<PathBuf>,
+    /// Largest PDQ distance that matches, for every block bank (default: each bank's own
+    /// threshold; 31 for a list file).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=256))]
+    radius: Option<u32>,
+    /// Images whose PDQ quality is below this are not PDQ-matched (the field's rule: 50);
+    /// their MD5/SHA-256 still are.
+    #[arg(long, default_value_t = hashguard_pdq::QUALITY_THRESHOLD)]
+    min_quality: u8,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    format: Format,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    media: MediaArgs,
+}
+
+/// The banks to match against, with what to print for each.
+struct Banks {
+    matcher: Matcher,
+    /// The bank column per bank: its name, or the list file's path.
+    labels: Vec<String>,
+    /// For a list file: each item's line number.
+    lines: Option<Vec<usize>>,
+}
+
+impl Banks {
+    fn entry_id(&self, item: &ListItem) -> String {
+        item.source_id()
+            .map(Text::as_str)
+            .map_or_else(|| item.value().to_string(), str::to_string)
+    }
+}
+
+/// Runs `hashguard match`; exits 1 if any input failed.
+pub fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
+    let pool = worker_pool(args.threads)?;
+    let banks = match &args.list {
+        Some(path) => load_list_file(path, &args)?,
+        None => load_database(&args)?,
+    };
+    match &args.hashes {
+        Some(queries) => match_hash_lines(&args, &banks, queries, &pool),
+        None => match_media(&args, &banks, &pool),
+    }
+}
+
+fn load_list_file(path: &Path, args: &MatchArgs) -> anyhow::Result<Banks> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let format = args.list_format.map(Into::into);
+    let signal_type = match &args.signal_type {
+        Some(t) => t.parse()?,
+        None => detect_signal_type(&bytes, format).unwrap_or(SignalType::Pdq),
+    };
+    let list = parse_list(&bytes, signal_type, format).map_err(|e| report_parse_error(path, e))?;
+    let rules = MatchRules {
+        signal_type,
+        kind: BankKind::Block,
+        threshold: signal_type.default_threshold(),
+        enabled: true,
+    };
+    let lines = list.line_numbers().to_vec();
+    Ok(Banks {
+        matcher: Matcher::new(vec![(rules, list.into_items())], args.radius)?,
+        labels: vec![path.display().to_string()],
+        lines: Some(lines),
+    })
+}
+
+fn load_database(args: &MatchArgs) -> anyhow::Result<Banks> {
+    let loaded = runtime()?.block_on(async {
+        let store = args.db.open(true).await?;
+        let loaded = store.load_enabled(None).await;
+        store.close().await;
+        anyhow::Ok(loaded?)
+    })?;
+    if loaded.iter().all(|l| l.bank.kind() != BankKind::Block) {
+        eprintln!(
+            "hashguard: warning: the {} has no enabled block bank; nothing can match",
+            args.db.describe()
+        );
+    }
+    let labels = loaded.iter().map(|l| l.bank.name().to_string()).collect();
+    let banks = loaded
+        .into_iter()
+        .map(|l| {
+            let items = l.entries.iter().map(|e| e.item().clone()).collect();
+            (MatchRules::from(&l.bank), items)
+        })
+        .collect();
+    Ok(Banks {
+        matcher: Matcher::new(banks, args.radius)?,
+        labels,
+        lines: None,
+    })
+}
+
+/// One input's queries and what they matched.
+struct Outcome {
+    name: String,
+    result: Result<Vec<(Signal, Option<u8>, Lookup)>, String>,
+}
+
+fn match_media(
+    args: &MatchArgs,
+    banks: &Banks,
+    pool: &rayon::ThreadPool,
+) -> anyhow::Result<ExitCode> {
+    let inputs = expand(&args.paths);
+    if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
+        anyhow::bail!("`-` (standard input) can be given only once");
+    }
+    let settings = args.media.settings(false, true);
+    let progress = progress_bar(inputs.len());
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failures = 0usize;
+    let mut matched_inputs = 0usize;
+    for chunk in inputs.chunks(256) {
+        let outcomes: Vec<Outcome> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map_init(Scratch::new, |scratch, input| {
+                    let result = hash_input(input, &settings).map(|hashed| {
+                        queries_of(&hashed, args.min_quality)
+                            .into_iter()
+                            .map(|(value, quality)| {
+                                let lookup = banks.matcher.lookup_with(&value, scratch);
+                                (value, quality, lookup)
+                            })
+                            .collect()
+                    });
+                    progress.inc(1);
+                    Outcome {
+                        name: input.display_name(),
+                        result,
+                    }
+                })
+                .collect()
+        });
+        for outcome in &outcomes {
+            match &outcome.result {
+                Ok(lookups) => {
+                    let mut any = false;
+                    for (value, quality, lookup) in lookups {
+                        if lookup.suppressed() {
+                            let allow = &banks.labels[lookup.allow[0].bank];
+                            progress.suspend(|| {
+                                eprintln!(
+                                    "hashguard: {}: {} match(es) suppressed by allow bank {allow}",
+                                    outcome.name,
+                                    lookup.block.len()
+                                )
+                            });
+                        }
+                        for hit in lookup.reported() {
+                            any = true;
+                            let line =
+                                match_line(args.format, banks, &outcome.name, value, *quality, hit);
+                            out.write_all(line.as_bytes())
+                                .context("cannot write output")?;
+                        }
+                    }
+                    matched_inputs += usize::from(any);
+                }
+                Err(reason) => {
+                    failures += 1;
+                    out.flush().context("cannot write output")?;
+                    progress.suspend(|| eprintln!("hashguard: {}: {reason}", outcome.name));
+                }
+            }
+        }
+    }
+    out.flush().context("cannot write output")?;
+    progress.finish_and_clear();
+    eprintln!(
+        "hashguard: {matched_inputs} of {} inputs matched{}",
+        inputs.len(),
+        if failures > 0 {
+            format!(", {failures} failed")
+        } else {
+            String::new()
+        }
+    );
+    Ok(if failures > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The values to look up for one hashed input: its PDQ hash (if good enough) and its digests.
+fn queries_of(hashed: &Hashed, min_quality: u8) -> Vec<(Signal, Option<u8>)> {
+    let mut out = Vec::new();
+    let digests = match hashed {
+        Hashed::Image { hash, digests, .. } => {
+            if hash.quality >= min_quality {
+                out.push((Signal::Pdq(hash.hash), Some(hash.quality)));
+            }
+            digests
+        }
+        Hashed::Video { digests, .. } => digests,
+    };
+    if let Some(d) = digests {
+        out.push((Signal::Md5(d.md5), None));
+        out.push((Signal::Sha256(d.sha256), None));
+    }
+    out
+}
+
+fn match_line(
+    format: Format,
+    banks: &Banks,
+    name: &str,
+    query: &Signal,
+    quality: Option<u8>,
+    hit: &Hit,
+) -> String {
+    let Some(item) = banks.matcher.item(hit) else {
+        return String::new();
+    };
+    let bank = &banks.labels[hit.bank];
+    let entry_id = banks.entry_id(item);
+    let signal_type = query.signal_type();
+    match format {
+        Format::Csv => format!(
+            "{},{},{},{signal_type},{}\n",
+            csv_field(name),
+            csv_field(bank),
+            csv_field(&entry_id),
+            hit.distance
+        ),
+        Format::Json => {
+            let mut obj = serde_json::json!({
+                "path": name,
+                "bank": bank,
+                "entry_id": entry_id,
+                "signal_type": signal_type.as_str(),
+                "distance": hit.distance,
+                "query": query.to_string(),
+                "matched": item.value().to_string(),
+            });
+            if let Some(q) = quality {
+                obj["quality"] = q.into();
+            }
+            if let Some(lines) = &banks.lines {
+                obj["list_line"] = lines[hit.item].into();
+            }
+            format!("{obj}\n")
+        }
+    }
+}
+
+/// Quotes a CSV field when it needs it (paths may hold commas or quotes).
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
+fn match_hash_lines(
+    args: &MatchArgs,
+    banks: &Banks,
+    queries_path: &Path,
+    pool: &rayon::ThreadPool,
+) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(queries_path)
+        .with_context(|| format!("cannot read {}", queries_path.display()))?;
+    let signal_type = banks.matcher.banks()[0].0.signal_type;
+    let queries = parse_queries(&bytes, signal_type, None)
+        .map_err(|e| report_parse_error(queries_path, e))?;
+    let lines = banks.lines.as_deref().unwrap_or_default();
+    let results: Vec<Lookup> = pool.install(|| {
+        queries
+            .par_iter()
+            .map_init(Scratch::new, |scratch, q| {
+                banks.matcher.lookup_with(&q.value, scratch)
+            })
+            .collect()
+    });
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut pairs = 0u64;
+    for (q, lookup) in queries.iter().zip(&results) {
+        let mut hits: Vec<(usize, u32, &Hit)> = lookup
+            .block
+            .iter()
+            .map(|h| (lines[h.item], h.distance, h))
+            .collect();
+        hits.sort_by_key(|&(line, distance, _)| (distance, line));
+        for (list_line, distance, hit) in hits {
+            pairs += 1;
+            let line = match args.format {
+                Format::Csv => format!("{},{list_line},{distance}\n", q.line),
+                Format::Json => {
+                    let matched = banks
+                        .matcher
+                        .item(hit)
+                        .map(|i| i.value().to_string())
+                        .unwrap_or_default();
+                    format!(
+                        "{}\n",
+                        serde_json::json!({
+                            "query_line": q.line,
+                            "list_line": list_line,
+                            "distance": distance,
+                            "query": q.value.to_string(),
+                            "matched": matched,
+                        })
+                    )
+                }
+            };
+            out.write_all(line.as_bytes())
+                .context("cannot write output")?;
+        }
+    }
+    out.flush().context("cannot write output")?;
+    eprintln!(
+        "hashguard: {pairs} pair(s) within the radius, {} queries against {} listed values",
+        queries.len(),
+        lines.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,530 @@
+//! `hashguard table`: build the private-matching table (protocol.md 3.5) from the consensus view
+//! of the database's PDQ banks, and verify a built table.
+//!
+//! A table directory holds only public files: `manifest.bin` (the canonical unsigned manifest),
+//! `manifest.txt` (its summary), `shard-NNNN.bin` (one blinded OKVS shard each) and `build.json`
+//! (which banks and consensus parameters it was built from, so that an organisation holding the
+//! lists can recompute the key set and check the proofs). The opening key α is written only to
+//! the `--key` file, never into the directory; the key set K is never written at all.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use hashguard_hashlist::{consensus, BankEntries, BankKind, ConsensusParams, SignalType};
+use hashguard_protocol::keys::{pdq_key, prune_separated, KeyBytes, TableKind};
+use hashguard_protocol::manifest::{Manifest, TableDescriptor};
+use hashguard_protocol::params::{Params, Policy};
+use hashguard_protocol::table::{
+    build_table, verify_shard_for_org, ClientTable, EpochInput, OpeningKey, TableShard, TableSpec,
+};
+use rand_chacha::rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::db::{runtime, DbArgs};
+
+/// Keys per shard the default shard count aims at (the size the protocol benchmarks use).
+const KEYS_PER_SHARD: usize = 16_384;
+
+/// Arguments of `hashguard table`.
+#[derive(Debug, Args)]
+pub struct TableArgs {
+    #[command(subcommand)]
+    command: TableCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TableCommand {
+    /// Build the PDQ table of the next epoch from the consensus view of the database's banks.
+    Build(BuildArgs),
+    /// Check a table directory: shard roots, layouts and points against the manifest, and
+    /// (with the database the table was built from) every shard's DLEQ proof.
+    Verify(VerifyArgs),
+}
+
+/// The protocol's matching policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PolicyArg {
+    /// The server learns each match bit and holds matching uploads (the default).
+    Intervene,
+    /// No per-upload bit; synthetic vouchers (Apple's 2021 design).
+    Silent,
+}
+
+/// The parameter set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ParamsArg {
+    /// k = 48, f = 2, w = 12: P = 79 probes per image.
+    V1,
+    /// k = 48, f = 1, w = 12: P = 13 probes per image.
+    Lite,
+}
+
+#[derive(Debug, Args)]
+struct ConsensusOpts {
+    /// Only these PDQ banks (default: every enabled PDQ block bank).
+    #[arg(long = "bank", value_name = "NAME")]
+    banks: Vec<String>,
+    /// N: minimum number of supporting organisations.
+    #[arg(long, default_value_t = 2)]
+    min_organisations: usize,
+    /// M: minimum number of supporting jurisdictions.
+    #[arg(long, default_value_t = 2)]
+    min_jurisdictions: usize,
+    /// d: distance within which two organisations support the same item.
+    #[arg(long, default_value_t = 10)]
+    distance: u32,
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    consensus: ConsensusOpts,
+    /// Output directory (public files only). If it holds a previous epoch's table of the same
+    /// deployment, the new manifest continues its chain.
+    #[arg(long)]
+    out: PathBuf,
+    /// The opening key file (secret; created, mode 0600, if it does not exist).
+    #[arg(long)]
+    key: PathBuf,
+    /// Matching policy.
+    #[arg(long, value_enum, default_value_t = PolicyArg::Intervene)]
+    policy: PolicyArg,
+    /// Parameter set.
+    #[arg(long, value_enum, default_value_t = ParamsArg::V1)]
+    params: ParamsArg,
+    /// Number of shards (default: one per 16,384 keys).
+    #[arg(long)]
+    shards: Option<u16>,
+    /// Days the manifest is valid for.
+    #[arg(long, default_value_t = 30)]
+    valid_days: u64,
+    /// A public beacon value fixed after the list was frozen (64 hex digits); default: random.
+    #[arg(long)]
+    beacon: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The table directory.
+    dir: PathBuf,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Skip the DLEQ proofs (they need the key set, i.e. the banks): check only what a client
+    /// can.
+    #[arg(long)]
+    client_only: bool,
+}
+
+/// What a table was built from: enough for an organisation holding the banks to recompute K.
+#[derive(Debug, Serialize, Deserialize)]
+struct BuildRecord {
+    format: u32,
+    banks: Vec<String>,
+    min_organisations: usize,
+    min_jurisdictions: usize,
+    distance: u32,
+    params: ParamsArg,
+    policy: PolicyArg,
+    epoch: u32,
+    consensus_values: usize,
+    distinct_keys: usize,
+    pruned_keys: usize,
+    keys: u64,
+    shards: u16,
+    created_at: u64,
+}
+
+/// Runs `hashguard table ...`; `verify` exits 1 if a check fails.
+pub fn run(args: TableArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        TableCommand::Build(a) => build(a),
+        TableCommand::Verify(a) => verify(a),
+    }
+}
+
+fn params_for(p: ParamsArg, policy: PolicyArg) -> Params {
+    let policy = match policy {
+        PolicyArg::Intervene => Policy::Intervene,
+        PolicyArg::Silent => Policy::Silent,
+    };
+    match p {
+        ParamsArg::V1 => Params::v1(policy),
+        ParamsArg::Lite => Params::lite(policy),
+    }
+}
+
+/// The key set K of a table, and how it was obtained.
+struct KeySet {
+    /// The banks it came from.
+    banks: Vec<String>,
+    /// Values in the consensus view.
+    consensus_values: usize,
+    /// Distinct keys of those values.
+    distinct: usize,
+    /// The keys kept after separation: K.
+    keys: Vec<KeyBytes>,
+    /// Keys dropped for separation.
+    pruned: usize,
+}
+
+/// The consensus view's PDQ keys, separated (protocol.md 3.5 steps 1-2).
+fn key_set(db: &DbArgs, opts: &ConsensusOpts, params: &Params) -> anyhow::Result<KeySet> {
+    let loaded = runtime()?.block_on(async {
+        let store = db.open(true).await?;
+        let loaded = store.load_enabled(Some(SignalType::Pdq)).await;
+        store.close().await;
+        anyhow::Ok(loaded?)
+    })?;
+    for name in &opts.banks {
+        anyhow::ensure!(
+            loaded.iter().any(|l| l.bank.name().as_str() == name),
+            "no enabled PDQ bank named {name}"
+        );
+    }
+    let chosen: Vec<_> = loaded
+        .iter()
+        .filter(|l| l.bank.kind() == BankKind::Block)
+        .filter(|l| opts.banks.is_empty() || opts.banks.iter().any(|n| n == l.bank.name().as_str()))
+        .collect();
+    let names = chosen.iter().map(|l| l.bank.name().to_string()).collect();
+    let banks: Vec<BankEntries<'_>> = chosen
+        .iter()
+        .map(|l| BankEntries {
+            bank: &l.bank,
+            entries: &l.entries,
+        })
+        .collect();
+    let cp = ConsensusParams::new(
+        opts.min_organisations,
+        opts.min_jurisdictions,
+        opts.distance,
+    )?;
+    let view = consensus(SignalType::Pdq, &banks, &cp);
+    let keys: Vec<u64> = view
+        .iter()
+        .filter_map(|c| c.value.as_pdq())
+        .map(|h| pdq_key(h, params))
+        .collect();
+    let pruned = prune_separated(&keys, params.k(), params.sep());
+    let distinct = pruned.kept.len() + pruned.removed.len();
+    let kept = pruned
+        .kept
+        .iter()
+        .map(|&k| KeyBytes::from_pdq_key(k, params.k()))
+        .collect();
+    Ok(KeySet {
+        banks: names,
+        consensus_values: view.len(),
+        distinct,
+        keys: kept,
+        pruned: pruned.removed.len(),
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex32(s: &str) -> anyhow::Result<[u8; 32]> {
+    let s = s.trim();
+    anyhow::ensure!(s.len() == 64, "expected 64 hex digits, got {}", s.len());
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)
+            .context("not hexadecimal")?;
+    }
+    Ok(out)
+}
+
+fn os_rng() -> anyhow::Result<rand_chacha::ChaCha20Rng> {
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut()).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    Ok(rand_chacha::ChaCha20Rng::from_seed(*seed))
+}
+
+/// Reads the opening key, or creates it (readable by the owner only) if the file is missing.
+fn opening_key(path: &Path, rng: &mut rand_chacha::ChaCha20Rng) -> anyhow::Result<OpeningKey> {
+    if path.exists() {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the key file {}", path.display()))?,
+        );
+        let bytes = zeroize::Zeroizing::new(
+            unhex32(&text).with_context(|| format!("key file {}", path.display()))?,
+        );
+        return OpeningKey::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()));
+    }
+    let key = OpeningKey::generate(rng);
+    let text = zeroize::Zeroizing::new(format!("{}\n", hex(key.to_bytes().as_ref())));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create the key file {}", path.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("cannot write the key file {}", path.display()))?;
+    eprintln!(
+        "generated a new opening key in {} (keep it secret)",
+        path.display()
+    );
+    Ok(key)
+}
+
+fn shard_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("shard-{i:04}.bin"))
+}
+
+fn read_manifest(dir: &Path) -> anyhow::Result<Option<Manifest>> {
+    let path = dir.join("manifest.bin");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Manifest::decode(&bytes)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
+    let params = params_for(a.params, a.policy);
+    let mut rng = os_rng()?;
+    let secret = opening_key(&a.key, &mut rng)?;
+    let KeySet {
+        banks,
+        consensus_values,
+        distinct,
+        keys,
+        pruned,
+    } = key_set(&a.db, &a.consensus, &params)?;
+    anyhow::ensure!(
+        !keys.is_empty(),
+        "the consensus view is empty ({} banks): nothing to build",
+        banks.len()
+    );
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let previous = read_manifest(&a.out)?;
+    let public_key = secret.public_key();
+    let (deployment_id, shard_salt, epoch, prev_hash) = match &previous {
+        Some(m) => {
+            anyhow::ensure!(
+                m.public_key == public_key,
+                "{} holds a table of another opening key; use its key or another directory",
+                a.out.display()
+            );
+            let salt = m
+                .table(TableKind::Pdq)
+                .map(|t| t.shard_salt)
+                .context("the previous manifest has no PDQ table")?;
+            let epoch = m.epoch.checked_add(1).context("epoch overflow")?;
+            (m.deployment_id, salt, epoch, m.hash())
+        }
+        None => {
+            let mut id = [0u8; 16];
+            let mut salt = [0u8; 32];
+            rand_chacha::rand_core::Rng::fill_bytes(&mut rng, &mut id);
+            rand_chacha::rand_core::Rng::fill_bytes(&mut rng, &mut salt);
+            (id, salt, 1, [0u8; 32])
+        }
+    };
+    let shard_count = match a.shards {
+        Some(s) => {
+            anyhow::ensure!(s >= 1, "--shards must be at least 1");
+            s
+        }
+        None => u16::try_from(keys.len().div_ceil(KEYS_PER_SHARD).max(1)).unwrap_or(u16::MAX),
+    };
+    if let Some(m) = &previous {
+        let old = m.table(TableKind::Pdq).map(|t| t.shard_count);
+        anyhow::ensure!(
+            old == Some(shard_count),
+            "the previous epoch has {old:?} shards; a deployment keeps its shard count"
+        );
+    }
+    let beacon = match &a.beacon {
+        Some(b) => unhex32(b).context("--beacon")?,
+        None => {
+            let mut b = [0u8; 32];
+            rand_chacha::rand_core::Rng::fill_bytes(&mut rng, &mut b);
+            b
+        }
+    };
+    let spec = TableSpec {
+        deployment_id,
+        kind: TableKind::Pdq,
+        params: params.clone(),
+        public_key,
+        shard_count,
+        shard_salt,
+    };
+    let epoch_input = EpochInput {
+        epoch,
+        prev_manifest_hash: prev_hash,
+        beacon,
+    };
+    let started = std::time::Instant::now();
+    let built = build_table(&spec, &secret, &keys, &epoch_input, None, &mut rng)?;
+    let elapsed = started.elapsed();
+    let created_at = now();
+    let manifest = Manifest {
+        deployment_id,
+        epoch,
+        not_before: created_at,
+        not_after: created_at + a.valid_days * 86_400,
+        prev_manifest_hash: prev_hash,
+        params,
+        public_key,
+        tables: vec![TableDescriptor {
+            kind: TableKind::Pdq,
+            shard_count,
+            shard_salt,
+            shards: built.entries(),
+        }],
+        revokes: Vec::new(),
+    };
+    // Shards first, the manifest last: a directory with a new manifest has its shards.
+    for (i, s) in built.shards.iter().enumerate() {
+        let path = shard_path(&a.out, i);
+        std::fs::write(&path, s.shard.encode())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let record = BuildRecord {
+        format: 1,
+        banks,
+        min_organisations: a.consensus.min_organisations,
+        min_jurisdictions: a.consensus.min_jurisdictions,
+        distance: a.consensus.distance,
+        params: a.params,
+        policy: a.policy,
+        epoch,
+        consensus_values,
+        distinct_keys: distinct,
+        pruned_keys: pruned,
+        keys: built.n_keys(),
+        shards: shard_count,
+        created_at,
+    };
+    std::fs::write(
+        a.out.join("build.json"),
+        serde_json::to_string_pretty(&record)? + "\n",
+    )
+    .context("cannot write build.json")?;
+    std::fs::write(a.out.join("manifest.txt"), manifest.to_string())
+        .context("cannot write manifest.txt")?;
+    std::fs::write(a.out.join("manifest.bin"), manifest.encode())
+        .context("cannot write manifest.bin")?;
+    print!("{manifest}");
+    eprintln!(
+        "built epoch {epoch}: {} consensus values, {distinct} distinct keys, {pruned} pruned for separation, {} keys in {shard_count} shard(s), {:.1} s ({:.0} us/key)",
+        consensus_values,
+        built.n_keys(),
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e6 / built.n_keys().max(1) as f64
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let manifest = read_manifest(&a.dir)?
+        .with_context(|| format!("no manifest.bin in {}", a.dir.display()))?;
+    let table = manifest
+        .table(TableKind::Pdq)
+        .context("the manifest has no PDQ table")?;
+    let spec = manifest
+        .table_spec(TableKind::Pdq)
+        .context("the manifest has no PDQ table")?;
+    let mut shards = Vec::with_capacity(table.shards.len());
+    for i in 0..table.shards.len() {
+        let path = shard_path(&a.dir, i);
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let shard =
+            TableShard::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        shards.push(shard);
+    }
+    print!("{manifest}");
+    let mut failed = false;
+    // What every client checks: roots, layouts, counts, every point valid and not the identity.
+    match ClientTable::load(
+        spec.clone(),
+        manifest.epoch,
+        &table.shards,
+        &shards,
+        u64::MAX,
+    ) {
+        Ok(_) => println!(
+            "client checks: ok ({} shards, roots, layouts, points)",
+            shards.len()
+        ),
+        Err(e) => {
+            println!("client checks: FAILED: {e}");
+            failed = true;
+        }
+    }
+    if a.client_only {
+        println!("DLEQ proofs: not checked (--client-only)");
+    } else {
+        let record_path = a.dir.join("build.json");
+        let record: BuildRecord = serde_json::from_slice(
+            &std::fs::read(&record_path)
+                .with_context(|| format!("cannot read {}", record_path.display()))?,
+        )
+        .with_context(|| format!("{} is not a build record", record_path.display()))?;
+        let params = params_for(record.params, record.policy);
+        anyhow::ensure!(
+            params == manifest.params,
+            "build.json names other parameters than the manifest"
+        );
+        let opts = ConsensusOpts {
+            banks: record.banks.clone(),
+            min_organisations: record.min_organisations,
+            min_jurisdictions: record.min_jurisdictions,
+            distance: record.distance,
+        };
+        let keys = key_set(&a.db, &opts, &params)?.keys;
+        let mut per_shard: Vec<Vec<KeyBytes>> = vec![Vec::new(); shards.len()];
+        for k in keys {
+            if let Some(v) = per_shard.get_mut(usize::from(spec.shard_of(&k))) {
+                v.push(k);
+            }
+        }
+        let mut bad = 0usize;
+        for ((shard, entry), ks) in shards.iter().zip(&table.shards).zip(&per_shard) {
+            if let Err(e) = verify_shard_for_org(&spec, shard, entry, ks) {
+                println!("shard {}: FAILED: {e}", shard.header.shard);
+                bad += 1;
+            }
+        }
+        if bad == 0 {
+            println!(
+                "DLEQ proofs: ok ({} shards encode exactly the key set of the {} from banks {:?})",
+                shards.len(),
+                a.db.describe(),
+                record.banks
+            );
+        } else {
+            println!("DLEQ proofs: {bad} of {} shards FAILED", shards.len());
+            failed = true;
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

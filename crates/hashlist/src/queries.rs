@@ -1,0 +1,262 @@
+//! Reading *query* hash files: the values to look up, not a list to import.
+//!
+//! A query file is read in any list [`Format`], but with a query's rules rather than a list's:
+//! the same value may appear on several lines (two uploads of one image) and a PDQ line may
+//! have any quality (it is the caller's decision whether to look up weak hashes). Every line
+//! still yields either a value or a [`BadLine`] with its number, and a file with any bad line
+//! yields no query, as with [`parse_list`](crate::parse_list), so a typo cannot silently shrink
+//! a query run.
+
+use crate::format::{csv_fields, CSV_HEADER};
+use crate::{BadLine, Format, LineError, ParseError, Signal, SignalType};
+
+/// One query value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The value.
+    pub value: Signal,
+    /// The quality the line gave (PDQ CLI lines), 0..=100.
+    pub quality: Option<u8>,
+}
+
+/// The signal type a list or query file names on its first data line (`local_file` and CSV
+/// lines carry it; plain hex and PDQ CLI lines do not, and give `None`).
+///
+/// ```
+/// use hashguard_hashlist::{detect_signal_type, SignalType};
+/// assert_eq!(detect_signal_type(b"# x\nmd5 00\n", None), Some(SignalType::Md5));
+/// assert_eq!(detect_signal_type(b"signal_type,signal_str,collab,category,tags\nsha256,00,,,\n", None),
+///     Some(SignalType::Sha256));
+/// assert_eq!(detect_signal_type(b"ffff\n", None), None);
+/// ```
+pub fn detect_signal_type(bytes: &[u8], format: Option<Format>) -> Option<SignalType> {
+    let format = format.unwrap_or_else(|| Format::detect(bytes));
+    let mut lines = data_lines(bytes).map(|(_, l)| l);
+    match format {
+        Format::LocalFile => {
+            let text = std::str::from_utf8(lines.next()?).ok()?;
+            text.split_whitespace().next()?.parse().ok()
+        }
+        Format::Csv => {
+            let mut fields = csv_fields(lines.next()?).ok()?;
+            if fields.first().map(String::as_str) == Some(CSV_HEADER[0]) {
+                fields = csv_fields(lines.next()?).ok()?;
+            }
+            fields.first()?.parse().ok()
+        }
+        Format::PlainHex | Format::PdqCli => None,
+    }
+}
+
+/// Lines that are neither blank nor `#` comments, with their 1-based numbers.
+fn data_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, raw)| (i + 1, raw.strip_suffix(b"\r").unwrap_or(raw)))
+        .filter(|(_, raw)| {
+            let t = raw.trim_ascii();
+            !t.is_empty() && !t.starts_with(b"#")
+        })
+}
+
+/// Reads every query value of `signal_type` from a file in `format` (or the detected one).
+/// Duplicates and low PDQ qualities are allowed; anything else that [`parse_list`] would reject
+/// is a bad line, and any bad line refuses the whole file.
+///
+/// ```
+/// use hashguard_hashlist::{parse_queries, SignalType};
+/// let h = "ab".repeat(32);
+/// let text = format!("{h},100,a.jpg\n{h},10,b.jpg\n");
+/// let q = parse_queries(text.as_bytes(), SignalType::Pdq, None)?;
+/// assert_eq!((q.len(), q[1].line, q[1].quality), (2, 2, Some(10)));
+/// assert!(parse_queries(b"zz,100,a.jpg\n", SignalType::Pdq, None).is_err());
+/// # Ok::<(), hashguard_hashlist::ParseError>(())
+/// ```
+///
+/// [`parse_list`]: crate::parse_list
+pub fn parse_queries(
+    bytes: &[u8],
+    signal_type: SignalType,
+    format: Option<Format>,
+) -> Result<Vec<QueryLine>, ParseError> {
+    if !signal_type.is_supported() {
+        return Err(ParseError::UnsupportedSignalType(signal_type));
+    }
+    // As parse_list: a guess that cannot hold the type is read as local_file.
+    let format = format.unwrap_or_else(|| {
+        Some(Format::detect(bytes))
+            .filter(|f| f.holds(signal_type))
+            .unwrap_or(Format::LocalFile)
+    });
+    if !format.holds(signal_type) {
+        return Err(ParseError::FormatSignalType {
+            format,
+            signal_type,
+        });
+    }
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    let mut first = true;
+    for (line, raw) in data_lines(bytes) {
+        let is_first = std::mem::replace(&mut first, false);
+        match query_line(raw, format, signal_type, is_first) {
+            Ok(Some((value, quality))) => out.push(QueryLine {
+                line,
+                value,
+                quality,
+            }),
+            Ok(None) => {}
+            Err(reason) => bad.push(BadLine { line, reason }),
+        }
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(ParseError::BadLines { format, lines: bad })
+    }
+}
+
+/// One data line: its value and quality, `None` for a CSV header, or why it is bad.
+fn query_line(
+    raw: &[u8],
+    format: Format,
+    signal_type: SignalType,
+    first: bool,
+) -> Result<Option<(Signal, Option<u8>)>, LineError> {
+    let columns = |expected: usize, found: usize| LineError::WrongColumnCount { expected, found };
+    let type_field = |field: &str| -> Result<(), LineError> {
+        let found: SignalType = field
+            .parse()
+            .map_err(|_| LineError::UnknownSignalType(field.to_string()))?;
+        if found == signal_type {
+            Ok(())
+        } else {
+            Err(LineError::SignalTypeMismatch {
+                expected: signal_type,
+                found,
+            })
+        }
+    };
+    if format == Format::Csv {
+        let fields = csv_fields(raw)?;
+        if first && fields.first().map(String::as_str) == Some(CSV_HEADER[0]) {
+            return if fields == CSV_HEADER {
+                Ok(None)
+            } else {
+                Err(LineError::BadHeader(fields.join(",")))
+            };
+        }
+        if fields.len() != CSV_HEADER.len() {
+            return Err(columns(CSV_HEADER.len(), fields.len()));
+        }
+        type_field(&fields[0])?;
+        return Ok(Some((Signal::parse(signal_type, &fields[1])?, None)));
+    }
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| LineError::NotUtf8)?
+        .trim();
+    match format {
+        Format::PlainHex => {
+            let fields: Vec<&str> = text.split_whitespace().collect();
+            if fields.len() != 1 {
+                return Err(columns(1, fields.len()));
+            }
+            Ok(Some((Signal::parse(signal_type, fields[0])?, None)))
+        }
+        Format::LocalFile => {
+            let fields: Vec<&str> = text.split_whitespace().collect();
+            if fields.len() < 2 {
+                return Err(columns(2, fields.len()));
+            }
+            type_field(fields[0])?;
+            // A vPDQ value is the rest of the line (it holds spaces), as in parse_list.
+            if signal_type == SignalType::Vpdq {
+                let rest = text
+                    .split_once(char::is_whitespace)
+                    .map(|(_, rest)| rest.trim())
+                    .unwrap_or("");
+                return Ok(Some((Signal::parse(signal_type, rest)?, None)));
+            }
+            if fields.len() != 2 {
+                return Err(columns(2, fields.len()));
+            }
+            Ok(Some((Signal::parse(signal_type, fields[1])?, None)))
+        }
+        Format::PdqCli => {
+            let fields: Vec<&str> = text.splitn(3, ',').collect();
+            if fields.len() != 3 {
+                return Err(columns(3, fields.len()));
+            }
+            let value = Signal::parse(SignalType::Pdq, fields[0].trim())?;
+            let q = fields[1].trim();
+            let quality = q
+                .parse::<u8>()
+                .ok()
+                .filter(|&q| q <= 100)
+                .ok_or_else(|| LineError::BadQuality(q.to_string()))?;
+            Ok(Some((value, Some(quality))))
+        }
+        Format::Csv => Err(LineError::Csv(
+            "internal: CSV reached the line reader".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_list;
+
+    #[test]
+    fn every_list_that_parses_reads_as_the_same_queries() {
+        let h1 = "0f".repeat(32);
+        let h2 = "f0".repeat(32);
+        for (text, format) in [
+            (format!("{h1}\n\n# c\n{h2}\n"), Format::PlainHex),
+            (format!("pdq {h1}\npdq {h2}\n"), Format::LocalFile),
+            (
+                format!(
+                    "signal_type,signal_str,collab,category,tags\npdq,{h1},o,c,t\npdq,{h2},,,\n"
+                ),
+                Format::Csv,
+            ),
+            (format!("{h1},100,a\n{h2},50,b\n"), Format::PdqCli),
+        ] {
+            let list = parse_list(text.as_bytes(), SignalType::Pdq, None).unwrap();
+            let queries = parse_queries(text.as_bytes(), SignalType::Pdq, None).unwrap();
+            assert_eq!(list.format(), format);
+            let values: Vec<Signal> = queries.iter().map(|q| q.value.clone()).collect();
+            let lines: Vec<usize> = queries.iter().map(|q| q.line).collect();
+            assert_eq!(
+                values,
+                list.items()
+                    .iter()
+                    .map(|i| i.value().clone())
+                    .collect::<Vec<_>>()
+            );
+            assert_eq!(lines, list.line_numbers());
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_all_reported_with_numbers() {
+        let h = "ab".repeat(32);
+        let text = format!("pdq {h}\npdq xyz\nmd5 {h}\npdq {h}\npdq\n");
+        let Err(ParseError::BadLines { lines, .. }) =
+            parse_queries(text.as_bytes(), SignalType::Pdq, None)
+        else {
+            panic!("expected bad lines");
+        };
+        let numbers: Vec<usize> = lines.iter().map(|b| b.line).collect();
+        assert_eq!(numbers, [2, 3, 5]);
+    }
+
+    #[test]
+    fn quality_above_100_is_refused() {
+        let text = format!("{},101,a\n", "ab".repeat(32));
+        assert!(parse_queries(text.as_bytes(), SignalType::Pdq, None).is_err());
+    }
+}
