@@ -141,12 +141,13 @@ pub enum BankError {
     /// The organisation is not valid [`Text`].
     #[error("bad organisation: {0}")]
     Organisation(TextError),
-    /// The signal type cannot be held by a bank in this version.
+    /// The signal type cannot be held by a bank in this version (no longer produced: every
+    /// type can).
     #[error("signal type {0} is not supported by this version")]
     UnsupportedSignalType(SignalType),
-    /// A threshold above 0 for an exact type, or above 255 for PDQ.
+    /// A threshold above 0 for an exact type, or above 255 for PDQ and vPDQ.
     #[error(
-        "threshold {threshold} is not allowed for {signal_type} (exact types: 0; pdq: 0..=255)"
+        "threshold {threshold} is not allowed for {signal_type} (exact types: 0; pdq and vpdq: 0..=255)"
     )]
     Threshold {
         /// The bank's signal type.
@@ -212,7 +213,8 @@ impl Bank {
         })
     }
 
-    /// The same bank with another match threshold: 0 for exact types, 0..=255 for PDQ.
+    /// The same bank with another match threshold: 0 for exact types, 0..=255 for PDQ and vPDQ
+    /// (for vPDQ, the distance at which two frames match).
     pub fn with_threshold(mut self, threshold: u32) -> Result<Bank, BankError> {
         let ok = if self.signal_type.is_exact() {
             threshold == 0
@@ -252,7 +254,8 @@ impl Bank {
     pub fn signal_type(&self) -> SignalType {
         self.signal_type
     }
-    /// The match threshold (largest Hamming distance that matches; 0 for exact types).
+    /// The match threshold (largest Hamming distance that matches; 0 for exact types; for vPDQ
+    /// the largest distance at which two frames match, see [`SignalType::default_threshold`]).
     pub fn threshold(&self) -> u32 {
         self.threshold
     }
@@ -293,14 +296,20 @@ mod tests {
         .unwrap();
         assert_eq!(b.threshold(), 0);
         assert!(b.clone().with_threshold(1).is_err());
-        assert!(Bank::new(
+        let v = Bank::new(
             "x".parse().unwrap(),
             "Org",
             "US".parse().unwrap(),
             SignalType::Vpdq,
-            BankKind::Block
+            BankKind::Block,
         )
-        .is_err());
+        .unwrap();
+        assert_eq!(v.threshold(), 31);
+        assert_eq!(
+            v.clone().with_threshold(255).map(|b| b.threshold()),
+            Ok(255)
+        );
+        assert!(v.with_threshold(256).is_err());
         assert!(Bank::new(
             "x".parse().unwrap(),
             " ",

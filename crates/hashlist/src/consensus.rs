@@ -3,7 +3,14 @@
 //!
 //! # Definition
 //!
-//! Inputs are banks with their entries and a signal type. An entry is *eligible* when its bank
+//! Inputs are banks with their entries and a signal type. The view is defined for PDQ (what the
+//! private-matching table is built from) and for the exact types MD5 and SHA-256. **vPDQ never
+//! enters it**: a video upload is checked through the PDQ hashes of its keyframes
+//! (ARCHITECTURE.md: up to 16 keyframe vouchers per video), and a vPDQ entry, a whole video, is
+//! matched on the server only. So the view of `vpdq` is empty, and vPDQ banks never count toward
+//! the view of any other type.
+//!
+//! An entry is *eligible* when its bank
 //! has that signal type, is enabled, is a [`BankKind::Block`] bank, and the entry is live (not a
 //! tombstone). Allow banks are left out entirely: an allow-list lives on the server only and
 //! never removes a key from the list clients get (ARCHITECTURE.md, "Allow-list on the server
@@ -135,6 +142,10 @@ fn eligible(signal_type: SignalType, banks: &[BankEntries<'_>]) -> Eligible {
         own: Vec::new(),
         organisations: Vec::new(),
     };
+    if signal_type == SignalType::Vpdq {
+        // vPDQ is left out of the consensus view (see the module documentation).
+        return e;
+    }
     for b in banks {
         let bank = b.bank;
         if bank.signal_type() != signal_type || !bank.enabled() || bank.kind() != BankKind::Block {
@@ -147,11 +158,11 @@ fn eligible(signal_type: SignalType, banks: &[BankEntries<'_>]) -> Eligible {
             next
         });
         for entry in b.entries.iter().filter(|x| x.is_live()) {
-            let v = *entry.value();
+            let v = entry.value().clone();
             if v.signal_type() != signal_type {
                 continue;
             }
-            let i = *index.entry(v).or_insert_with(|| {
+            let i = *index.entry(v.clone()).or_insert_with(|| {
                 e.values.push(v);
                 e.quality.push(None);
                 e.own.push(Vec::new());
@@ -199,7 +210,7 @@ fn decide(
         .collect();
     organisations.sort();
     Some(ConsensusItem {
-        value: e.values[i],
+        value: e.values[i].clone(),
         quality: e.quality[i],
         organisations,
         jurisdictions: jurs,
@@ -222,7 +233,7 @@ pub fn consensus_brute_force(
             decide(&e, i, &n, params)
         })
         .collect();
-    out.sort_by_key(|a| a.value);
+    out.sort_by(|a, b| a.value.cmp(&b.value));
     out
 }
 
@@ -308,6 +319,6 @@ pub fn consensus(
         }
         out
     };
-    out.sort_by_key(|a| a.value);
+    out.sort_by(|a, b| a.value.cmp(&b.value));
     out
 }

@@ -92,7 +92,10 @@ pub fn plan_import(
     }
     // Parsed lists have no repeated value; for other callers the first item of a value wins.
     let mut seen = std::collections::HashSet::new();
-    let items: Vec<&ListItem> = items.iter().filter(|i| seen.insert(*i.value())).collect();
+    let items: Vec<&ListItem> = items
+        .iter()
+        .filter(|i| seen.insert(i.value().clone()))
+        .collect();
     let live: HashMap<&Signal, &ListItem> = current
         .iter()
         .filter(|e| e.is_live())
@@ -106,7 +109,7 @@ pub fn plan_import(
         match live.get(item.value()) {
             Some(old) if **old == *item => unchanged += 1,
             Some(_) => {
-                removed.push(*item.value());
+                removed.push(item.value().clone());
                 added.push((*item).clone());
             }
             None => added.push((*item).clone()),
@@ -114,7 +117,7 @@ pub fn plan_import(
     }
     for value in live.keys() {
         if !wanted.contains_key(value) {
-            removed.push(**value);
+            removed.push((*value).clone());
         }
     }
     removed.sort();

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::signal::{Quality, Signal, MIN_PDQ_QUALITY};
+use crate::signal::{Quality, Signal, SignalType, MIN_PDQ_QUALITY};
 use crate::text::{Tag, Text};
 
 /// A list version number: 1 to `i64::MAX` (so it fits a signed 64-bit database column).
@@ -52,6 +52,9 @@ pub enum ItemError {
     /// A PDQ quality under 50.
     #[error("quality under {MIN_PDQ_QUALITY}: {0}")]
     LowQuality(u8),
+    /// A quality on a vPDQ value (its qualities are per frame, inside the value).
+    #[error("a vpdq value has a quality per frame, not one for the video")]
+    QualityOnVpdq,
 }
 
 /// What a list says about one hash: the value, its PDQ quality if known, the source's id for it,
@@ -61,7 +64,7 @@ pub enum ItemError {
 /// ```
 /// use hashguard_hashlist::{ListItem, Quality, Signal, SignalType};
 /// let v = Signal::parse(SignalType::Pdq, &"f".repeat(64))?;
-/// let item = ListItem::new(v, Some(Quality::new(90)?))?
+/// let item = ListItem::new(v.clone(), Some(Quality::new(90)?))?
 ///     .with_tags(vec!["b".parse()?, "a".parse()?, "a".parse()?]);
 /// assert_eq!(item.tags().len(), 2);
 /// assert!(ListItem::new(v, Some(Quality::new(49)?)).is_err());
@@ -77,9 +80,14 @@ pub struct ListItem {
 }
 
 impl ListItem {
-    /// An item; refuses a quality on an exact type and a PDQ quality under 50.
+    /// An item; refuses a quality on an exact type or a vPDQ value, and a PDQ quality under 50.
+    /// (A vPDQ value's frames may have any quality in 0..=100: matching ignores frames under 50,
+    /// as the field does, so a video whose every frame is under 50 never matches.)
     pub fn new(value: Signal, quality: Option<Quality>) -> Result<ListItem, ItemError> {
         if let Some(q) = quality {
+            if value.signal_type() == SignalType::Vpdq {
+                return Err(ItemError::QualityOnVpdq);
+            }
             if value.signal_type().is_exact() {
                 return Err(ItemError::QualityOnExactType);
             }
@@ -120,7 +128,7 @@ impl ListItem {
     pub fn value(&self) -> &Signal {
         &self.value
     }
-    /// The PDQ quality, if the list gave one.
+    /// The PDQ quality, if the list gave one (never for vPDQ, whose qualities are per frame).
     pub fn quality(&self) -> Option<Quality> {
         self.quality
     }

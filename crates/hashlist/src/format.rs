@@ -7,6 +7,7 @@ use std::str::FromStr;
 use crate::entry::{ItemError, ListItem};
 use crate::signal::{Quality, Signal, SignalType, ValueError, MIN_PDQ_QUALITY};
 use crate::text::{Tag, Text, TextError};
+use crate::vpdq::VpdqError;
 
 /// The CSV header, in order.
 pub const CSV_HEADER: [&str; 5] = ["signal_type", "signal_str", "collab", "category", "tags"];
@@ -23,6 +24,14 @@ pub const CSV_HEADER: [&str; 5] = ["signal_type", "signal_str", "collab", "categ
 /// In every format, blank lines and lines whose first non-blank character is `#` are comments.
 /// Nothing else is ever skipped: every other line is either imported or reported. A CSV record
 /// is one line (no field this crate accepts can hold a newline).
+///
+/// vPDQ values (python-threatexchange's JSON `signal_str`, see [`VpdqSignal`](crate::VpdqSignal))
+/// go in `local_file`, where the value is the rest of the line after `vpdq` and whitespace, as
+/// ThreatExchange's reader takes it (`vpdq ["<hex>,100,0.0", ...]`), and in CSV, where the
+/// `signal_str` field is quoted as RFC 4180 says (`"[""<hex>,100,0.0"", ...]"`, as Python's
+/// `csv` module writes it; any RFC 4180 quoting is read). Plain hex and PDQ CLI output cannot
+/// hold them: parsing or writing a `vpdq` list in those formats is refused whole
+/// ([`ParseError::FormatSignalType`], [`WriteError::FormatSignalType`]).
 /// [`Format::projection`] says exactly what survives a write and a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -56,11 +65,13 @@ impl Format {
     }
 
     /// Guesses the format from the first line that is not blank or a comment:
-    /// a comma and a first field that is `signal_type` or a signal type name means CSV; another
-    /// line with a comma means PDQ CLI output; two or more whitespace-separated fields mean
-    /// `local_file`; anything else (and an empty file) means plain hex. The guess only chooses
-    /// the parser: a wrong guess shows up as rejected lines, never as a silent misreading, and
-    /// the caller can always name the format instead.
+    /// a comma and a first field that is `signal_type` or a signal type name means CSV; a first
+    /// whitespace-separated field that is a signal type name, followed by more, means
+    /// `local_file` (a vPDQ value holds commas); another line with a comma means PDQ CLI output;
+    /// two or more whitespace-separated fields mean `local_file`; anything else (and an empty
+    /// file) means plain hex. The guess only chooses the parser: a wrong guess shows up as
+    /// rejected lines, never as a silent misreading, and the caller can always name the format
+    /// instead.
     ///
     /// ```
     /// use hashguard_hashlist::Format;
@@ -68,6 +79,7 @@ impl Format {
     /// assert_eq!(Format::detect(b"signal_type,signal_str,collab,category,tags\n"), Format::Csv);
     /// assert_eq!(Format::detect(b"ffff,100,a.jpg\n"), Format::PdqCli);
     /// assert_eq!(Format::detect(b"ffff\n"), Format::PlainHex);
+    /// assert_eq!(Format::detect(b"vpdq [\"ab,100,0.0\", \"cd,100,1.0\"]\n"), Format::LocalFile);
     /// ```
     pub fn detect(bytes: &[u8]) -> Format {
         let Some(line) = bytes.split(|&b| b == b'\n').find_map(|l| {
@@ -77,10 +89,17 @@ impl Format {
         }) else {
             return Format::PlainHex;
         };
+        let mut words = line.split_whitespace();
+        let typed_words = words
+            .next()
+            .is_some_and(|w| w.parse::<SignalType>().is_ok())
+            && words.next().is_some();
         if let Some((first, _)) = line.split_once(',') {
             let first = first.trim();
             if first == CSV_HEADER[0] || first.parse::<SignalType>().is_ok() {
                 Format::Csv
+            } else if typed_words {
+                Format::LocalFile
             } else {
                 Format::PdqCli
             }
@@ -91,11 +110,20 @@ impl Format {
         }
     }
 
+    /// Whether this format can hold values of `signal_type`: PDQ CLI output holds only PDQ,
+    /// plain hex every type but `vpdq`, the others every type.
+    pub fn holds(self, signal_type: SignalType) -> bool {
+        match self {
+            Format::PdqCli => signal_type == SignalType::Pdq,
+            Format::PlainHex => signal_type != SignalType::Vpdq,
+            Format::LocalFile | Format::Csv => true,
+        }
+    }
+
     /// What of `item` a write followed by a read in this format preserves: the item that
     /// [`parse_list`] returns for the line [`write_list`] wrote.
     pub fn projection(self, item: &ListItem) -> ListItem {
-        let value = *item.value();
-        let bare = |quality| ListItem::new(value, quality);
+        let bare = |quality| ListItem::new(item.value().clone(), quality);
         let projected = match self {
             Format::PlainHex | Format::LocalFile => bare(None),
             Format::Csv => bare(None).map(|i| {
@@ -201,6 +229,10 @@ pub enum LineError {
     /// The CSV reader could not read the record.
     #[error("unreadable CSV: {0}")]
     Csv(String),
+    /// Not a vPDQ value: bad JSON, bad hex, a quality outside 0..=100, a bad timestamp, no
+    /// frame, too many frames ([`VpdqError`] says which, and which frame).
+    #[error("bad vpdq value: {0}")]
+    Vpdq(VpdqError),
 }
 
 impl From<ValueError> for LineError {
@@ -224,6 +256,7 @@ impl From<ValueError> for LineError {
             },
             // Callers refuse unsupported types before reading lines.
             ValueError::Unsupported(t) => LineError::UnknownSignalType(t.to_string()),
+            ValueError::Vpdq(e) => LineError::Vpdq(e),
         }
     }
 }
@@ -233,6 +266,7 @@ impl From<ItemError> for LineError {
         match e {
             ItemError::LowQuality(q) => LineError::LowQuality(q),
             ItemError::QualityOnExactType => LineError::BadQuality("on an exact type".into()),
+            ItemError::QualityOnVpdq => LineError::BadQuality("on a vpdq value".into()),
         }
     }
 }
@@ -259,7 +293,8 @@ pub enum ParseError {
         /// Every rejected line.
         lines: Vec<BadLine>,
     },
-    /// The format cannot hold this signal type (PDQ CLI output holds only PDQ).
+    /// The format cannot hold this signal type (PDQ CLI output holds only PDQ; plain hex holds
+    /// no vPDQ).
     #[error("the {format} format cannot hold {signal_type} values")]
     FormatSignalType {
         /// The format.
@@ -267,7 +302,7 @@ pub enum ParseError {
         /// The signal type.
         signal_type: SignalType,
     },
-    /// The signal type is not supported by this version.
+    /// The signal type is not supported by this version (no longer produced: every type is).
     #[error("signal type {0} is not supported by this version")]
     UnsupportedSignalType(SignalType),
 }
@@ -323,7 +358,7 @@ impl Collector {
                         reason: LineError::Duplicate { first_line },
                     });
                 } else {
-                    self.seen.insert(*item.value(), line);
+                    self.seen.insert(item.value().clone(), line);
                     self.items.push(item);
                     self.lines.push(line);
                 }
@@ -347,7 +382,9 @@ impl Collector {
 }
 
 /// Parses a list file of `signal_type` values, in `format` or (for `None`) the format
-/// [`Format::detect`] guesses. Returns every item, or every bad line and no item.
+/// [`Format::detect`] guesses (read as `local_file` when the guess cannot hold `signal_type`).
+/// Returns every item, or every bad line and no item; a named format that cannot hold
+/// `signal_type` is refused whole ([`ParseError::FormatSignalType`]).
 ///
 /// ```
 /// use hashguard_hashlist::{parse_list, Format, LineError, ParseError, SignalType};
@@ -371,8 +408,14 @@ pub fn parse_list(
     if !signal_type.is_supported() {
         return Err(ParseError::UnsupportedSignalType(signal_type));
     }
-    let format = format.unwrap_or_else(|| Format::detect(bytes));
-    if format == Format::PdqCli && signal_type != SignalType::Pdq {
+    // A guess that cannot hold the type (plain hex or PDQ CLI for vPDQ: an empty file, or lines
+    // of bare JSON) is read as local_file, so it shows up as rejected lines like any wrong guess.
+    let format = format.unwrap_or_else(|| {
+        Some(Format::detect(bytes))
+            .filter(|f| f.holds(signal_type))
+            .unwrap_or(Format::LocalFile)
+    });
+    if !format.holds(signal_type) {
         return Err(ParseError::FormatSignalType {
             format,
             signal_type,
@@ -443,19 +486,32 @@ fn plain_line(t: &str, signal_type: SignalType) -> Result<ListItem, LineError> {
     Ok(ListItem::new(Signal::parse(signal_type, fields[0])?, None)?)
 }
 
+/// `<signal_type> <value>`. A vPDQ value is the rest of the line after the signal type and
+/// whitespace (ThreatExchange's reader splits at the first space); other values are one field.
 fn local_file_line(t: &str, c: &Collector) -> Result<ListItem, LineError> {
     let fields: Vec<&str> = t.split_whitespace().collect();
-    if fields.len() != 2 {
+    let rest = t
+        .split_once(char::is_whitespace)
+        .map(|(_, rest)| rest.trim())
+        .unwrap_or("");
+    if fields.len() < 2 {
         return Err(LineError::WrongColumnCount {
             expected: 2,
             found: fields.len(),
         });
     }
     c.signal_type_field(fields[0])?;
-    Ok(ListItem::new(
-        Signal::parse(c.signal_type, fields[1])?,
-        None,
-    )?)
+    let value = if c.signal_type == SignalType::Vpdq {
+        rest
+    } else if fields.len() != 2 {
+        return Err(LineError::WrongColumnCount {
+            expected: 2,
+            found: fields.len(),
+        });
+    } else {
+        fields[1]
+    };
+    Ok(ListItem::new(Signal::parse(c.signal_type, value)?, None)?)
 }
 
 fn pdq_cli_line(t: &str) -> Result<ListItem, LineError> {
@@ -591,7 +647,8 @@ fn csv_record(fields: &[&str], c: &Collector) -> Result<ListItem, LineError> {
 /// Why a list could not be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
-    /// The format cannot hold this signal type (PDQ CLI output holds only PDQ).
+    /// The format cannot hold this signal type (PDQ CLI output holds only PDQ; plain hex holds
+    /// no vPDQ).
     #[error("the {format} format cannot hold {signal_type} values")]
     FormatSignalType {
         /// The format.
@@ -619,7 +676,9 @@ pub enum WriteError {
 }
 
 /// Writes `items` (all of `signal_type`) in `format`. For CSV, `collab` fills the `collab` column
-/// (the bank's organisation, typically) and a header is written. Values are lowercase hex.
+/// (the bank's organisation, typically) and a header is written; fields are quoted where RFC 4180
+/// needs it (a vPDQ `signal_str` always is). Values are lowercase hex, and vPDQ values their
+/// canonical `signal_str` (what python-threatexchange writes).
 ///
 /// ```
 /// use hashguard_hashlist::{parse_list, write_list, Format, ListItem, Signal, SignalType};
@@ -636,7 +695,7 @@ pub fn write_list(
     items: &[ListItem],
     collab: Option<&Text>,
 ) -> Result<String, WriteError> {
-    if format == Format::PdqCli && signal_type != SignalType::Pdq {
+    if !format.holds(signal_type) {
         return Err(WriteError::FormatSignalType {
             format,
             signal_type,
@@ -648,7 +707,7 @@ pub fn write_list(
     {
         return Err(WriteError::SignalTypeMismatch {
             expected: signal_type,
-            value: *item.value(),
+            value: item.value().clone(),
         });
     }
     let mut out = String::new();
@@ -662,9 +721,9 @@ pub fn write_list(
         }),
         Format::PdqCli => {
             for i in items {
-                let quality = i
-                    .quality()
-                    .ok_or(WriteError::MissingQuality { value: *i.value() })?;
+                let quality = i.quality().ok_or_else(|| WriteError::MissingQuality {
+                    value: i.value().clone(),
+                })?;
                 let name = i.source_id().map(Text::as_str).unwrap_or("");
                 out.push_str(&format!("{},{quality},{name}\n", i.value()));
             }

@@ -33,11 +33,32 @@
 //! - **Matching is defined by brute force.** [`Matcher`] answers "which entries of which enabled
 //!   banks are within their bank's threshold of this value" with one multi-index search
 //!   (`hashguard-index`) for PDQ and a hash map for exact types; allow banks suppress block
-//!   matches. It is property-tested against comparing with every entry.
+//!   matches. It is property-tested against comparing with every entry. It compares a vPDQ
+//!   value by equality only; videos are matched frame by frame with
+//!   `hashguard_vpdq::VideoBankIndex` (below).
 //! - **Queries are not lists.** [`parse_queries`] reads the same formats but keeps duplicates and
 //!   low qualities, which are normal in a batch of uploads and wrong in a list.
-//! - **vPDQ is not supported yet.** The name `vpdq` is recognised (so list lines that carry it are
-//!   reported as a signal type mismatch rather than as unknown), but no bank can hold it.
+//! - **A vPDQ entry is one video.** Its value, [`Signal::Vpdq`] holding a [`VpdqSignal`], is the
+//!   video's frame features in order (hash, quality, timestamp; frame numbers are positions), in
+//!   python-threatexchange's `signal_str` text form: the JSON list `["<hex>,<quality>,<t>", ...]`
+//!   with timestamps at Python's `.3` (three significant digits), written byte for byte as
+//!   `vpdq_to_json` writes it, so lists round-trip with that tool (see the [`vpdq`](mod@vpdq)
+//!   module). Parsing is strict and typed ([`VpdqError`], inside [`LineError::Vpdq`] with the
+//!   line number): bad JSON, bad hex, a quality outside 0..=100, a bad timestamp, no frame, or
+//!   more than [`MAX_VPDQ_FRAMES`] frames. Formats: `local_file` (`vpdq <json>`, the value is
+//!   the rest of the line) and CSV (the `signal_str` field quoted as RFC 4180 says); plain hex and
+//!   PDQ CLI output cannot hold vPDQ and refuse it whole.
+//! - **vPDQ identity is the canonical text.** Two vPDQ values are the same (a duplicate in a
+//!   list, the same entry across versions) exactly when their canonical `signal_str`s are equal:
+//!   the same frames in the same order. Near-identical videos are different values.
+//! - **vPDQ banks match frame by frame.** A vPDQ bank's threshold (default 31) is the largest
+//!   Hamming distance at which two *frames* match; the video rule on top is
+//!   python-threatexchange's (frames of quality >= 50, distance <= 31, >= 80% of the query's
+//!   distinct frames matched), implemented and documented in `hashguard_vpdq`
+//!   (`MatchRule`, and `VideoBankIndex` for whole banks).
+//! - **Consensus is PDQ-only** (and the exact types): vPDQ banks never enter the consensus view
+//!   that clients' tables are built from, since videos reach clients as keyframe PDQ hashes
+//!   (see the [`consensus`](mod@consensus) module).
 //!
 //! # Example
 //!
@@ -68,6 +89,7 @@ mod matcher;
 mod queries;
 mod signal;
 mod text;
+pub mod vpdq;
 
 pub use bank::{Bank, BankError, BankKind, BankName, Jurisdiction};
 pub use consensus::{
@@ -86,3 +108,4 @@ pub use signal::{
     Quality, QualityOutOfRange, Signal, SignalType, UnknownSignalType, ValueError, MIN_PDQ_QUALITY,
 };
 pub use text::{Tag, Text, TextError};
+pub use vpdq::{format_timestamp, VpdqError, VpdqSignal, MAX_VPDQ_FRAMES};

@@ -185,7 +185,7 @@ impl Matcher {
                         refs[side].push((b, i));
                         radii[side] = radii[side].max(threshold);
                     }
-                    other => exact.entry(*other).or_default().push((b, i)),
+                    other => exact.entry(other.clone()).or_default().push((b, i)),
                 }
             }
         }

@@ -85,8 +85,13 @@ pub fn parse_queries(
     if !signal_type.is_supported() {
         return Err(ParseError::UnsupportedSignalType(signal_type));
     }
-    let format = format.unwrap_or_else(|| Format::detect(bytes));
-    if format == Format::PdqCli && signal_type != SignalType::Pdq {
+    // As parse_list: a guess that cannot hold the type is read as local_file.
+    let format = format.unwrap_or_else(|| {
+        Some(Format::detect(bytes))
+            .filter(|f| f.holds(signal_type))
+            .unwrap_or(Format::LocalFile)
+    });
+    if !format.holds(signal_type) {
         return Err(ParseError::FormatSignalType {
             format,
             signal_type,
@@ -163,10 +168,21 @@ fn query_line(
         }
         Format::LocalFile => {
             let fields: Vec<&str> = text.split_whitespace().collect();
-            if fields.len() != 2 {
+            if fields.len() < 2 {
                 return Err(columns(2, fields.len()));
             }
             type_field(fields[0])?;
+            // A vPDQ value is the rest of the line (it holds spaces), as in parse_list.
+            if signal_type == SignalType::Vpdq {
+                let rest = text
+                    .split_once(char::is_whitespace)
+                    .map(|(_, rest)| rest.trim())
+                    .unwrap_or("");
+                return Ok(Some((Signal::parse(signal_type, rest)?, None)));
+            }
+            if fields.len() != 2 {
+                return Err(columns(2, fields.len()));
+            }
             Ok(Some((Signal::parse(signal_type, fields[1])?, None)))
         }
         Format::PdqCli => {
@@ -212,11 +228,14 @@ mod tests {
             let list = parse_list(text.as_bytes(), SignalType::Pdq, None).unwrap();
             let queries = parse_queries(text.as_bytes(), SignalType::Pdq, None).unwrap();
             assert_eq!(list.format(), format);
-            let values: Vec<Signal> = queries.iter().map(|q| q.value).collect();
+            let values: Vec<Signal> = queries.iter().map(|q| q.value.clone()).collect();
             let lines: Vec<usize> = queries.iter().map(|q| q.line).collect();
             assert_eq!(
                 values,
-                list.items().iter().map(|i| *i.value()).collect::<Vec<_>>()
+                list.items()
+                    .iter()
+                    .map(|i| i.value().clone())
+                    .collect::<Vec<_>>()
             );
             assert_eq!(lines, list.line_numbers());
         }

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use hashguard_pdq::Hash256;
 
+use crate::vpdq::{VpdqError, VpdqSignal};
+
 /// The kind of hash a bank holds, named as the ThreatExchange ecosystem names it.
 ///
 /// ```
@@ -14,6 +16,7 @@ use hashguard_pdq::Hash256;
 /// assert_eq!(t, SignalType::Pdq);
 /// assert_eq!(t.default_threshold(), 31);
 /// assert_eq!(SignalType::Md5.default_threshold(), 0);
+/// assert_eq!(SignalType::Vpdq.default_threshold(), 31); // per frame
 /// # Ok::<(), hashguard_hashlist::UnknownSignalType>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,9 +27,9 @@ pub enum SignalType {
     Md5,
     /// SHA-256 of the file bytes, 64 hex digits; matched by equality.
     Sha256,
-    /// vPDQ: a video as a sequence of PDQ frame hashes. The name is recognised so that list files
-    /// that mention it are reported precisely, but this version can neither hold vPDQ banks nor
-    /// import vPDQ values (see [`SignalType::is_supported`]).
+    /// vPDQ: a video as a sequence of PDQ frame hashes ([`VpdqSignal`]); matched frame by frame
+    /// at a Hamming distance, then by the share of matching frames (see
+    /// [`SignalType::default_threshold`]).
     Vpdq,
 }
 
@@ -59,12 +62,14 @@ impl SignalType {
         matches!(self, SignalType::Md5 | SignalType::Sha256)
     }
 
-    /// Whether this version can hold banks and values of this type (all but `vpdq`).
+    /// Whether this version can hold banks and values of this type: every type since vPDQ banks
+    /// came (kept so that callers that check it need not change).
     pub fn is_supported(self) -> bool {
-        !matches!(self, SignalType::Vpdq)
+        true
     }
 
-    /// The number of hex digits of a value, for supported types.
+    /// The number of hex digits of a value, for the types whose value is one hex string
+    /// (not `vpdq`, whose value is a JSON list of frames).
     pub fn hex_len(self) -> Option<usize> {
         match self {
             SignalType::Pdq | SignalType::Sha256 => Some(64),
@@ -73,7 +78,12 @@ impl SignalType {
         }
     }
 
-    /// The default match threshold of a bank: 31 for PDQ (the field's convention), 0 otherwise.
+    /// The default match threshold of a bank: 31 for PDQ (the field's convention), 0 for the
+    /// exact types, and 31 for vPDQ, where it is the largest Hamming distance at which two
+    /// *frames* match. Whether two videos match is then decided by the share of matching frames:
+    /// python-threatexchange's rule, the default, counts only frames of quality >= 50, matches
+    /// frames at distance <= 31, and needs >= 80% of the query's (distinct) frames to match
+    /// (`hashguard_vpdq::MatchRule` documents it and the C++ reference's variant).
     pub fn default_threshold(self) -> u32 {
         match self {
             SignalType::Pdq | SignalType::Vpdq => 31,
@@ -121,13 +131,19 @@ pub enum ValueError {
         /// The offending character.
         character: char,
     },
-    /// The signal type is recognised but not supported by this version.
+    /// The signal type is recognised but not supported by this version (no longer produced:
+    /// every type is supported).
     #[error("signal type {0} is not supported by this version")]
     Unsupported(SignalType),
+    /// Not a vPDQ value (see [`VpdqSignal::parse`]).
+    #[error("bad vpdq value: {0}")]
+    Vpdq(VpdqError),
 }
 
 /// One hash value with its type. The text form is lowercase hex (64 digits for PDQ and SHA-256,
-/// 32 for MD5); parsing accepts either case, so `AB..` and `ab..` are the same value.
+/// 32 for MD5); parsing accepts either case, so `AB..` and `ab..` are the same value. A vPDQ
+/// value is a whole video, whose text form is python-threatexchange's JSON `signal_str` (see
+/// [`VpdqSignal`]); it is cheap to clone (its frames are shared).
 ///
 /// ```
 /// use hashguard_hashlist::{Signal, SignalType};
@@ -136,7 +152,7 @@ pub enum ValueError {
 /// assert_eq!(v.signal_type(), SignalType::Md5);
 /// # Ok::<(), hashguard_hashlist::ValueError>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Signal {
     /// A PDQ hash.
     Pdq(Hash256),
@@ -144,6 +160,8 @@ pub enum Signal {
     Md5([u8; 16]),
     /// A SHA-256 digest.
     Sha256([u8; 32]),
+    /// A vPDQ video hash.
+    Vpdq(VpdqSignal),
 }
 
 fn decode_hex<const N: usize>(s: &str, signal_type: SignalType) -> Result<[u8; N], ValueError> {
@@ -167,7 +185,8 @@ fn decode_hex<const N: usize>(s: &str, signal_type: SignalType) -> Result<[u8; N
 }
 
 impl Signal {
-    /// Parses a hex value of the given type. Leading or trailing whitespace is an error
+    /// Parses a value of the given type: hex, or for `vpdq` a JSON `signal_str`
+    /// ([`VpdqSignal::parse`]). Leading or trailing whitespace is an error for hex values
     /// (the format parsers trim fields before they get here).
     pub fn parse(signal_type: SignalType, s: &str) -> Result<Signal, ValueError> {
         match signal_type {
@@ -177,7 +196,9 @@ impl Signal {
             }
             SignalType::Md5 => Ok(Signal::Md5(decode_hex::<16>(s, signal_type)?)),
             SignalType::Sha256 => Ok(Signal::Sha256(decode_hex::<32>(s, signal_type)?)),
-            SignalType::Vpdq => Err(ValueError::Unsupported(signal_type)),
+            SignalType::Vpdq => VpdqSignal::parse(s)
+                .map(Signal::Vpdq)
+                .map_err(ValueError::Vpdq),
         }
     }
 
@@ -187,6 +208,7 @@ impl Signal {
             Signal::Pdq(_) => SignalType::Pdq,
             Signal::Md5(_) => SignalType::Md5,
             Signal::Sha256(_) => SignalType::Sha256,
+            Signal::Vpdq(_) => SignalType::Vpdq,
         }
     }
 
@@ -198,12 +220,22 @@ impl Signal {
         }
     }
 
-    /// The value's bytes in text order (the bytes its hex form spells).
+    /// The vPDQ value, if this is one.
+    pub fn as_vpdq(&self) -> Option<&VpdqSignal> {
+        match self {
+            Signal::Vpdq(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value's bytes: for hex types the bytes its hex form spells, in text order; for
+    /// `vpdq` the UTF-8 bytes of its canonical `signal_str`.
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             Signal::Pdq(h) => h.to_be_bytes().to_vec(),
             Signal::Md5(b) => b.to_vec(),
             Signal::Sha256(b) => b.to_vec(),
+            Signal::Vpdq(v) => v.to_string().into_bytes(),
         }
     }
 }
@@ -215,11 +247,16 @@ impl PartialOrd for Signal {
 }
 
 impl Ord for Signal {
-    /// Orders by signal type, then by the hex text (so sorted output is sorted text).
+    /// Orders by signal type, then by the hex text (so sorted output is sorted text); vPDQ
+    /// values by their frames ([`VpdqSignal`]'s order, which needs no serialisation).
     fn cmp(&self, other: &Self) -> Ordering {
-        self.signal_type()
-            .cmp(&other.signal_type())
-            .then_with(|| self.to_bytes().cmp(&other.to_bytes()))
+        match (self, other) {
+            (Signal::Vpdq(a), Signal::Vpdq(b)) => a.cmp(b),
+            _ => self
+                .signal_type()
+                .cmp(&other.signal_type())
+                .then_with(|| self.to_bytes().cmp(&other.to_bytes())),
+        }
     }
 }
 
@@ -229,6 +266,7 @@ impl fmt::Display for Signal {
             Signal::Pdq(h) => write!(f, "{h}"),
             Signal::Md5(b) => b.iter().try_for_each(|x| write!(f, "{x:02x}")),
             Signal::Sha256(b) => b.iter().try_for_each(|x| write!(f, "{x:02x}")),
+            Signal::Vpdq(v) => write!(f, "{v}"),
         }
     }
 }
@@ -312,9 +350,9 @@ mod tests {
             Signal::parse(SignalType::Md5, &s),
             Err(ValueError::WrongLength { .. })
         ));
-        assert_eq!(
+        assert!(matches!(
             Signal::parse(SignalType::Vpdq, "00"),
-            Err(ValueError::Unsupported(SignalType::Vpdq))
-        );
+            Err(ValueError::Vpdq(crate::vpdq::VpdqError::Json(_)))
+        ));
     }
 }

@@ -119,7 +119,7 @@ fn semantics() {
     let p3 = ConsensusParams::new(3, 2, 10).unwrap();
     let v = consensus(SignalType::Pdq, &be, &p3);
     assert_eq!(
-        v.iter().map(|i| i.value).collect::<Vec<_>>(),
+        v.iter().map(|i| i.value.clone()).collect::<Vec<_>>(),
         [Signal::Pdq(mid)]
     );
     assert_eq!(v, consensus_brute_force(SignalType::Pdq, &be, &p3));

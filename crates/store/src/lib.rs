@@ -12,13 +12,27 @@
 //!   also accepts), `TEXT` and `BIGINT` columns, natural keys instead of auto-increment, partial
 //!   unique indexes, no `RETURNING`, `ON CONFLICT` or `FOR UPDATE`.
 //! - **One schema, one migration set** (`migrations/`, embedded at build time with
-//!   `sqlx::migrate!`, which needs no database at build time). No compile-time checked `query!`
+//!   `sqlx::migrate!`, which needs no database at build time). A migration that may have been
+//!   applied is never edited; changes come as new migrations in the same portable SQL
+//!   (`0002_vpdq.sql` rebuilds the tables to change a CHECK constraint, which neither database
+//!   can alter portably). No compile-time checked `query!`
 //!   macros, for the same reason. User data only ever reaches the database as bind parameters;
 //!   the only SQL built at run time is a list of placeholders (`($1,$2,...)`) for batched inserts.
 //! - **Hash values are lowercase hex text.** Portable, readable from `sqlite3` and `psql`, and the
 //!   same text as the list files; the pure `hashguard-hashlist` crate validates them on the way
 //!   in and again on the way out (a row that fails validation is reported as corrupt, never
 //!   skipped).
+//! - **A vPDQ entry is keyed by a digest of its text.** A vPDQ value (one video) is a JSON
+//!   `signal_str` of 77 bytes per frame, too long for a PostgreSQL B-tree key (checked: a
+//!   60-frame `signal_str` of 4.5 kB is refused as a `TEXT PRIMARY KEY`: "index row size 4504
+//!   exceeds btree version 4 maximum 2704"; at one hashed frame per second that is a one-minute
+//!   video), so its row has
+//!   `value` = SHA-256 (lowercase hex) of the canonical `signal_str` and `payload` = the
+//!   `signal_str` itself (migration `0002_vpdq.sql`). The digest is the identity
+//!   (`hashguard-hashlist` defines vPDQ identity as the canonical text, and equal texts have
+//!   equal digests), so keys, tombstones and the one-live-row-per-value index work unchanged.
+//!   On the way out the payload is parsed and its digest checked against `value`; a mismatch is
+//!   reported as corrupt. For the other types `payload` is NULL.
 //! - **An import is one transaction.** It starts with a write to the bank's row
 //!   (`UPDATE banks SET threshold = threshold ...`), which takes PostgreSQL's row lock and SQLite's write
 //!   lock before anything is read, so two concurrent imports into one bank serialise instead of
@@ -71,11 +85,15 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 /// The schema migrations, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Rows per batched `INSERT` (8 parameters each). Measured on 100,000 PDQ entries (release
+/// Rows per batched `INSERT` (9 parameters each). Measured on 100,000 PDQ entries (release
 /// build, loaded 2-core machine): SQLite took 6.4 s with 500 rows per statement, 1.8 s with 100
 /// and 1.2 s with 40 (binding cost grows faster than linearly with the parameter count);
 /// PostgreSQL took 1.7-1.8 s either way.
 const INSERT_BATCH: usize = 40;
+
+/// Payload bytes per batched `INSERT` of vPDQ entries (a video's `signal_str` can be megabytes):
+/// a batch ends at 40 rows or once it holds this many payload bytes.
+const INSERT_BATCH_BYTES: usize = 4 << 20;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +168,7 @@ impl ImportMeta {
         ImportMeta {
             imported_by: imported_by.to_string(),
             source_name: source_name.map(str::to_string),
-            file_sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            file_sha256: hex(&digest),
         }
     }
 
@@ -427,8 +445,10 @@ impl Store {
             }
             ImportPlan::Apply(changes) => changes,
         };
-        let live_since: HashMap<Signal, Version> =
-            live.iter().map(|e| (*e.value(), e.added_in())).collect();
+        let live_since: HashMap<Signal, Version> = live
+            .iter()
+            .map(|e| (e.value().clone(), e.added_in()))
+            .collect();
         write_changes(&mut tx, name, list, &changes, &live_since, meta).await?;
         tx.commit().await?;
         Ok(ImportOutcome::Imported {
@@ -439,7 +459,8 @@ impl Store {
         })
     }
 
-    /// Every entry of the bank, live and tombstones, ordered by value then version.
+    /// Every entry of the bank, live and tombstones, ordered by value then version (vPDQ entries:
+    /// by the digest of their value).
     pub async fn entries(&self, name: &BankName) -> Result<Vec<Entry>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let bank = bank_in(&mut conn, name)
@@ -448,7 +469,8 @@ impl Store {
         entries_in(&mut conn, &bank, false).await
     }
 
-    /// The bank's list at `version` (default: the latest), ordered by value: the items to write
+    /// The bank's list at `version` (default: the latest), ordered by value (vPDQ: by digest):
+    /// the items to write
     /// with [`hashguard_hashlist::write_list`]. A version that was never imported but lies between
     /// two imported ones gives the list as it stood then.
     pub async fn export(
@@ -599,10 +621,10 @@ async fn entries_in(
     live_only: bool,
 ) -> Result<Vec<Entry>, StoreError> {
     let sql = if live_only {
-        "SELECT value, added_in, removed_in, quality, source_id, category, tags FROM entries \
+        "SELECT value, added_in, removed_in, quality, source_id, category, tags, payload FROM entries \
          WHERE bank = $1 AND removed_in IS NULL ORDER BY value, added_in"
     } else {
-        "SELECT value, added_in, removed_in, quality, source_id, category, tags FROM entries \
+        "SELECT value, added_in, removed_in, quality, source_id, category, tags, payload FROM entries \
          WHERE bank = $1 ORDER BY value, added_in"
     };
     let rows = sqlx::query(sql)
@@ -622,7 +644,27 @@ fn entry_from_row(r: &AnyRow, signal_type: SignalType) -> Result<Entry, StoreErr
             .and_then(Version::new)
             .ok_or_else(|| corrupt("entries", format!("version {v} out of range")))
     };
-    let value = Signal::parse(signal_type, &r.try_get::<String, _>(0)?).map_err(|e| c(&e))?;
+    let key: String = r.try_get(0)?;
+    let payload: Option<String> = r.try_get(7)?;
+    let value = match (signal_type, payload) {
+        (SignalType::Vpdq, Some(text)) => {
+            let value = Signal::parse(signal_type, &text).map_err(|e| c(&e))?;
+            let (want, _) = value_columns(&value);
+            if want != key {
+                return Err(c(&format!(
+                    "vpdq entry {key}: its payload's digest is {want}"
+                )));
+            }
+            value
+        }
+        (SignalType::Vpdq, None) => {
+            return Err(c(&format!("vpdq entry {key} has no payload")));
+        }
+        (_, Some(_)) => {
+            return Err(c(&format!("{signal_type} entry {key} has a payload")));
+        }
+        (_, None) => Signal::parse(signal_type, &key).map_err(|e| c(&e))?,
+    };
     let added_in = version(r.try_get(1)?)?;
     let removed_in = r.try_get::<Option<i64>, _>(2)?.map(version).transpose()?;
     let quality = r
@@ -648,6 +690,23 @@ fn entry_from_row(r: &AnyRow, signal_type: SignalType) -> Result<Entry, StoreErr
         .with_category(category)
         .with_tags(tags);
     Entry::new(item, added_in, removed_in).map_err(|e| c(&e))
+}
+
+/// The `value` and `payload` columns of a value: the hex and nothing, or for vPDQ the SHA-256 of
+/// the canonical `signal_str` and the `signal_str` (see the crate documentation).
+fn value_columns(value: &Signal) -> (String, Option<String>) {
+    match value {
+        Signal::Vpdq(v) => {
+            let text = v.to_string();
+            let digest = Sha256::digest(text.as_bytes());
+            (hex(&digest), Some(text))
+        }
+        other => (other.to_string(), None),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn write_changes(
@@ -684,16 +743,17 @@ async fn write_changes(
     // with all 500 parameters (measured: 113 s to tombstone 33,334 of 100,000 entries; row by row
     // on the key it is an index lookup each, whatever the statistics).
     for value in &changes.removed {
+        let key = value_columns(value).0;
         let added_in = live_since
             .get(value)
-            .ok_or_else(|| corrupt("entries", format!("{value} is not live")))?;
+            .ok_or_else(|| corrupt("entries", format!("{key} is not live")))?;
         let done = sqlx::query(
             "UPDATE entries SET removed_in = $1 \
              WHERE bank = $2 AND value = $3 AND added_in = $4 AND removed_in IS NULL",
         )
         .bind(version)
         .bind(name.as_str())
-        .bind(value.to_string())
+        .bind(key.as_str())
         .bind(to_i64(added_in.get()))
         .execute(&mut **tx)
         .await?;
@@ -701,30 +761,43 @@ async fn write_changes(
             return Err(corrupt(
                 "entries",
                 format!(
-                    "{value}: expected one live row, found {}",
+                    "{key}: expected one live row, found {}",
                     done.rows_affected()
                 ),
             ));
         }
     }
 
-    for chunk in changes.added.chunks(INSERT_BATCH) {
+    let mut rest: &[ListItem] = &changes.added;
+    while !rest.is_empty() {
+        let mut rows = Vec::with_capacity(INSERT_BATCH);
+        let mut bytes = 0;
+        for item in rest.iter().take(INSERT_BATCH) {
+            if !rows.is_empty() && bytes >= INSERT_BATCH_BYTES {
+                break;
+            }
+            let (value, payload) = value_columns(item.value());
+            bytes += payload.as_ref().map_or(0, String::len);
+            rows.push((item, value, payload));
+        }
+        rest = &rest[rows.len()..];
         let sql = format!(
-            "INSERT INTO entries (bank, value, added_in, removed_in, quality, source_id, category, tags) VALUES {}",
-            placeholders(chunk.len(), 8)
+            "INSERT INTO entries (bank, value, added_in, removed_in, quality, source_id, category, tags, payload) VALUES {}",
+            placeholders(rows.len(), 9)
         );
         let mut q = sqlx::query(&sql);
-        for item in chunk {
+        for (item, value, payload) in rows {
             let tags: Vec<&str> = item.tags().iter().map(Tag::as_str).collect();
             q = q
                 .bind(name.as_str())
-                .bind(item.value().to_string())
+                .bind(value)
                 .bind(version)
                 .bind(None::<i64>)
                 .bind(item.quality().map(|q| i64::from(q.get())))
                 .bind(item.source_id().map(|s| s.as_str().to_string()))
                 .bind(item.category().map(|s| s.as_str().to_string()))
-                .bind(tags.join(" "));
+                .bind(tags.join(" "))
+                .bind(payload);
         }
         q.execute(&mut **tx).await?;
     }

@@ -46,18 +46,35 @@ struct TestDb {
 
 impl TestDb {
     async fn sqlite() -> TestDb {
-        let dir = std::env::temp_dir().join(format!("hashguard-store-test-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = Store::sqlite_url(&dir.join("test.db"));
+        let (url, cleanup) = TestDb::empty_sqlite();
         let store = Store::open(&url).await.unwrap();
         TestDb {
             store,
             url,
-            cleanup: Cleanup::File(dir),
+            cleanup,
         }
     }
 
+    /// A URL for a new SQLite database, not opened yet.
+    fn empty_sqlite() -> (String, Cleanup) {
+        let dir = std::env::temp_dir().join(format!("hashguard-store-test-{}", unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = Store::sqlite_url(&dir.join("test.db"));
+        (url, Cleanup::File(dir))
+    }
+
     async fn postgres(test: &str) -> Option<TestDb> {
+        let (url, cleanup) = TestDb::empty_postgres(test).await?;
+        let store = Store::open(&url).await.unwrap();
+        Some(TestDb {
+            store,
+            url,
+            cleanup,
+        })
+    }
+
+    /// A URL for a new, empty PostgreSQL schema, not migrated yet.
+    async fn empty_postgres(test: &str) -> Option<(String, Cleanup)> {
         let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG.to_string());
         let required = std::env::var("HASHGUARD_REQUIRE_POSTGRES").as_deref() == Ok("1");
         sqlx::any::install_default_drivers();
@@ -87,12 +104,7 @@ impl TestDb {
             .unwrap();
         let sep = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{sep}options[search_path]={schema}");
-        let store = Store::open(&url).await.unwrap();
-        Some(TestDb {
-            store,
-            url,
-            cleanup: Cleanup::Schema { admin, schema },
-        })
+        Some((url, Cleanup::Schema { admin, schema }))
     }
 
     async fn finish(self) {
@@ -160,6 +172,9 @@ suite!(
     load_enabled_and_consensus,
     shared_standin_list,
     failed_import_rolls_back,
+    vpdq_bank_versions_and_formats,
+    vpdq_rows_are_checked,
+    vpdq_import_over_the_batch_byte_limit,
 );
 
 fn bank(name: &str, org: &str, j: &str, t: SignalType) -> Bank {
@@ -658,4 +673,399 @@ async fn timed_100k_postgres() {
         return;
     };
     run(db, timed_100k).await;
+}
+
+/// A stand-in video: `frames` frames of spread-out hashes (seeded by `seed`), 30 fps.
+fn video(seed: u64, frames: u64) -> VpdqSignal {
+    let features: Vec<hashguard_vpdq::Feature> = (0..frames)
+        .map(|i| hashguard_vpdq::Feature {
+            frame: i,
+            quality: (50 + (seed + i) % 51) as u8,
+            hash: pdq(seed * 1_000_003 + i),
+            timestamp: i as f32 / 30.0,
+        })
+        .collect();
+    VpdqSignal::from_features(&features).unwrap()
+}
+
+fn vpdq_file(videos: &[VpdqSignal]) -> String {
+    videos.iter().map(|v| format!("vpdq {v}\n")).collect()
+}
+
+fn sorted_items(mut items: Vec<ListItem>) -> Vec<ListItem> {
+    items.sort_by(|a, b| a.value().cmp(b.value()));
+    items
+}
+
+/// vPDQ banks: a long video (far over PostgreSQL's B-tree entry limit if its text were the key),
+/// versions with tombstones, export through local_file and CSV, stats, load_enabled, and the
+/// consensus view leaving vPDQ out.
+async fn vpdq_bank_versions_and_formats(store: Store, _url: String) {
+    let b = bank("videos", "Stand-in Org V", "GB", SignalType::Vpdq)
+        .with_threshold(20)
+        .unwrap();
+    let p = bank("images", "Stand-in Org P", "US", SignalType::Pdq);
+    store.create_bank(&b).await.unwrap();
+    store.create_bank(&p).await.unwrap();
+    assert_eq!(store.bank(b.name()).await.unwrap(), Some(b.clone()));
+    let (long, short, other) = (video(1, 3_000), video(2, 5), video(3, 1));
+    assert!(long.to_string().len() > 200_000);
+    let v1 = vpdq_file(&[long.clone(), short.clone()]);
+    let out = import_text(&store, b.name(), SignalType::Vpdq, &v1, v(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ImportOutcome::Imported {
+            version: v(1),
+            added: 2,
+            removed: 0,
+            unchanged: 0
+        }
+    );
+    let want1 = sorted_items(
+        parse_list(v1.as_bytes(), SignalType::Vpdq, None)
+            .unwrap()
+            .into_items(),
+    );
+    assert_eq!(
+        sorted_items(store.export(b.name(), None).await.unwrap()),
+        want1
+    );
+    // The same version again, in CSV this time: a no-op.
+    let csv = write_list(
+        Format::Csv,
+        SignalType::Vpdq,
+        &want1,
+        Some(b.organisation()),
+    )
+    .unwrap();
+    assert_eq!(
+        import_text(&store, b.name(), SignalType::Vpdq, &csv, v(1))
+            .await
+            .unwrap(),
+        ImportOutcome::NoOp
+    );
+    // v2 drops the long video and adds another.
+    let v2 = vpdq_file(&[short.clone(), other.clone()]);
+    let out = import_text(&store, b.name(), SignalType::Vpdq, &v2, v(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ImportOutcome::Imported {
+            version: v(2),
+            added: 1,
+            removed: 1,
+            unchanged: 1
+        }
+    );
+    let stats = store.stats(b.name()).await.unwrap();
+    assert_eq!(
+        (
+            stats.latest_version,
+            stats.versions,
+            stats.live,
+            stats.tombstones
+        ),
+        (Some(v(2)), 2, 2, 1)
+    );
+    assert_eq!(
+        sorted_items(store.export(b.name(), Some(v(1))).await.unwrap()),
+        want1
+    );
+    let live = sorted_items(store.export(b.name(), None).await.unwrap());
+    assert_eq!(
+        live,
+        sorted_items(
+            parse_list(v2.as_bytes(), SignalType::Vpdq, None)
+                .unwrap()
+                .into_items()
+        )
+    );
+    // Exported text equals the imported text, value for value (canonical signal_str).
+    let text = write_list(Format::LocalFile, SignalType::Vpdq, &live, None).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let mut want_lines: Vec<&str> = v2.lines().collect();
+    lines.sort();
+    want_lines.sort();
+    assert_eq!(lines, want_lines);
+    // The frames survive the database exactly.
+    let stored = store.entries(b.name()).await.unwrap();
+    let long_back = stored
+        .iter()
+        .find_map(|e| e.value().as_vpdq().filter(|x| **x == long))
+        .expect("the long video is kept as a tombstone");
+    assert_eq!(long_back.features(), long.features());
+    // A PDQ list is refused by a vPDQ bank, and plain hex cannot hold vPDQ.
+    let pdq_text = pdq_file(&[1], 90);
+    let pdq_list = parse_list(pdq_text.as_bytes(), SignalType::Pdq, None).unwrap();
+    assert!(matches!(
+        store
+            .import(
+                b.name(),
+                &pdq_list,
+                v(3),
+                &ImportMeta::new("t", None, pdq_text.as_bytes())
+            )
+            .await,
+        Err(StoreError::SignalTypeMismatch { .. })
+    ));
+    assert!(matches!(
+        parse_list(v2.as_bytes(), SignalType::Vpdq, Some(Format::PlainHex)),
+        Err(ParseError::FormatSignalType { .. })
+    ));
+    // load_enabled by type, and the consensus view has no vPDQ item.
+    import_text(&store, p.name(), SignalType::Pdq, &pdq_text, v(1))
+        .await
+        .unwrap();
+    let videos = store.load_enabled(Some(SignalType::Vpdq)).await.unwrap();
+    assert_eq!(videos.len(), 1);
+    assert_eq!(videos[0].bank, b);
+    assert_eq!(
+        sorted_items(videos[0].entries.iter().map(|e| e.item().clone()).collect()),
+        live
+    );
+    assert_eq!(
+        store
+            .load_enabled(Some(SignalType::Pdq))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let all = store.load_enabled(None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let be: Vec<BankEntries> = all
+        .iter()
+        .map(|l| BankEntries {
+            bank: &l.bank,
+            entries: &l.entries,
+        })
+        .collect();
+    let lenient = ConsensusParams::new(1, 1, 10).unwrap();
+    assert!(consensus(SignalType::Vpdq, &be, &lenient).is_empty());
+    assert_eq!(consensus(SignalType::Pdq, &be, &lenient).len(), 1);
+    // Disabled, it is not loaded.
+    store
+        .update_bank(&b.clone().with_enabled(false))
+        .await
+        .unwrap();
+    assert!(store
+        .load_enabled(Some(SignalType::Vpdq))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// 30 videos of 2,000 frames (about 4.6 MB of signal_str, over the 4 MiB that ends a batched
+/// INSERT) import, export and re-import as a no-op.
+async fn vpdq_import_over_the_batch_byte_limit(store: Store, _url: String) {
+    let b = bank("videos", "Stand-in Org", "GB", SignalType::Vpdq);
+    store.create_bank(&b).await.unwrap();
+    let videos: Vec<VpdqSignal> = (0..30).map(|i| video(100 + i, 2_000)).collect();
+    let text = vpdq_file(&videos);
+    assert!(text.len() > 4 << 20, "{}", text.len());
+    let out = import_text(&store, b.name(), SignalType::Vpdq, &text, v(1))
+        .await
+        .unwrap();
+    assert!(matches!(out, ImportOutcome::Imported { added: 30, .. }));
+    let want = sorted_items(
+        parse_list(text.as_bytes(), SignalType::Vpdq, None)
+            .unwrap()
+            .into_items(),
+    );
+    assert_eq!(
+        sorted_items(store.export(b.name(), None).await.unwrap()),
+        want
+    );
+    assert_eq!(
+        import_text(&store, b.name(), SignalType::Vpdq, &text, v(1))
+            .await
+            .unwrap(),
+        ImportOutcome::NoOp
+    );
+}
+
+/// A vPDQ row is checked on the way out: its payload must parse and its digest must be the key.
+async fn vpdq_rows_are_checked(store: Store, url: String) {
+    let b = bank("videos", "Stand-in Org", "GB", SignalType::Vpdq);
+    store.create_bank(&b).await.unwrap();
+    let text = vpdq_file(&[video(5, 3)]);
+    import_text(&store, b.name(), SignalType::Vpdq, &text, v(1))
+        .await
+        .unwrap();
+    assert_eq!(store.entries(b.name()).await.unwrap().len(), 1);
+    let raw = AnyPool::connect(&url).await.unwrap();
+    // Another video's text under this key.
+    sqlx::query("UPDATE entries SET payload = $1 WHERE bank = $2")
+        .bind(video(6, 3).to_string())
+        .bind(b.name().as_str())
+        .execute(&raw)
+        .await
+        .unwrap();
+    let err = store.entries(b.name()).await;
+    assert!(matches!(err, Err(StoreError::Corrupt { .. })), "{err:?}");
+    // No payload at all.
+    sqlx::query("UPDATE entries SET payload = NULL WHERE bank = $1")
+        .bind(b.name().as_str())
+        .execute(&raw)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.entries(b.name()).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    raw.close().await;
+}
+
+/// A database at schema version 1 (before vPDQ) with banks, versions, live entries and a
+/// tombstone keeps all of it through migration 0002, and then takes vPDQ banks, which version 1
+/// refused.
+async fn migrate_from_v1(url: String, cleanup: Cleanup) {
+    let only_v1 = std::env::temp_dir().join(format!("hashguard-migrations-v1-{}", unique()));
+    std::fs::create_dir_all(&only_v1).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/0001_initial.sql"),
+        only_v1.join("0001_initial.sql"),
+    )
+    .unwrap();
+    let migrator = sqlx::migrate::Migrator::new(only_v1.as_path())
+        .await
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    let raw = AnyPool::connect(&url).await.unwrap();
+    migrator.run(&raw).await.unwrap();
+    let _ = std::fs::remove_dir_all(&only_v1);
+    let exec = |sql: &'static str| {
+        let raw = raw.clone();
+        async move { sqlx::query(sql).execute(&raw).await }
+    };
+    exec("INSERT INTO banks VALUES ('old', 'Stand-in Org', 'GB', 'md5', 0, 1, 'block', 7)")
+        .await
+        .unwrap();
+    assert!(
+        exec("INSERT INTO banks VALUES ('v', 'Stand-in Org', 'GB', 'vpdq', 31, 1, 'block', 7)")
+            .await
+            .is_err(),
+        "schema 1 refuses vpdq banks"
+    );
+    for version in [1, 2] {
+        sqlx::query(
+            "INSERT INTO list_versions VALUES ('old', $1, 8, 'me', 'f.txt', 'abc', 'local-file', 1, 1, 0, 0)",
+        )
+        .bind(version as i64)
+        .execute(&raw)
+        .await
+        .unwrap();
+    }
+    let (a, c) = ("a".repeat(32), "c".repeat(32));
+    sqlx::query("INSERT INTO entries VALUES ('old', $1, 1, 2, NULL, NULL, 'cat', 'x y')")
+        .bind(&a)
+        .execute(&raw)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO entries VALUES ('old', $1, 2, NULL, NULL, NULL, NULL, '')")
+        .bind(&c)
+        .execute(&raw)
+        .await
+        .unwrap();
+    raw.close().await;
+
+    let store = Store::open(&url).await.unwrap();
+    let name: BankName = "old".parse().unwrap();
+    assert_eq!(
+        store.banks().await.unwrap(),
+        vec![bank("old", "Stand-in Org", "GB", SignalType::Md5)]
+    );
+    let imports = store.imports(&name).await.unwrap();
+    assert_eq!(imports.len(), 2);
+    assert_eq!(
+        (imports[1].imported_by.as_str(), imports[1].format.as_str()),
+        ("me", "local-file")
+    );
+    let entries = store.entries(&name).await.unwrap();
+    let got: Vec<(String, Option<Version>, Vec<String>)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.value().to_string(),
+                e.removed_in(),
+                e.item().tags().iter().map(|t| t.to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                a.clone(),
+                Some(v(2)),
+                vec!["x".to_string(), "y".to_string()]
+            ),
+            (c.clone(), None, vec![])
+        ]
+    );
+    // The one-live-row index is back: a second live row of c is refused.
+    let raw = AnyPool::connect(&url).await.unwrap();
+    assert!(sqlx::query(
+        "INSERT INTO entries (bank, value, added_in, removed_in, quality, source_id, category, tags) \
+         VALUES ('old', $1, 1, NULL, NULL, NULL, NULL, '')"
+    )
+    .bind(&c)
+    .execute(&raw)
+    .await
+    .is_err());
+    // Foreign keys still point at the (renamed) tables.
+    assert!(sqlx::query(
+        "INSERT INTO list_versions VALUES ('nope', 1, 8, 'me', NULL, 'abc', 'csv', 0, 0, 0, 0)"
+    )
+    .execute(&raw)
+    .await
+    .is_err());
+    raw.close().await;
+    // The migrated store takes vPDQ banks and lists, and imports into the old bank still work.
+    let vb = bank("videos", "Stand-in Org", "GB", SignalType::Vpdq);
+    store.create_bank(&vb).await.unwrap();
+    import_text(
+        &store,
+        vb.name(),
+        SignalType::Vpdq,
+        &vpdq_file(&[video(9, 4)]),
+        v(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.export(vb.name(), None).await.unwrap().len(), 1);
+    let out = import_text(
+        &store,
+        &name,
+        SignalType::Md5,
+        &format!("md5 {c}\nmd5 {}\n", "d".repeat(32)),
+        v(3),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(out, ImportOutcome::Imported { added: 1, .. }));
+    TestDb {
+        store,
+        url,
+        cleanup,
+    }
+    .finish()
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_from_v1_sqlite() {
+    let (url, cleanup) = TestDb::empty_sqlite();
+    migrate_from_v1(url, cleanup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_from_v1_postgres() {
+    let Some((url, cleanup)) = TestDb::empty_postgres("migrate_from_v1").await else {
+        return;
+    };
+    migrate_from_v1(url, cleanup).await;
 }

@@ -16,9 +16,15 @@
 //! - **Streaming with limits**: packets are read and decoded one at a time; frame size and
 //!   duration limits are checked from the stream header and again per frame.
 //! - **Matching** has both rules the field uses, documented on [`MatchRule`].
+//! - **Banks of videos** are matched with [`VideoBankIndex`] (pure, no libav): every distinct
+//!   listed frame hash of quality >= 50 goes into one exact Hamming range index
+//!   (`hashguard-index`), which finds the listed videos sharing a near frame with the query;
+//!   each is then compared exactly with [`match_features`], so the result equals comparing the
+//!   query with every listed video (property-tested). See the [`bank`] module.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bank;
 #[cfg(feature = "libav")]
 mod hasher;
 mod matching;
@@ -26,6 +32,10 @@ mod matching;
 use std::fmt;
 use std::str::FromStr;
 
+pub use bank::{
+    VideoBankIndex, VideoIndexError, VideoMatch, COMPARED_MATCH_PERCENT, DEFAULT_DISTANCE,
+    DEFAULT_QUALITY, QUERY_MATCH_PERCENT,
+};
 #[cfg(feature = "libav")]
 pub use hasher::{
     hash_video_file, hash_video_file_timed, is_video, libavcodec_version, StageTimes, VideoError,

@@ -10,9 +10,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, bytes)) = data.split_first() else {
         return;
     };
-    let signal_type =
-        [SignalType::Pdq, SignalType::Md5, SignalType::Sha256][usize::from(selector % 3)];
-    let format = match (selector / 3) % 5 {
+    let signal_type = SignalType::ALL[usize::from(selector % 4)];
+    let format = match (selector / 4) % 5 {
         0 => None,
         k => Some(Format::ALL[usize::from(k - 1)]),
     };
@@ -36,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(bad.iter().all(|b| b.line >= 1 && b.line <= lines));
             assert!(bad.windows(2).all(|w| w[0].line <= w[1].line));
         }
-        Err(ParseError::FormatSignalType { format, .. }) => assert_eq!(format, Format::PdqCli),
+        Err(ParseError::FormatSignalType { format: refused, .. }) => {
+            // Only a named format that cannot hold the type is refused whole.
+            assert_eq!(Some(refused), format);
+            assert!(!refused.holds(signal_type));
+        }
         Err(e) => panic!("unexpected error: {e}"),
     }
 });
