@@ -454,7 +454,7 @@ async fn consensus_view(store: &Store, a: ConsensusArgs) -> anyhow::Result<ExitC
     let view = consensus(signal_type, &banks, &params);
     let items: Vec<ListItem> = view
         .iter()
-        .map(|c| ListItem::new(c.value, c.quality))
+        .map(|c| ListItem::new(c.value.clone(), c.quality))
         .collect::<Result<_, _>>()?;
     let text = write_list(a.format.into(), signal_type, &items, None)?;
     write_out(a.out.as_deref(), &text)?;

@@ -13,6 +13,7 @@ use hashguard_hashlist::{
     Matcher, Signal, SignalType, Text,
 };
 use hashguard_index::Scratch;
+use hashguard_vpdq::{Feature, MatchRule, VideoBankIndex, DEFAULT_QUALITY};
 use rayon::prelude::*;
 
 use crate::db::{runtime, DbArgs};
@@ -76,6 +77,8 @@ pub struct MatchArgs {
 /// The banks to match against, with what to print for each.
 struct Banks {
     matcher: Matcher,
+    /// One frame index per enabled vPDQ bank: (bank, kind, index of the bank's items).
+    videos: Vec<(usize, BankKind, VideoBankIndex<usize>)>,
     /// The bank column per bank: its name, or the list file's path.
     labels: Vec<String>,
     /// For a list file: each item's line number.
@@ -83,6 +86,57 @@ struct Banks {
 }
 
 impl Banks {
+    fn new(
+        banks: Vec<(MatchRules, Vec<ListItem>)>,
+        radius: Option<u32>,
+        labels: Vec<String>,
+        lines: Option<Vec<usize>>,
+    ) -> anyhow::Result<Banks> {
+        let mut videos = Vec::new();
+        for (b, (rules, items)) in banks.iter().enumerate() {
+            if rules.signal_type != SignalType::Vpdq || !rules.enabled {
+                continue;
+            }
+            let entries = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| item.value().as_vpdq().map(|v| (i, v.shared_features())));
+            let index = VideoBankIndex::build_with(entries, rules.threshold, DEFAULT_QUALITY)
+                .with_context(|| format!("bank {}", labels[b]))?;
+            videos.push((b, rules.kind, index));
+        }
+        Ok(Banks {
+            matcher: Matcher::new(banks, radius)?,
+            videos,
+            labels,
+            lines,
+        })
+    }
+
+    /// Every vPDQ bank entry the video matches under the python-threatexchange rule; block
+    /// matches and the allow banks that matched.
+    fn match_video(&self, features: &[Feature]) -> (Vec<VideoHit>, Vec<usize>) {
+        let mut block = Vec::new();
+        let mut allow = Vec::new();
+        for (bank, kind, index) in &self.videos {
+            for m in index.matches(features, MatchRule::ThreatExchange) {
+                let Some(&item) = index.id(m.entry) else {
+                    continue;
+                };
+                match kind {
+                    BankKind::Block => block.push(VideoHit {
+                        bank: *bank,
+                        item,
+                        query_percent: m.query_percent,
+                        compared_percent: m.compared_percent,
+                    }),
+                    BankKind::Allow => allow.push(*bank),
+                }
+            }
+        }
+        (block, allow)
+    }
+
     fn entry_id(&self, item: &ListItem) -> String {
         item.source_id()
             .map(Text::as_str)
@@ -118,11 +172,12 @@ fn load_list_file(path: &Path, args: &MatchArgs) -> anyhow::Result<Banks> {
         enabled: true,
     };
     let lines = list.line_numbers().to_vec();
-    Ok(Banks {
-        matcher: Matcher::new(vec![(rules, list.into_items())], args.radius)?,
-        labels: vec![path.display().to_string()],
-        lines: Some(lines),
-    })
+    Banks::new(
+        vec![(rules, list.into_items())],
+        args.radius,
+        vec![path.display().to_string()],
+        Some(lines),
+    )
 }
 
 fn load_database(args: &MatchArgs) -> anyhow::Result<Banks> {
@@ -146,11 +201,7 @@ fn load_database(args: &MatchArgs) -> anyhow::Result<Banks> {
             (MatchRules::from(&l.bank), items)
         })
         .collect();
-    Ok(Banks {
-        matcher: Matcher::new(banks, args.radius)?,
-        labels,
-        lines: None,
-    })
+    Banks::new(banks, args.radius, labels, None)
 }
 
 /// One value looked up for an input.
@@ -161,11 +212,20 @@ struct Query {
     variant: Option<&'static str>,
 }
 
+/// A video's match with one vPDQ bank entry.
+struct VideoHit {
+    bank: usize,
+    item: usize,
+    query_percent: f64,
+    compared_percent: f64,
+}
+
 /// What one input matched: the reported matches (one per bank entry, at the smallest distance
 /// over the queries), and the allow banks that suppressed block matches.
 #[derive(Default)]
 struct Matched {
     reported: Vec<(usize, Hit)>,
+    videos: Vec<VideoHit>,
     suppressed_by: Vec<usize>,
 }
 
@@ -224,7 +284,15 @@ fn match_media(
                 .map_init(Scratch::new, |scratch, input| {
                     let result = hash_input(input, &settings).map(|hashed| {
                         let queries = queries_of(&hashed, args.min_quality);
-                        let matched = lookup_all(&banks.matcher, &queries, scratch);
+                        let mut matched = lookup_all(&banks.matcher, &queries, scratch);
+                        if let Hashed::Video { features, .. } = &hashed {
+                            let (videos, allow) = banks.match_video(features);
+                            if allow.is_empty() {
+                                matched.videos = videos;
+                            } else if !videos.is_empty() {
+                                matched.suppressed_by.extend(allow);
+                            }
+                        }
                         (queries, matched)
                     });
                     progress.inc(1);
@@ -258,7 +326,13 @@ fn match_media(
                         out.write_all(line.as_bytes())
                             .context("cannot write output")?;
                     }
-                    matched_inputs += usize::from(!matched.reported.is_empty());
+                    for hit in &matched.videos {
+                        let line = video_line(args.format, banks, &outcome.name, hit);
+                        out.write_all(line.as_bytes())
+                            .context("cannot write output")?;
+                    }
+                    matched_inputs +=
+                        usize::from(!matched.reported.is_empty() || !matched.videos.is_empty());
                 }
                 Err(reason) => {
                     failures += 1;
@@ -365,6 +439,54 @@ fn match_line(format: Format, banks: &Banks, name: &str, query: &Query, hit: &Hi
     }
 }
 
+/// One vPDQ match: the CSV's last column is the query match percentage (the share of the
+/// video's distinct good frames that match the entry); JSON gives both percentages.
+fn video_line(format: Format, banks: &Banks, name: &str, hit: &VideoHit) -> String {
+    let Some(item) = banks
+        .matcher
+        .banks()
+        .get(hit.bank)
+        .and_then(|b| b.1.get(hit.item))
+    else {
+        return String::new();
+    };
+    let bank = &banks.labels[hit.bank];
+    let entry_id = item.source_id().map_or_else(
+        || format!("sha256:{}", video_digest(item)),
+        |t| t.as_str().to_string(),
+    );
+    match format {
+        Format::Csv => format!(
+            "{},{},{},vpdq,{:.2}\n",
+            csv_field(name),
+            csv_field(bank),
+            csv_field(&entry_id),
+            hit.query_percent
+        ),
+        Format::Json => {
+            let mut obj = serde_json::json!({
+                "path": name,
+                "bank": bank,
+                "entry_id": entry_id,
+                "signal_type": "vpdq",
+                "query_percent": hit.query_percent,
+                "compared_percent": hit.compared_percent,
+            });
+            if let Some(lines) = &banks.lines {
+                obj["list_line"] = lines[hit.item].into();
+            }
+            format!("{obj}\n")
+        }
+    }
+}
+
+/// The SHA-256 of a listed video's canonical text, which the store also keys it by.
+fn video_digest(item: &ListItem) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(item.value().to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Quotes a CSV field when it needs it (paths may hold commas or quotes).
 fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) {
@@ -383,6 +505,10 @@ fn match_hash_lines(
     let bytes = std::fs::read(queries_path)
         .with_context(|| format!("cannot read {}", queries_path.display()))?;
     let signal_type = banks.matcher.banks()[0].0.signal_type;
+    anyhow::ensure!(
+        signal_type != SignalType::Vpdq,
+        "--hashes matches single hash values; a vpdq list is matched by giving videos instead"
+    );
     let queries = parse_queries(&bytes, signal_type, None)
         .map_err(|e| report_parse_error(queries_path, e))?;
     let lines = banks.lines.as_deref().unwrap_or_default();

@@ -809,3 +809,79 @@ fn table_build_and_verify() {
 fn hex_bytes(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// Videos match `vpdq` banks (database and list file) under the python-threatexchange rule: a
+/// listed video matches itself at 100%, another video does not; the bank round-trips through
+/// import and export.
+#[test]
+fn videos_match_vpdq_banks() {
+    let Some(data) = common::testdata("videos_match_vpdq_banks") else {
+        return;
+    };
+    let videos = data.join("vpdq/videos");
+    let listed = videos.join("chair-20-sd-bar.mp4");
+    let other = videos.join("doorknob-hd-no-bar.mp4");
+    let dir = tempfile::tempdir().unwrap();
+    // The list line: python-threatexchange's signal_str of the listed video's frames.
+    let csv = hashguard_ok(&["hash", &s(&listed)]);
+    let frames: Vec<String> = csv
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let t: f64 = f[3].parse().unwrap();
+            format!("\"{},{},{}\"", f[2], f[1], t)
+        })
+        .collect();
+    assert!(frames.len() > 5, "{csv}");
+    let list = dir.path().join("videos.txt");
+    std::fs::write(&list, format!("# stand-in\nvpdq [{}]\n", frames.join(", "))).unwrap();
+
+    let got = hashguard_ok(&["match", "--list", &s(&list), &s(&listed), &s(&other)]);
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 1, "{got}");
+    let f: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(
+        (f[0], f[3], f[4]),
+        (s(&listed).as_str(), "vpdq", "100.00"),
+        "{got}"
+    );
+
+    let db = s(&dir.path().join("v.db"));
+    hashguard_ok(&[
+        "list",
+        "--db",
+        &db,
+        "create",
+        "videos",
+        "--org",
+        "Stand-in Org",
+        "--jurisdiction",
+        "GB",
+        "--signal-type",
+        "vpdq",
+    ]);
+    hashguard_ok(&["list", "--db", &db, "import", "videos", &s(&list)]);
+    let json = hashguard_ok(&[
+        "match",
+        "--db",
+        &db,
+        "--format",
+        "json",
+        &s(&listed),
+        &s(&other),
+    ]);
+    let lines: Vec<&str> = json.lines().collect();
+    assert_eq!(lines.len(), 1, "{json}");
+    let obj: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(obj["bank"], "videos");
+    assert_eq!(obj["query_percent"], 100.0);
+    assert!(obj["entry_id"].as_str().unwrap().starts_with("sha256:"));
+    let exported = hashguard_ok(&["list", "--db", &db, "export", "videos"]);
+    let reimport = dir.path().join("exported.txt");
+    std::fs::write(&reimport, exported).unwrap();
+    let out = hashguard(&["list", "--db", &db, "import", "videos", &s(&reimport)]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing imported"),
+        "export round-trips"
+    );
+}

@@ -13,6 +13,9 @@
 //!   false positives, so the allowed entry wins; [`Lookup`] keeps both sides so a caller can
 //!   say *why* nothing was reported.
 //! - Disabled banks match nothing; they are left out at build time.
+//! - **vPDQ** banks are not matched here: a video matches by the share of its frames that match
+//!   (`hashguard_vpdq::VideoBankIndex`), not as one value. Their items are skipped and a vPDQ
+//!   query finds nothing.
 //!
 //! The result is defined by brute force (compare the query with every item; keep those within
 //! the bank's threshold) and property-tested against it.
@@ -185,6 +188,9 @@ impl Matcher {
                         refs[side].push((b, i));
                         radii[side] = radii[side].max(threshold);
                     }
+                    // A video is matched frame by frame (`hashguard_vpdq::VideoBankIndex`),
+                    // never as one exact value.
+                    Signal::Vpdq(_) => {}
                     other => exact.entry(other.clone()).or_default().push((b, i)),
                 }
             }
@@ -235,6 +241,7 @@ impl Matcher {
                     }
                 }
             }
+            Signal::Vpdq(_) => {}
             other => {
                 for &(bank, item) in self.exact.get(other).into_iter().flatten() {
                     let hit = Hit {
