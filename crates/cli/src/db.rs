@@ -28,6 +28,9 @@ impl DbArgs {
         } else if let Some(rest) = given.strip_prefix("sqlite://") {
             let path = rest.split('?').next().unwrap_or(rest);
             (given.to_string(), Some(PathBuf::from(path)))
+        } else if given.starts_with("sqlite:") {
+            // `sqlite::memory:` and other forms sqlx accepts: no file to check.
+            (given.to_string(), None)
         } else {
             let path = Path::new(given);
             (Store::sqlite_url(path), Some(path.to_path_buf()))
@@ -38,6 +41,7 @@ impl DbArgs {
     pub fn describe(&self) -> String {
         match self.resolve() {
             (_, Some(path)) => format!("SQLite database {}", path.display()),
+            (url, None) if url.starts_with("sqlite:") => format!("SQLite database {url}"),
             (url, None) => {
                 let host = url.rsplit('@').next().unwrap_or("");
                 let host = host.split_once("://").map_or(host, |(_, h)| h);
