@@ -657,13 +657,13 @@ pub enum WriteError {
         signal_type: SignalType,
     },
     /// PDQ CLI output needs a quality and this item has none.
-    #[error("{value} has no quality, which the pdq-cli format needs")]
+    #[error("{} has no quality, which the pdq-cli format needs", abbreviated(.value))]
     MissingQuality {
         /// The item's value.
         value: Signal,
     },
     /// An item of another signal type.
-    #[error("{value} is not a {expected} value")]
+    #[error("{} is not a {expected} value", abbreviated(.value))]
     SignalTypeMismatch {
         /// The list's type.
         expected: SignalType,
@@ -673,6 +673,16 @@ pub enum WriteError {
     /// The CSV writer failed.
     #[error("CSV writer: {0}")]
     Csv(String),
+}
+
+/// A value for an error message: whole if short, else its start and length (a vPDQ value can
+/// be megabytes).
+fn abbreviated(value: &Signal) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(96) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()),
+        None => text,
+    }
 }
 
 /// Writes `items` (all of `signal_type`) in `format`. For CSV, `collab` fills the `collab` column
@@ -753,4 +763,28 @@ pub fn write_list(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod abbreviation_tests {
+    use super::*;
+
+    #[test]
+    fn write_errors_abbreviate_long_values() {
+        let frames: Vec<String> = (0..200)
+            .map(|i| format!("\"{},100,{i}\"", "ab".repeat(32)))
+            .collect();
+        let value = Signal::parse(SignalType::Vpdq, &format!("[{}]", frames.join(", "))).unwrap();
+        let long = value.to_string().len();
+        let err = WriteError::SignalTypeMismatch {
+            expected: SignalType::Pdq,
+            value,
+        };
+        let message = err.to_string();
+        assert!(message.len() < 200, "{message}");
+        assert!(message.contains(&format!("({long} bytes)")), "{message}");
+        let short = Signal::parse(SignalType::Md5, &"0".repeat(32)).unwrap();
+        let err = WriteError::MissingQuality { value: short };
+        assert!(err.to_string().starts_with(&"0".repeat(32)));
+    }
 }
