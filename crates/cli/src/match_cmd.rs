@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use hashguard_hashlist::{
     detect_signal_type, parse_list, parse_queries, BankKind, Hit, ListItem, Lookup, MatchRules,
-    Matcher, Signal, SignalType, Text,
+    Matcher, Signal, SignalType,
 };
 use hashguard_index::Scratch;
 use hashguard_vpdq::{Feature, MatchRule, VideoBankIndex, DEFAULT_QUALITY};
@@ -137,10 +137,14 @@ impl Banks {
         (block, allow)
     }
 
+    /// The id a match names: the list's id for the entry, else the value (for a video, the
+    /// SHA-256 of its `signal_str`, which is also the store's key for it).
     fn entry_id(&self, item: &ListItem) -> String {
-        item.source_id()
-            .map(Text::as_str)
-            .map_or_else(|| item.value().to_string(), str::to_string)
+        match (item.source_id(), item.value()) {
+            (Some(id), _) => id.as_str().to_string(),
+            (None, Signal::Vpdq(v)) => format!("sha256:{}", v.sha256_hex()),
+            (None, value) => value.to_string(),
+        }
     }
 }
 
@@ -451,10 +455,7 @@ fn video_line(format: Format, banks: &Banks, name: &str, hit: &VideoHit) -> Stri
         return String::new();
     };
     let bank = &banks.labels[hit.bank];
-    let entry_id = item.source_id().map_or_else(
-        || format!("sha256:{}", video_digest(item)),
-        |t| t.as_str().to_string(),
-    );
+    let entry_id = banks.entry_id(item);
     match format {
         Format::Csv => format!(
             "{},{},{},vpdq,{:.2}\n",
@@ -478,13 +479,6 @@ fn video_line(format: Format, banks: &Banks, name: &str, hit: &VideoHit) -> Stri
             format!("{obj}\n")
         }
     }
-}
-
-/// The SHA-256 of a listed video's canonical text, which the store also keys it by.
-fn video_digest(item: &ListItem) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(item.value().to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Quotes a CSV field when it needs it (paths may hold commas or quotes).

@@ -368,17 +368,46 @@ impl Collector {
     }
 
     fn signal_type_field(&self, field: &str) -> Result<(), LineError> {
-        let found: SignalType = field
-            .parse()
-            .map_err(|_| LineError::UnknownSignalType(field.to_string()))?;
-        if found != self.signal_type {
-            return Err(LineError::SignalTypeMismatch {
-                expected: self.signal_type,
-                found,
-            });
-        }
-        Ok(())
+        check_signal_type(field, self.signal_type)
     }
+}
+
+/// Checks a line's signal-type field against the type being read.
+pub(crate) fn check_signal_type(field: &str, expected: SignalType) -> Result<(), LineError> {
+    let found: SignalType = field
+        .parse()
+        .map_err(|_| LineError::UnknownSignalType(field.to_string()))?;
+    if found != expected {
+        return Err(LineError::SignalTypeMismatch { expected, found });
+    }
+    Ok(())
+}
+
+/// The format a file of `signal_type` values is read in: `format`, or the detected one. A guess
+/// that cannot hold the type (plain hex or PDQ CLI for vPDQ: an empty file, or lines of bare
+/// JSON) is read as local_file, so it shows up as rejected lines like any wrong guess; a named
+/// format that cannot hold it is refused. Shared by [`parse_list`] and
+/// [`parse_queries`](crate::parse_queries) so both read a file the same way.
+pub(crate) fn resolve_format(
+    bytes: &[u8],
+    signal_type: SignalType,
+    format: Option<Format>,
+) -> Result<Format, ParseError> {
+    if !signal_type.is_supported() {
+        return Err(ParseError::UnsupportedSignalType(signal_type));
+    }
+    let format = format.unwrap_or_else(|| {
+        Some(Format::detect(bytes))
+            .filter(|f| f.holds(signal_type))
+            .unwrap_or(Format::LocalFile)
+    });
+    if !format.holds(signal_type) {
+        return Err(ParseError::FormatSignalType {
+            format,
+            signal_type,
+        });
+    }
+    Ok(format)
 }
 
 /// Parses a list file of `signal_type` values, in `format` or (for `None`) the format
@@ -405,22 +434,7 @@ pub fn parse_list(
     signal_type: SignalType,
     format: Option<Format>,
 ) -> Result<ParsedList, ParseError> {
-    if !signal_type.is_supported() {
-        return Err(ParseError::UnsupportedSignalType(signal_type));
-    }
-    // A guess that cannot hold the type (plain hex or PDQ CLI for vPDQ: an empty file, or lines
-    // of bare JSON) is read as local_file, so it shows up as rejected lines like any wrong guess.
-    let format = format.unwrap_or_else(|| {
-        Some(Format::detect(bytes))
-            .filter(|f| f.holds(signal_type))
-            .unwrap_or(Format::LocalFile)
-    });
-    if !format.holds(signal_type) {
-        return Err(ParseError::FormatSignalType {
-            format,
-            signal_type,
-        });
-    }
+    let format = resolve_format(bytes, signal_type, format)?;
     let mut c = Collector {
         signal_type,
         items: Vec::new(),

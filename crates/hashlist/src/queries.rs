@@ -7,7 +7,7 @@
 //! yields no query, as with [`parse_list`](crate::parse_list), so a typo cannot silently shrink
 //! a query run.
 
-use crate::format::{csv_fields, CSV_HEADER};
+use crate::format::{check_signal_type, csv_fields, resolve_format, CSV_HEADER};
 use crate::{BadLine, Format, LineError, ParseError, Signal, SignalType};
 
 /// One query value and where it came from.
@@ -82,21 +82,7 @@ pub fn parse_queries(
     signal_type: SignalType,
     format: Option<Format>,
 ) -> Result<Vec<QueryLine>, ParseError> {
-    if !signal_type.is_supported() {
-        return Err(ParseError::UnsupportedSignalType(signal_type));
-    }
-    // As parse_list: a guess that cannot hold the type is read as local_file.
-    let format = format.unwrap_or_else(|| {
-        Some(Format::detect(bytes))
-            .filter(|f| f.holds(signal_type))
-            .unwrap_or(Format::LocalFile)
-    });
-    if !format.holds(signal_type) {
-        return Err(ParseError::FormatSignalType {
-            format,
-            signal_type,
-        });
-    }
+    let format = resolve_format(bytes, signal_type, format)?;
     let mut out = Vec::new();
     let mut bad = Vec::new();
     let mut first = true;
@@ -127,19 +113,7 @@ fn query_line(
     first: bool,
 ) -> Result<Option<(Signal, Option<u8>)>, LineError> {
     let columns = |expected: usize, found: usize| LineError::WrongColumnCount { expected, found };
-    let type_field = |field: &str| -> Result<(), LineError> {
-        let found: SignalType = field
-            .parse()
-            .map_err(|_| LineError::UnknownSignalType(field.to_string()))?;
-        if found == signal_type {
-            Ok(())
-        } else {
-            Err(LineError::SignalTypeMismatch {
-                expected: signal_type,
-                found,
-            })
-        }
-    };
+    let type_field = |field: &str| check_signal_type(field, signal_type);
     if format == Format::Csv {
         let fields = csv_fields(raw)?;
         if first && fields.first().map(String::as_str) == Some(CSV_HEADER[0]) {

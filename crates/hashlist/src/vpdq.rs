@@ -340,6 +340,17 @@ impl VpdqSignal {
         Arc::clone(&self.features)
     }
 
+    /// The SHA-256 of the canonical `signal_str`, lowercase hex: the key a store files the
+    /// value under (the text itself is too long for a database key) and the id a match names
+    /// when the list gave none.
+    pub fn sha256_hex(&self) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.to_string().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The number of frames (at least 1).
     pub fn frame_count(&self) -> usize {
         self.features.len()

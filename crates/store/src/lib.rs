@@ -696,11 +696,7 @@ fn entry_from_row(r: &AnyRow, signal_type: SignalType) -> Result<Entry, StoreErr
 /// the canonical `signal_str` and the `signal_str` (see the crate documentation).
 fn value_columns(value: &Signal) -> (String, Option<String>) {
     match value {
-        Signal::Vpdq(v) => {
-            let text = v.to_string();
-            let digest = Sha256::digest(text.as_bytes());
-            (hex(&digest), Some(text))
-        }
+        Signal::Vpdq(v) => (v.sha256_hex(), Some(v.to_string())),
         other => (other.to_string(), None),
     }
 }
