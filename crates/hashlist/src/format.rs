@@ -341,7 +341,6 @@ impl ParsedList {
 
 /// Collects items and bad lines, and catches duplicates.
 struct Collector {
-    signal_type: SignalType,
     items: Vec<ListItem>,
     lines: Vec<usize>,
     bad: Vec<BadLine>,
@@ -365,10 +364,6 @@ impl Collector {
             }
             Err(reason) => self.bad.push(BadLine { line, reason }),
         }
-    }
-
-    fn signal_type_field(&self, field: &str) -> Result<(), LineError> {
-        check_signal_type(field, self.signal_type)
     }
 }
 
@@ -436,35 +431,18 @@ pub fn parse_list(
 ) -> Result<ParsedList, ParseError> {
     let format = resolve_format(bytes, signal_type, format)?;
     let mut c = Collector {
-        signal_type,
         items: Vec::new(),
         lines: Vec::new(),
         bad: Vec::new(),
         seen: HashMap::new(),
     };
-    if format == Format::Csv {
-        parse_csv(bytes, &mut c);
-    } else {
-        for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-            let line = i + 1;
-            let Ok(text) = std::str::from_utf8(raw) else {
-                c.bad.push(BadLine {
-                    line,
-                    reason: LineError::NotUtf8,
-                });
-                continue;
-            };
-            let t = text.trim();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
-            }
-            let item = match format {
-                Format::PlainHex => plain_line(t, signal_type),
-                Format::LocalFile => local_file_line(t, &c),
-                Format::PdqCli => pdq_cli_line(t),
-                Format::Csv => unreachable_csv(),
-            };
-            c.push(line, item);
+    let mut first = true;
+    for (line, raw) in data_lines(bytes) {
+        let is_first = std::mem::replace(&mut first, false);
+        match read_line(raw, format, signal_type, is_first) {
+            Ok(Some(fields)) => c.push(line, fields.into_list_item()),
+            Ok(None) => {}
+            Err(reason) => c.bad.push(BadLine { line, reason }),
         }
     }
     if c.bad.is_empty() {
@@ -475,7 +453,6 @@ pub fn parse_list(
             lines: c.lines,
         })
     } else {
-        c.bad.sort_by_key(|b| b.line);
         Err(ParseError::BadLines {
             format,
             lines: c.bad,
@@ -483,76 +460,161 @@ pub fn parse_list(
     }
 }
 
-fn unreachable_csv() -> Result<ListItem, LineError> {
-    Err(LineError::Csv(
-        "internal: CSV reached the line parser".into(),
-    ))
+/// The lines of a list or query file that are neither blank nor `#` comments, with their
+/// 1-based numbers and without a trailing CR. Every reader of these files walks lines with this,
+/// so all of them skip, number and report the same lines.
+pub(crate) fn data_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, raw)| (i + 1, raw.strip_suffix(b"\r").unwrap_or(raw)))
+        .filter(|(_, raw)| {
+            // Blank means blank in Unicode where the line is text (a no-break space too).
+            let data = match std::str::from_utf8(raw) {
+                Ok(text) => text.trim().bytes().next().map(|b| b != b'#'),
+                Err(_) => raw.trim_ascii().first().map(|&b| b != b'#'),
+            };
+            data.unwrap_or(false)
+        })
 }
 
-fn plain_line(t: &str, signal_type: SignalType) -> Result<ListItem, LineError> {
-    let fields: Vec<&str> = t.split_whitespace().collect();
-    if fields.len() != 1 {
-        return Err(LineError::WrongColumnCount {
-            expected: 1,
-            found: fields.len(),
-        });
-    }
-    Ok(ListItem::new(Signal::parse(signal_type, fields[0])?, None)?)
+/// The columns of one data line, read by its format's rules. What a list or a query then asks
+/// of them (the PDQ quality floor, unique values, valid entry text) is the caller's: this is the
+/// one place that knows each format's columns.
+pub(crate) struct LineFields {
+    /// The value.
+    pub(crate) value: Signal,
+    /// The quality column (PDQ CLI).
+    pub(crate) quality: Option<Quality>,
+    /// The file name column (PDQ CLI); empty in other formats.
+    pub(crate) name: String,
+    /// The category column (CSV); empty in other formats.
+    pub(crate) category: String,
+    /// The tags column, space-separated (CSV); empty in other formats.
+    pub(crate) tags: String,
 }
 
-/// `<signal_type> <value>`. A vPDQ value is the rest of the line after the signal type and
-/// whitespace (ThreatExchange's reader splits at the first space); other values are one field.
-fn local_file_line(t: &str, c: &Collector) -> Result<ListItem, LineError> {
-    let fields: Vec<&str> = t.split_whitespace().collect();
-    let rest = t
-        .split_once(char::is_whitespace)
-        .map(|(_, rest)| rest.trim())
-        .unwrap_or("");
-    if fields.len() < 2 {
-        return Err(LineError::WrongColumnCount {
-            expected: 2,
-            found: fields.len(),
-        });
+impl LineFields {
+    fn value(value: Signal) -> LineFields {
+        LineFields {
+            value,
+            quality: None,
+            name: String::new(),
+            category: String::new(),
+            tags: String::new(),
+        }
     }
-    c.signal_type_field(fields[0])?;
-    let value = if c.signal_type == SignalType::Vpdq {
-        rest
-    } else if fields.len() != 2 {
-        return Err(LineError::WrongColumnCount {
-            expected: 2,
-            found: fields.len(),
-        });
-    } else {
-        fields[1]
-    };
-    Ok(ListItem::new(Signal::parse(c.signal_type, value)?, None)?)
+
+    /// The list entry these columns make, under a list's rules.
+    fn into_list_item(self) -> Result<ListItem, LineError> {
+        let text = |field: &str, column: &'static str| -> Result<Option<Text>, LineError> {
+            if field.is_empty() {
+                return Ok(None);
+            }
+            Text::new(field)
+                .map(Some)
+                .map_err(|error| LineError::BadField { column, error })
+        };
+        let source_id = text(&self.name, "filename")?;
+        let category = text(&self.category, "category")?;
+        let tags = self
+            .tags
+            .split_whitespace()
+            .map(|t| {
+                t.parse::<Tag>().map_err(|error| LineError::BadField {
+                    column: "tags",
+                    error,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ListItem::new(self.value, self.quality)?
+            .with_source_id(source_id)
+            .with_category(category)
+            .with_tags(tags))
+    }
 }
 
-fn pdq_cli_line(t: &str) -> Result<ListItem, LineError> {
-    let fields: Vec<&str> = t.splitn(3, ',').collect();
-    if fields.len() != 3 {
-        return Err(LineError::WrongColumnCount {
-            expected: 3,
-            found: fields.len(),
-        });
+/// Reads one data line of a file in `format` holding `signal_type` values: its columns,
+/// `None` for a CSV header (allowed only as the file's first data line), or why it is bad.
+pub(crate) fn read_line(
+    raw: &[u8],
+    format: Format,
+    signal_type: SignalType,
+    first: bool,
+) -> Result<Option<LineFields>, LineError> {
+    let columns = |expected: usize, found: usize| LineError::WrongColumnCount { expected, found };
+    if format == Format::Csv {
+        let fields = csv_fields(raw)?;
+        if first && fields.first().map(String::as_str) == Some(CSV_HEADER[0]) {
+            return if fields.len() != CSV_HEADER.len() {
+                Err(columns(CSV_HEADER.len(), fields.len()))
+            } else if fields != CSV_HEADER {
+                Err(LineError::BadHeader(fields.join(",")))
+            } else {
+                Ok(None)
+            };
+        }
+        let [kind, value, _collab, category, tags] = <[String; 5]>::try_from(fields)
+            .map_err(|fields| columns(CSV_HEADER.len(), fields.len()))?;
+        check_signal_type(&kind, signal_type)?;
+        // The collaboration names the supplier: it belongs to the bank, not the entry.
+        return Ok(Some(LineFields {
+            category,
+            tags,
+            ..LineFields::value(Signal::parse(signal_type, &value)?)
+        }));
     }
-    let value = Signal::parse(SignalType::Pdq, fields[0].trim())?;
-    let q = fields[1].trim();
-    let quality = q
-        .parse::<u8>()
-        .ok()
-        .and_then(|q| Quality::new(q).ok())
-        .ok_or_else(|| LineError::BadQuality(q.to_string()))?;
-    let name = fields[2].trim();
-    let source_id = if name.is_empty() {
-        None
-    } else {
-        Some(Text::new(name).map_err(|error| LineError::BadField {
-            column: "filename",
-            error,
-        })?)
-    };
-    Ok(ListItem::new(value, Some(quality))?.with_source_id(source_id))
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| LineError::NotUtf8)?
+        .trim();
+    match format {
+        Format::PlainHex => {
+            let fields: Vec<&str> = text.split_whitespace().collect();
+            match fields[..] {
+                [value] => Ok(Some(LineFields::value(Signal::parse(signal_type, value)?))),
+                _ => Err(columns(1, fields.len())),
+            }
+        }
+        Format::LocalFile => {
+            let fields: Vec<&str> = text.split_whitespace().collect();
+            if fields.len() < 2 {
+                return Err(columns(2, fields.len()));
+            }
+            check_signal_type(fields[0], signal_type)?;
+            // A vPDQ value is the rest of the line after the type and whitespace (it holds
+            // spaces; ThreatExchange's reader splits at the first space); others are one field.
+            let value = if signal_type == SignalType::Vpdq {
+                text.split_once(char::is_whitespace)
+                    .map(|(_, rest)| rest.trim())
+                    .unwrap_or("")
+            } else if fields.len() == 2 {
+                fields[1]
+            } else {
+                return Err(columns(2, fields.len()));
+            };
+            Ok(Some(LineFields::value(Signal::parse(signal_type, value)?)))
+        }
+        Format::PdqCli => {
+            let fields: Vec<&str> = text.splitn(3, ',').map(str::trim).collect();
+            let [value, quality, name] = fields[..] else {
+                return Err(columns(3, fields.len()));
+            };
+            let value = Signal::parse(SignalType::Pdq, value)?;
+            let quality = quality
+                .parse::<u8>()
+                .ok()
+                .and_then(|q| Quality::new(q).ok())
+                .ok_or_else(|| LineError::BadQuality(quality.to_string()))?;
+            Ok(Some(LineFields {
+                quality: Some(quality),
+                name: name.to_string(),
+                ..LineFields::value(value)
+            }))
+        }
+        Format::Csv => Err(LineError::Csv(
+            "internal: CSV reached the text line reader".into(),
+        )),
+    }
 }
 
 /// Reads one physical line as one CSV record. Lines are split before the CSV reader sees them, so
@@ -582,80 +644,6 @@ pub(crate) fn csv_fields(line: &[u8]) -> Result<Vec<String>, LineError> {
                 .map_err(|_| LineError::NotUtf8)
         })
         .collect()
-}
-
-fn parse_csv(bytes: &[u8], c: &mut Collector) {
-    let mut first = true;
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = i + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let trimmed = raw.trim_ascii();
-        if trimmed.is_empty() || trimmed.starts_with(b"#") {
-            continue;
-        }
-        let fields = match csv_fields(raw) {
-            Ok(f) => f,
-            Err(reason) => {
-                first = false;
-                c.bad.push(BadLine { line, reason });
-                continue;
-            }
-        };
-        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
-        if first && fields.first() == Some(&CSV_HEADER[0]) {
-            first = false;
-            if fields.len() != CSV_HEADER.len() {
-                c.bad.push(BadLine {
-                    line,
-                    reason: LineError::WrongColumnCount {
-                        expected: CSV_HEADER.len(),
-                        found: fields.len(),
-                    },
-                });
-            } else if fields != CSV_HEADER {
-                c.bad.push(BadLine {
-                    line,
-                    reason: LineError::BadHeader(fields.join(",")),
-                });
-            }
-            continue;
-        }
-        first = false;
-        let item = csv_record(&fields, c);
-        c.push(line, item);
-    }
-}
-
-fn csv_record(fields: &[&str], c: &Collector) -> Result<ListItem, LineError> {
-    if fields.len() != CSV_HEADER.len() {
-        return Err(LineError::WrongColumnCount {
-            expected: CSV_HEADER.len(),
-            found: fields.len(),
-        });
-    }
-    c.signal_type_field(fields[0])?;
-    let value = Signal::parse(c.signal_type, fields[1])?;
-    // fields[2], the collaboration, names the supplier: it belongs to the bank, not the entry.
-    let category = if fields[3].is_empty() {
-        None
-    } else {
-        Some(Text::new(fields[3]).map_err(|error| LineError::BadField {
-            column: "category",
-            error,
-        })?)
-    };
-    let tags = fields[4]
-        .split_whitespace()
-        .map(|t| {
-            t.parse::<Tag>().map_err(|error| LineError::BadField {
-                column: "tags",
-                error,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(ListItem::new(value, None)?
-        .with_category(category)
-        .with_tags(tags))
 }
 
 /// Why a list could not be written.

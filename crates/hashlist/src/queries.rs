@@ -7,8 +7,8 @@
 //! yields no query, as with [`parse_list`](crate::parse_list), so a typo cannot silently shrink
 //! a query run.
 
-use crate::format::{check_signal_type, csv_fields, resolve_format, CSV_HEADER};
-use crate::{BadLine, Format, LineError, ParseError, Signal, SignalType};
+use crate::format::{csv_fields, data_lines, read_line, resolve_format, CSV_HEADER};
+use crate::{BadLine, Format, ParseError, Signal, SignalType};
 
 /// One query value and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,18 +50,6 @@ pub fn detect_signal_type(bytes: &[u8], format: Option<Format>) -> Option<Signal
     }
 }
 
-/// Lines that are neither blank nor `#` comments, with their 1-based numbers.
-fn data_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    bytes
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .map(|(i, raw)| (i + 1, raw.strip_suffix(b"\r").unwrap_or(raw)))
-        .filter(|(_, raw)| {
-            let t = raw.trim_ascii();
-            !t.is_empty() && !t.starts_with(b"#")
-        })
-}
-
 /// Reads every query value of `signal_type` from a file in `format` (or the detected one).
 /// Duplicates and low PDQ qualities are allowed; anything else that [`parse_list`] would reject
 /// is a bad line, and any bad line refuses the whole file.
@@ -88,11 +76,11 @@ pub fn parse_queries(
     let mut first = true;
     for (line, raw) in data_lines(bytes) {
         let is_first = std::mem::replace(&mut first, false);
-        match query_line(raw, format, signal_type, is_first) {
-            Ok(Some((value, quality))) => out.push(QueryLine {
+        match read_line(raw, format, signal_type, is_first) {
+            Ok(Some(fields)) => out.push(QueryLine {
                 line,
-                value,
-                quality,
+                value: fields.value,
+                quality: fields.quality.map(|q| q.get()),
             }),
             Ok(None) => {}
             Err(reason) => bad.push(BadLine { line, reason }),
@@ -102,80 +90,6 @@ pub fn parse_queries(
         Ok(out)
     } else {
         Err(ParseError::BadLines { format, lines: bad })
-    }
-}
-
-/// One data line: its value and quality, `None` for a CSV header, or why it is bad.
-fn query_line(
-    raw: &[u8],
-    format: Format,
-    signal_type: SignalType,
-    first: bool,
-) -> Result<Option<(Signal, Option<u8>)>, LineError> {
-    let columns = |expected: usize, found: usize| LineError::WrongColumnCount { expected, found };
-    let type_field = |field: &str| check_signal_type(field, signal_type);
-    if format == Format::Csv {
-        let fields = csv_fields(raw)?;
-        if first && fields.first().map(String::as_str) == Some(CSV_HEADER[0]) {
-            return if fields == CSV_HEADER {
-                Ok(None)
-            } else {
-                Err(LineError::BadHeader(fields.join(",")))
-            };
-        }
-        if fields.len() != CSV_HEADER.len() {
-            return Err(columns(CSV_HEADER.len(), fields.len()));
-        }
-        type_field(&fields[0])?;
-        return Ok(Some((Signal::parse(signal_type, &fields[1])?, None)));
-    }
-    let text = std::str::from_utf8(raw)
-        .map_err(|_| LineError::NotUtf8)?
-        .trim();
-    match format {
-        Format::PlainHex => {
-            let fields: Vec<&str> = text.split_whitespace().collect();
-            if fields.len() != 1 {
-                return Err(columns(1, fields.len()));
-            }
-            Ok(Some((Signal::parse(signal_type, fields[0])?, None)))
-        }
-        Format::LocalFile => {
-            let fields: Vec<&str> = text.split_whitespace().collect();
-            if fields.len() < 2 {
-                return Err(columns(2, fields.len()));
-            }
-            type_field(fields[0])?;
-            // A vPDQ value is the rest of the line (it holds spaces), as in parse_list.
-            if signal_type == SignalType::Vpdq {
-                let rest = text
-                    .split_once(char::is_whitespace)
-                    .map(|(_, rest)| rest.trim())
-                    .unwrap_or("");
-                return Ok(Some((Signal::parse(signal_type, rest)?, None)));
-            }
-            if fields.len() != 2 {
-                return Err(columns(2, fields.len()));
-            }
-            Ok(Some((Signal::parse(signal_type, fields[1])?, None)))
-        }
-        Format::PdqCli => {
-            let fields: Vec<&str> = text.splitn(3, ',').collect();
-            if fields.len() != 3 {
-                return Err(columns(3, fields.len()));
-            }
-            let value = Signal::parse(SignalType::Pdq, fields[0].trim())?;
-            let q = fields[1].trim();
-            let quality = q
-                .parse::<u8>()
-                .ok()
-                .filter(|&q| q <= 100)
-                .ok_or_else(|| LineError::BadQuality(q.to_string()))?;
-            Ok(Some((value, Some(quality))))
-        }
-        Format::Csv => Err(LineError::Csv(
-            "internal: CSV reached the line reader".into(),
-        )),
     }
 }
 
