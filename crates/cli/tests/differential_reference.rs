@@ -48,7 +48,7 @@ fn oracle_or_skip(test: &str) -> Option<PathBuf> {
             "HASHGUARD_REQUIRE_ORACLE=1 but no Python with pdqhash was found \
              (set HASHGUARD_ORACLE_PYTHON or create .venv)"
         );
-        eprintln!("SKIPPED {test}: no Python with pdqhash");
+        hashguard_testsupport::skipped(test, "no Python with pdqhash");
     }
     python
 }

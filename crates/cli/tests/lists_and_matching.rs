@@ -10,16 +10,15 @@ use std::path::Path;
 
 use common::{hashguard, hashguard_ok};
 
-/// A small deterministic generator for test data.
-struct Rng(u64);
+/// A seeded generator for test data.
+struct Rng(hashguard_testsupport::TestRng);
 
 impl Rng {
+    fn seeded(seed: u64) -> Rng {
+        Rng(hashguard_testsupport::rng(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        hashguard_testsupport::Rng::next_u64(&mut self.0)
     }
     fn unit(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32
@@ -29,7 +28,7 @@ impl Rng {
 /// A 200x160 image of a few random smooth waves: structured enough for a stable PDQ hash,
 /// different for every seed.
 fn wave_image(seed: u64) -> image::RgbImage {
-    let mut r = Rng(seed);
+    let mut r = Rng::seeded(seed);
     let waves: Vec<[f32; 4]> = (0..4)
         .map(|_| {
             [
@@ -82,7 +81,7 @@ fn postgres(test: &str) -> Option<String> {
     } else if std::env::var("HASHGUARD_REQUIRE_POSTGRES").as_deref() == Ok("1") {
         panic!("PostgreSQL is required (HASHGUARD_REQUIRE_POSTGRES=1) but {url} is unreachable");
     } else {
-        eprintln!("SKIPPED {test}: PostgreSQL not reachable at {url}");
+        hashguard_testsupport::skipped(test, &format!("PostgreSQL not reachable at {url}"));
         None
     }
 }
@@ -476,7 +475,7 @@ fn match_images_against_a_list_file() {
 #[test]
 fn hash_lines_match_exactly_the_brute_force_pairs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = Rng(42);
+    let mut r = Rng::seeded(42);
     let centres: Vec<[u64; 4]> = (0..5)
         .map(|_| [r.next(), r.next(), r.next(), r.next()])
         .collect();
@@ -632,7 +631,7 @@ fn consensus_view_needs_two_organisations_in_two_jurisdictions() {
 fn table_build_and_verify() {
     let dir = tempfile::tempdir().unwrap();
     let db = s(&dir.path().join("t.db"));
-    let mut r = Rng(9);
+    let mut r = Rng::seeded(9);
     let values: Vec<[u64; 4]> = (0..40)
         .map(|_| [r.next(), r.next(), r.next(), r.next()])
         .collect();

@@ -309,16 +309,10 @@ proptest! {
 /// inputs) import as plain hex, and survive every format.
 #[test]
 fn shared_standin_lists() {
-    let dir = std::env::var_os("HASHGUARD_TESTDATA")
-        .map(|d| std::path::PathBuf::from(d).join("pdq/hashlists"))
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/testdata/pdq/hashlists")
-        });
-    if !dir.is_dir() {
-        eprintln!("SKIPPED: no stand-in hash lists at {}", dir.display());
+    let Some(dir) = hashguard_testsupport::testdata("shared_standin_lists", "pdq/hashlists", "")
+    else {
         return;
-    }
+    };
     let mut checked = 0;
     for name in ["haystack.txt", "needles.txt"] {
         let bytes = std::fs::read(dir.join(name)).unwrap();

@@ -42,16 +42,14 @@ fn shape() -> impl Strategy<Value = Shape> {
     ]
 }
 
-/// A deterministic generator (splitmix64) so data can be large without
-/// proptest shrinking every word.
-struct Rng(u64);
+/// A seeded generator, so data can be large without proptest shrinking every word.
+struct Rng(hashguard_testsupport::TestRng);
 impl Rng {
+    fn seeded(seed: u64) -> Rng {
+        Rng(hashguard_testsupport::rng(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        hashguard_testsupport::Rng::next_u64(&mut self.0)
     }
     fn code(&mut self) -> Code {
         [self.next(), self.next(), self.next(), self.next()]
@@ -66,7 +64,7 @@ impl Rng {
 }
 
 fn make(shape: &Shape, n: usize, seed: u64) -> Vec<Code> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded(seed);
     match *shape {
         Shape::Uniform => (0..n).map(|_| rng.code()).collect(),
         Shape::Clustered { centres, max_flips } => {
@@ -102,7 +100,7 @@ fn make(shape: &Shape, n: usize, seed: u64) -> Vec<Code> {
 }
 
 fn queries(codes: &[Code], seed: u64, k: usize) -> Vec<Code> {
-    let mut rng = Rng(seed ^ 0x5555);
+    let mut rng = Rng::seeded(seed ^ 0x5555);
     let mut qs = Vec::new();
     for i in 0..k {
         if !codes.is_empty() && i % 3 != 2 {
@@ -146,7 +144,7 @@ fn layout() -> impl Strategy<Value = Option<Layout>> {
 /// round-robin over the slots (in a random slot order), so that every slot's
 /// distance is as close to its share of `k` as possible.
 fn spread_queries(idx: &FrozenIndex, codes: &[Code], k: u32, seed: u64) -> Vec<Code> {
-    let mut rng = Rng(seed ^ u64::from(k) << 20);
+    let mut rng = Rng::seeded(seed ^ u64::from(k) << 20);
     let slots = idx.layout().slots();
     let mut out = Vec::new();
     for _ in 0..2 {
@@ -247,7 +245,7 @@ proptest! {
         let mut live: Vec<(Code, u32)> = codes.iter().copied().zip(ids.iter().copied()).collect();
         let mut idx = Index::build(&codes, Some(&ids)).unwrap();
         idx.frozen_mut().set_linear_fraction(f64::INFINITY);
-        let mut rng = Rng(seed ^ 77);
+        let mut rng = Rng::seeded(seed ^ 77);
         let extra = make(&shape, 64, seed ^ 99);
         for (i, &(add, id)) in ops.iter().enumerate() {
             if add {
@@ -332,7 +330,7 @@ fn resealed_header_mutations_are_refused_or_safe() {
     let codes = make(&Shape::Uniform, 300, 5);
     let idx = FrozenIndex::build(&codes, None, None).unwrap();
     let orig = idx.as_bytes().to_vec();
-    let mut rng = Rng(1);
+    let mut rng = Rng::seeded(1);
     for at in 0..(hashguard_index::HEADER_LEN + 16 * 32 + 64).min(orig.len()) {
         for _ in 0..3 {
             let mut b = orig.clone();
@@ -422,7 +420,7 @@ fn giant_cluster_falls_back_to_linear_scan() {
     assert_eq!(out, brute(&codes, &ids, &codes[0], 31));
     assert_eq!(out.len(), codes.len());
     // A random query far from the cluster still uses the slots.
-    let far = Rng(3).code();
+    let far = Rng::seeded(3).code();
     let st = idx.search_into(&far, 31, &mut scratch, &mut Vec::new());
     assert!(!st.linear, "{st:?}");
 }

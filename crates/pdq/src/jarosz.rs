@@ -634,7 +634,7 @@ mod tests {
     #[test]
     fn avx2_transpose_equals_portable() {
         let Some(avx2) = Avx2::detect() else {
-            eprintln!("SKIPPED avx2_transpose_equals_portable: no AVX2 on this CPU");
+            hashguard_testsupport::skipped("avx2_transpose_equals_portable", "no AVX2 on this CPU");
             return;
         };
         let mut block = [[0.0f32; STRIP]; STRIP];

@@ -18,18 +18,12 @@ const LOW_QUALITY: [&str; 2] = ["q0003", "q0004"];
 
 /// The shared reference images (`../shared/testdata/pdq/images/reg-test-input/labelme-subset`,
 /// or under `$HASHGUARD_TESTDATA`); they are read in place, never copied into the repository.
-fn labelme_dir() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("HASHGUARD_TESTDATA")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("pdq/images/reg-test-input/labelme-subset");
-    dir.is_dir().then_some(dir)
+fn labelme_dir(test: &str) -> Option<std::path::PathBuf> {
+    hashguard_testsupport::testdata(test, "pdq/images/reg-test-input/labelme-subset", "")
 }
 
 fn load(name: &str) -> RgbImage {
-    let path = labelme_dir()
+    let path = labelme_dir("load")
         .expect("checked by the test")
         .join(format!("{name}.jpg"));
     image::open(&path)
@@ -86,11 +80,7 @@ fn generated(r: &mut ChaCha20Rng) -> RgbImage {
 
 #[test]
 fn end_to_end_real_pdq_reencoded_copies_open_unrelated_never() {
-    if labelme_dir().is_none() {
-        eprintln!(
-            "SKIPPED end_to_end_real_pdq_reencoded_copies_open_unrelated_never: \
-             ../shared/testdata not found (set HASHGUARD_TESTDATA)"
-        );
+    if labelme_dir("end_to_end_real_pdq_reencoded_copies_open_unrelated_never").is_none() {
         return;
     }
     let mut r = ChaCha20Rng::seed_from_u64(2026);

@@ -143,16 +143,6 @@ fn probe_keys_equal_the_calibration_definition() {
     }
 }
 
-fn testdata() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("HASHGUARD_TESTDATA")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("pdq/images");
-    dir.is_dir().then_some(dir)
-}
-
 fn jpeg(img: &RgbImage, q: u8) -> RgbImage {
     let mut buf = Vec::new();
     JpegEncoder::new_with_quality(&mut buf, q)
@@ -230,8 +220,9 @@ fn measure(orig: &PdqFloats, copy: &PdqFloats, params: &Params) -> Row {
 #[test]
 #[ignore = "measurement; needs ../shared/testdata; run in release with --nocapture"]
 fn recall_of_reencoded_and_resized_copies() {
-    let Some(dir) = testdata() else {
-        eprintln!("SKIPPED: ../shared/testdata not found (set HASHGUARD_TESTDATA)");
+    let Some(dir) =
+        hashguard_testsupport::testdata("recall_of_reencoded_and_resized_copies", "pdq/images", "")
+    else {
         return;
     };
     let params = Params::v1(Policy::Intervene);

@@ -547,19 +547,12 @@ async fn load_enabled_and_consensus(store: Store, _url: String) {
 }
 
 async fn shared_standin_list(store: Store, _url: String) {
-    let dir = std::env::var_os("HASHGUARD_TESTDATA")
-        .map(|d| std::path::PathBuf::from(d).join("pdq/hashlists"))
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/testdata/pdq/hashlists")
-        });
-    let Ok(bytes) = std::fs::read(dir.join("haystack.txt")) else {
-        say(&format!(
-            "SKIPPED shared_standin_list: no {}",
-            dir.join("haystack.txt").display()
-        ));
+    let Some(dir) =
+        hashguard_testsupport::testdata("shared_standin_list", "pdq/hashlists", "haystack.txt")
+    else {
         return;
     };
+    let bytes = std::fs::read(dir.join("haystack.txt")).unwrap();
     let b = bank("haystack-standin", "Stand-in Org", "GB", SignalType::Pdq);
     store.create_bank(&b).await.unwrap();
     let list = parse_list(&bytes, SignalType::Pdq, None).unwrap();

@@ -142,18 +142,14 @@ proptest! {
 /// clip of it with a few bits flipped per frame.
 #[test]
 fn clustered_clip_matches() {
-    // Spread-out hashes (splitmix64): frames far from each other.
-    let mix = |mut z: u64| {
-        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    // Random hashes: frames far from each other.
+    let mut r = hashguard_testsupport::rng(1);
+    let mut word = || hashguard_testsupport::Rng::next_u64(&mut r);
     let video: Vec<Feature> = (0..10u64)
         .map(|i| Feature {
             frame: i,
             quality: 90,
-            hash: Hash256::from_words([mix(4 * i), mix(4 * i + 1), mix(4 * i + 2), mix(4 * i + 3)]),
+            hash: Hash256::from_words([word(), word(), word(), word()]),
             timestamp: i as f32,
         })
         .collect();
@@ -189,21 +185,7 @@ fn clustered_clip_matches() {
 }
 
 fn testdata(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("HASHGUARD_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("vpdq");
-    if dir.join("sample-hashes").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED {test}: {} not found (set HASHGUARD_TESTDATA)",
-            dir.display()
-        );
-        None
-    }
+    hashguard_testsupport::testdata(test, "vpdq", "sample-hashes")
 }
 
 /// A bank of the 31 upstream sample hash files (near-duplicates of a few videos, so nearly every

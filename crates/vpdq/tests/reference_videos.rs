@@ -9,21 +9,7 @@ use hashguard_vpdq::{
 };
 
 fn testdata(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("HASHGUARD_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("vpdq");
-    if dir.join("videos").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED {test}: {} not found (set HASHGUARD_TESTDATA)",
-            dir.display()
-        );
-        None
-    }
+    hashguard_testsupport::testdata(test, "vpdq", "videos")
 }
 
 fn load(path: PathBuf) -> Vec<Feature> {

@@ -7,20 +7,7 @@ use std::process::{Command, Output};
 /// The shared test data folder (`HASHGUARD_TESTDATA`, or `../shared/testdata` beside the
 /// repository), or `None` with a message saying the test is skipped.
 pub fn testdata(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("HASHGUARD_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        });
-    if dir.join("pdq/expected.txt").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED {test}: test data not found at {} (set HASHGUARD_TESTDATA)",
-            dir.display()
-        );
-        None
-    }
+    hashguard_testsupport::testdata(test, "", "pdq/expected.txt")
 }
 
 /// Runs the `hashguard` binary built for these tests.
