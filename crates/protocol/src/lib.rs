@@ -69,8 +69,10 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
 //! // Small parameters: k = 16 bits, f = 1 over w = 4 bits (P = 5), T = 2.
-//! let params = Params::new(Policy::Intervene, low_frequency_positions(16), 1, 4, 2, 0, 50, 8, 3,
-//!                          0, 0, 256)?;
+//! let params = Params::new(ParamsSpec {
+//!     policy: Policy::Intervene, key_positions: low_frequency_positions(16), f: 1, w: 4,
+//!     threshold: 2, s_max: 0, q_min: 50, r_dedup: 8, sep: 3, synth_a: 0, synth_b: 0, vd_len: 256,
+//! })?;
 //! let secret = OpeningKey::generate(&mut rng);
 //! let spec = TableSpec { deployment_id: [1; 16], kind: TableKind::Pdq, params: params.clone(),
 //!                        public_key: secret.public_key(), shard_count: 2, shard_salt: [2; 32] };
@@ -132,7 +134,7 @@ pub mod prelude {
     };
     pub use crate::keys::{pdq_key, probe_keys, prune_separated, KeyBytes, TableKind};
     pub use crate::manifest::{Manifest, TableDescriptor};
-    pub use crate::params::{low_frequency_positions, Params, PinnedParams, Policy};
+    pub use crate::params::{low_frequency_positions, Params, ParamsSpec, PinnedParams, Policy};
     pub use crate::server::{
         check_consent, AccountShares, AddOutcome, OpenOutcome, OpenedRecord, Opener,
         ThresholdOutcome,

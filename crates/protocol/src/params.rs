@@ -130,6 +130,38 @@ pub const MAX_PROBES: u32 = 1024;
 /// Largest synthetic capacity accepted.
 pub const MAX_S_MAX: u16 = 1024;
 
+/// Every value of a [`Params`], by name: what [`Params::new`] validates, and what
+/// [`Params::to_spec`] gives back to derive a variant of a preset
+/// (`Params::new(ParamsSpec { threshold: 2, ..Params::v1(policy).to_spec() })`). Named fields,
+/// because six of them are small integers of one type that a positional call could swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamsSpec {
+    /// The deployment's policy.
+    pub policy: Policy,
+    /// The k PDQ bit positions, in key order (k = their number).
+    pub key_positions: Vec<u8>,
+    /// Maximum flipped bits per probe.
+    pub f: u8,
+    /// Number of weakest key bits considered for flips.
+    pub w: u8,
+    /// Threshold T of distinct matches before payloads decrypt.
+    pub threshold: u16,
+    /// DHF synthetic capacity (0 under `intervene`).
+    pub s_max: u16,
+    /// PDQ quality floor.
+    pub q_min: u8,
+    /// Client near-duplicate radius.
+    pub r_dedup: u8,
+    /// Minimum Hamming separation between table keys.
+    pub sep: u8,
+    /// Synthetic schedule numerator a in p_i = a / (b + i) (0 under `intervene`).
+    pub synth_a: u32,
+    /// Synthetic schedule offset b (0 under `intervene`).
+    pub synth_b: u32,
+    /// Fixed visual-derivative blob length in bytes.
+    pub vd_len: u32,
+}
+
 impl Params {
     /// Builds and validates a parameter set.
     ///
@@ -139,21 +171,21 @@ impl Params {
     /// under `intervene`, `s_max = 0` and no synthetic schedule (protocol-review.md m3: the DHF
     /// identifies nothing without synthetics, so its 728 bytes are dropped); the VD length is in
     /// `[64, 1 MiB]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        policy: Policy,
-        key_positions: Vec<u8>,
-        f: u8,
-        w: u8,
-        threshold: u16,
-        s_max: u16,
-        q_min: u8,
-        r_dedup: u8,
-        sep: u8,
-        synth_a: u32,
-        synth_b: u32,
-        vd_len: u32,
-    ) -> Result<Self, ParamsError> {
+    pub fn new(spec: ParamsSpec) -> Result<Self, ParamsError> {
+        let ParamsSpec {
+            policy,
+            key_positions,
+            f,
+            w,
+            threshold,
+            s_max,
+            q_min,
+            r_dedup,
+            sep,
+            synth_a,
+            synth_b,
+            vd_len,
+        } = spec;
         let k = key_positions.len();
         if k == 0 || k > 64 {
             return Err(ParamsError::OutOfRange("k"));
@@ -245,23 +277,41 @@ impl Params {
 
     #[allow(clippy::too_many_arguments)]
     fn v1_with(policy: Policy, k: u8, f: u8, w: u8, t: u16, s_max: u16, a: u32, b: u32) -> Self {
-        match Self::new(
+        match Self::new(ParamsSpec {
             policy,
-            low_frequency_positions(k),
+            key_positions: low_frequency_positions(k),
             f,
             w,
-            t,
+            threshold: t,
             s_max,
-            50,
-            8,
-            2 * f + 1,
-            a,
-            b,
-            4096,
-        ) {
+            q_min: 50,
+            r_dedup: 8,
+            sep: 2 * f + 1,
+            synth_a: a,
+            synth_b: b,
+            vd_len: 4096,
+        }) {
             Ok(p) => p,
             // The presets satisfy every invariant (checked by a unit test).
             Err(e) => panic!("built-in parameter preset is invalid: {e}"),
+        }
+    }
+
+    /// Every value by name, to derive a variant (validated again by [`Params::new`]).
+    pub fn to_spec(&self) -> ParamsSpec {
+        ParamsSpec {
+            policy: self.policy,
+            key_positions: self.key_positions.clone(),
+            f: self.f,
+            w: self.w,
+            threshold: self.threshold,
+            s_max: self.s_max,
+            q_min: self.q_min,
+            r_dedup: self.r_dedup,
+            sep: self.sep,
+            synth_a: self.synth_a,
+            synth_b: self.synth_b,
+            vd_len: self.vd_len,
         }
     }
 
@@ -373,7 +423,7 @@ impl Params {
         let synth_a = r.u32("synth_a")?;
         let synth_b = r.u32("synth_b")?;
         let vd_len = r.u32("vd_len")?;
-        let params = Params::new(
+        let params = Params::new(ParamsSpec {
             policy,
             key_positions,
             f,
@@ -386,7 +436,7 @@ impl Params {
             synth_a,
             synth_b,
             vd_len,
-        )
+        })
         .map_err(|_| DecodeError::InvalidValue("params"))?;
         if params.probes() != p {
             return Err(DecodeError::InvalidValue("P"));
@@ -471,37 +521,22 @@ mod tests {
             assert!(Params::decode(&bad).is_err());
             assert!(Params::decode(&e[..e.len() - 1]).is_err());
         }
+        let v1 = Params::v1(Policy::Intervene).to_spec();
+        assert_eq!(Params::new(v1.clone()), Ok(Params::v1(Policy::Intervene)));
         assert!(matches!(
-            Params::new(
-                Policy::Intervene,
-                low_frequency_positions(48),
-                2,
-                12,
-                30,
-                0,
-                50,
-                8,
-                4,
-                0,
-                0,
-                4096
-            ),
+            Params::new(ParamsSpec {
+                sep: 4,
+                ..v1.clone()
+            }),
             Err(ParamsError::SeparationTooSmall { .. })
         ));
-        assert!(Params::new(
-            Policy::Intervene,
-            low_frequency_positions(48),
-            2,
-            12,
-            30,
-            90,
-            50,
-            8,
-            5,
-            4,
-            30,
-            4096
-        )
+        // Synthetics under `intervene`.
+        assert!(Params::new(ParamsSpec {
+            s_max: 90,
+            synth_a: 4,
+            synth_b: 30,
+            ..v1
+        })
         .is_err());
     }
 
@@ -513,20 +548,10 @@ mod tests {
             pin.check(&Params::lite(Policy::Intervene)),
             Err(ParamsError::NotPinned("f"))
         );
-        let low_t = Params::new(
-            Policy::Intervene,
-            low_frequency_positions(48),
-            2,
-            12,
-            29,
-            0,
-            50,
-            8,
-            5,
-            0,
-            0,
-            4096,
-        )
+        let low_t = Params::new(ParamsSpec {
+            threshold: 29,
+            ..Params::v1(Policy::Intervene).to_spec()
+        })
         .expect("valid");
         assert!(matches!(
             pin.check(&low_t),

@@ -20,20 +20,20 @@ pub fn params(policy: Policy, t: u16) -> Params {
         // a = b + 1: the first distinct items are synthetic until the cap s_max − 10 = 4.
         Policy::Silent => (14, 3, 2),
     };
-    Params::new(
+    Params::new(ParamsSpec {
         policy,
-        low_frequency_positions(K),
-        1,
-        4,
-        t,
+        key_positions: low_frequency_positions(K),
+        f: 1,
+        w: 4,
+        threshold: t,
         s_max,
-        50,
-        8,
-        3,
-        a,
-        b,
-        VD_LEN,
-    )
+        q_min: 50,
+        r_dedup: 8,
+        sep: 3,
+        synth_a: a,
+        synth_b: b,
+        vd_len: VD_LEN,
+    })
     .expect("valid test params")
 }
 
