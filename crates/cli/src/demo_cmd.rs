@@ -162,25 +162,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let keyset = key_set(&db, &opts, &params)?;
     let mut rng = crate::table_cmd::os_rng()?;
     let secret = OpeningKey::generate(&mut rng);
-    let mut id = [0u8; 16];
-    rng.fill_bytes(&mut id);
-    let mut salt = [0u8; 32];
-    rng.fill_bytes(&mut salt);
-    let mut beacon = [0u8; 32];
-    rng.fill_bytes(&mut beacon);
-    let spec = TableSpec {
-        deployment_id: id,
-        kind: TableKind::Pdq,
-        params: params.clone(),
-        public_key: secret.public_key(),
-        shard_count: 1,
-        shard_salt: salt,
-    };
-    let epoch = EpochInput {
-        epoch: 1,
-        prev_manifest_hash: [0; 32],
-        beacon,
-    };
+    let (spec, epoch) =
+        crate::table_cmd::next_epoch(None, &params, secret.public_key(), 1, None, &mut rng)?;
     let built = build_table(&spec, &secret, &keyset.keys, &epoch, None, &mut rng)?;
     let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
     let table_bytes: usize = shards.iter().map(|s| s.encode().len()).sum();

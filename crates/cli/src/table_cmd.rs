@@ -17,7 +17,8 @@ use hashguard_protocol::keys::{pdq_key, prune_separated, KeyBytes, TableKind};
 use hashguard_protocol::manifest::{Manifest, TableDescriptor};
 use hashguard_protocol::params::{Params, Policy};
 use hashguard_protocol::table::{
-    build_table, verify_shard_for_org, ClientTable, EpochInput, OpeningKey, TableShard, TableSpec,
+    build_table, verify_shard_for_org, ClientTable, EpochInput, OpeningKey, PublicKey, TableShard,
+    TableSpec,
 };
 use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -305,6 +306,65 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The table spec and epoch input of a build: the next epoch of `previous` (same deployment
+/// id, shard salt and shard count, chained to its manifest), or epoch 1 of a new deployment
+/// (random id and salt); the beacon given, or a random one. `table build` and `demo` both
+/// start their tables here.
+pub(crate) fn next_epoch(
+    previous: Option<&Manifest>,
+    params: &Params,
+    public_key: PublicKey,
+    shard_count: u16,
+    beacon: Option<[u8; 32]>,
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> anyhow::Result<(TableSpec, EpochInput)> {
+    use rand_chacha::rand_core::Rng;
+    let (deployment_id, shard_salt, epoch, prev_manifest_hash) = match previous {
+        Some(m) => {
+            anyhow::ensure!(
+                m.public_key == public_key,
+                "it was built with another opening key; use its key or another directory"
+            );
+            let t = m
+                .table(TableKind::Pdq)
+                .context("the previous manifest has no PDQ table")?;
+            anyhow::ensure!(
+                t.shard_count == shard_count,
+                "the previous epoch has {} shards; a deployment keeps its shard count",
+                t.shard_count
+            );
+            let epoch = m.epoch.checked_add(1).context("epoch overflow")?;
+            (m.deployment_id, t.shard_salt, epoch, m.hash())
+        }
+        None => {
+            let mut id = [0u8; 16];
+            let mut salt = [0u8; 32];
+            rng.fill_bytes(&mut id);
+            rng.fill_bytes(&mut salt);
+            (id, salt, 1, [0u8; 32])
+        }
+    };
+    let beacon = beacon.unwrap_or_else(|| {
+        let mut b = [0u8; 32];
+        rng.fill_bytes(&mut b);
+        b
+    });
+    let spec = TableSpec {
+        deployment_id,
+        kind: TableKind::Pdq,
+        params: params.clone(),
+        public_key,
+        shard_count,
+        shard_salt,
+    };
+    let epoch = EpochInput {
+        epoch,
+        prev_manifest_hash,
+        beacon,
+    };
+    Ok((spec, epoch))
+}
+
 fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let params = params_for(a.params, a.policy);
     let mut rng = os_rng()?;
@@ -325,28 +385,6 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let previous = read_manifest(&a.out)?;
     let public_key = secret.public_key();
-    let (deployment_id, shard_salt, epoch, prev_hash) = match &previous {
-        Some(m) => {
-            anyhow::ensure!(
-                m.public_key == public_key,
-                "{} holds a table of another opening key; use its key or another directory",
-                a.out.display()
-            );
-            let salt = m
-                .table(TableKind::Pdq)
-                .map(|t| t.shard_salt)
-                .context("the previous manifest has no PDQ table")?;
-            let epoch = m.epoch.checked_add(1).context("epoch overflow")?;
-            (m.deployment_id, salt, epoch, m.hash())
-        }
-        None => {
-            let mut id = [0u8; 16];
-            let mut salt = [0u8; 32];
-            rand_chacha::rand_core::Rng::fill_bytes(&mut rng, &mut id);
-            rand_chacha::rand_core::Rng::fill_bytes(&mut rng, &mut salt);
-            (id, salt, 1, [0u8; 32])
-        }
-    };
     let shard_count = match a.shards {
         Some(s) => {
             anyhow::ensure!(s >= 1, "--shards must be at least 1");
@@ -354,34 +392,26 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
         None => u16::try_from(keys.len().div_ceil(KEYS_PER_SHARD).max(1)).unwrap_or(u16::MAX),
     };
-    if let Some(m) = &previous {
-        let old = m.table(TableKind::Pdq).map(|t| t.shard_count);
-        anyhow::ensure!(
-            old == Some(shard_count),
-            "the previous epoch has {old:?} shards; a deployment keeps its shard count"
-        );
-    }
-    let beacon = match &a.beacon {
-        Some(b) => unhex32(b).context("--beacon")?,
-        None => {
-            let mut b = [0u8; 32];
-            rand_chacha::rand_core::Rng::fill_bytes(&mut rng, &mut b);
-            b
-        }
-    };
-    let spec = TableSpec {
-        deployment_id,
-        kind: TableKind::Pdq,
-        params: params.clone(),
+    let beacon = a
+        .beacon
+        .as_deref()
+        .map(|b| unhex32(b).context("--beacon"))
+        .transpose()?;
+    let (spec, epoch_input) = next_epoch(
+        previous.as_ref(),
+        &params,
         public_key,
         shard_count,
-        shard_salt,
-    };
-    let epoch_input = EpochInput {
-        epoch,
-        prev_manifest_hash: prev_hash,
         beacon,
-    };
+        &mut rng,
+    )
+    .with_context(|| format!("the table in {}", a.out.display()))?;
+    let (deployment_id, shard_salt, epoch, prev_hash) = (
+        spec.deployment_id,
+        spec.shard_salt,
+        epoch_input.epoch,
+        epoch_input.prev_manifest_hash,
+    );
     let started = std::time::Instant::now();
     let built = build_table(&spec, &secret, &keys, &epoch_input, None, &mut rng)?;
     let elapsed = started.elapsed();

@@ -803,6 +803,8 @@ fn table_build_and_verify() {
         other_key.to_str().unwrap(),
     ]);
     assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("another opening key"), "{why}");
 }
 
 fn hex_bytes(b: &[u8]) -> String {
