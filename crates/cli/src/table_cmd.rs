@@ -17,8 +17,8 @@ use hashguard_protocol::keys::{pdq_key, prune_separated, KeyBytes, TableKind};
 use hashguard_protocol::manifest::{Manifest, TableDescriptor};
 use hashguard_protocol::params::{Params, Policy};
 use hashguard_protocol::table::{
-    build_table, verify_shard_for_org, ClientTable, EpochInput, OpeningKey, PublicKey, TableShard,
-    TableSpec,
+    build_table_after, key_set_digest, verify_shard_for_org, ClientTable, EpochInput, OpeningKey,
+    PreviousShard, PublicKey, TableShard, TableSpec,
 };
 use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -139,6 +139,11 @@ struct BuildRecord {
     keys: u64,
     shards: u16,
     created_at: u64,
+    /// Per shard, [`key_set_digest`] of its keys: how the next epoch's build knows, without
+    /// keeping K, which shards it may leave unchanged. Keyed by the opening key, so it says
+    /// nothing about K to anyone else. Absent in older records: then every shard is rebuilt.
+    #[serde(default)]
+    shard_key_digests: Vec<String>,
 }
 
 /// Runs `hashguard table ...`; `verify` exits 1 if a check fails.
@@ -365,6 +370,63 @@ pub(crate) fn next_epoch(
     Ok((spec, epoch))
 }
 
+/// The previous epoch's shards as `build_table_after` can reuse them: the spec the manifest
+/// describes, and per shard its file, manifest entry and recorded key digest. `None` (every
+/// shard is rebuilt, with a note) when build.json has no digests for that epoch or a shard
+/// file is missing or unreadable.
+fn previous_shards(
+    dir: &Path,
+    m: &Manifest,
+) -> anyhow::Result<Option<(TableSpec, Vec<PreviousShard>)>> {
+    let Some(t) = m.table(TableKind::Pdq) else {
+        return Ok(None);
+    };
+    let record: Option<BuildRecord> = std::fs::read_to_string(dir.join("build.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let digests = match record {
+        Some(r) if r.epoch == m.epoch && r.shard_key_digests.len() == t.shards.len() => {
+            r.shard_key_digests
+        }
+        _ => {
+            eprintln!(
+                "note: no key digests for epoch {} in {}: every shard is rebuilt",
+                m.epoch,
+                dir.join("build.json").display()
+            );
+            return Ok(None);
+        }
+    };
+    let mut shards = Vec::with_capacity(t.shards.len());
+    for (i, (entry, digest)) in t.shards.iter().zip(&digests).enumerate() {
+        let path = shard_path(dir, i);
+        let shard = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| TableShard::decode(&bytes).ok());
+        let Some(shard) = shard else {
+            eprintln!(
+                "note: {} is missing or unreadable: every shard is rebuilt",
+                path.display()
+            );
+            return Ok(None);
+        };
+        shards.push(PreviousShard {
+            shard,
+            entry: *entry,
+            key_digest: unhex32(digest).context("build.json shard_key_digests")?,
+        });
+    }
+    let spec = TableSpec {
+        deployment_id: m.deployment_id,
+        kind: TableKind::Pdq,
+        params: m.params.clone(),
+        public_key: m.public_key,
+        shard_count: t.shard_count,
+        shard_salt: t.shard_salt,
+    };
+    Ok(Some((spec, shards)))
+}
+
 fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let params = params_for(a.params, a.policy);
     let mut rng = os_rng()?;
@@ -390,7 +452,11 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(s >= 1, "--shards must be at least 1");
             s
         }
-        None => u16::try_from(keys.len().div_ceil(KEYS_PER_SHARD).max(1)).unwrap_or(u16::MAX),
+        // A deployment keeps its shard count: the next epoch takes the previous one's.
+        None => match previous.as_ref().and_then(|m| m.table(TableKind::Pdq)) {
+            Some(t) => t.shard_count,
+            None => u16::try_from(keys.len().div_ceil(KEYS_PER_SHARD).max(1)).unwrap_or(u16::MAX),
+        },
     };
     let beacon = a
         .beacon
@@ -412,8 +478,19 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         epoch_input.epoch,
         epoch_input.prev_manifest_hash,
     );
+    let reusable = match &previous {
+        Some(m) => previous_shards(&a.out, m)?,
+        None => None,
+    };
     let started = std::time::Instant::now();
-    let built = build_table(&spec, &secret, &keys, &epoch_input, None, &mut rng)?;
+    let built = build_table_after(
+        &spec,
+        &secret,
+        &keys,
+        &epoch_input,
+        reusable.as_ref().map(|(s, p)| (s, &p[..])),
+        &mut rng,
+    )?;
     let elapsed = started.elapsed();
     let created_at = now();
     let manifest = Manifest {
@@ -432,12 +509,28 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         }],
         revokes: Vec::new(),
     };
-    // Shards first, the manifest last: a directory with a new manifest has its shards.
+    // Shards first, the manifest last: a directory with a new manifest has its shards. A kept
+    // shard's file is left as it is, so mirrors and clients see it unchanged.
+    let mut kept = 0usize;
     for (i, s) in built.shards.iter().enumerate() {
+        let unchanged = reusable
+            .as_ref()
+            .and_then(|(_, p)| p.get(i))
+            .is_some_and(|p| p.entry == s.entry);
+        if unchanged {
+            kept += 1;
+            continue;
+        }
         let path = shard_path(&a.out, i);
         std::fs::write(&path, s.shard.encode())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let shard_key_digests = built
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(i, s)| hex(&key_set_digest(&secret, &spec, i as u16, s.keys())))
+        .collect();
     let record = BuildRecord {
         format: 1,
         banks,
@@ -453,6 +546,7 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         keys: built.n_keys(),
         shards: shard_count,
         created_at,
+        shard_key_digests,
     };
     std::fs::write(
         a.out.join("build.json"),
@@ -465,7 +559,7 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         .context("cannot write manifest.bin")?;
     print!("{manifest}");
     eprintln!(
-        "built epoch {epoch}: {} consensus values, {distinct} distinct keys, {pruned} pruned for separation, {} keys in {shard_count} shard(s), {:.1} s ({:.0} us/key)",
+        "built epoch {epoch}: {} consensus values, {distinct} distinct keys, {pruned} pruned for separation, {} keys in {shard_count} shard(s), {kept} kept unchanged, {:.1} s ({:.0} us/key)",
         consensus_values,
         built.n_keys(),
         elapsed.as_secs_f64(),

@@ -771,6 +771,12 @@ fn table_build_and_verify() {
     std::fs::write(&shard0, &original).unwrap();
 
     // The next epoch chains to the first.
+    let shards = |n: usize| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| std::fs::read(out_dir.join(format!("shard-{i:04}.bin"))).unwrap())
+            .collect()
+    };
+    let epoch1_shards = shards(2);
     let first_manifest = std::fs::read(out_dir.join("manifest.bin")).unwrap();
     let again = build(&[]);
     assert!(
@@ -788,6 +794,35 @@ fn table_build_and_verify() {
         summary.contains(&format!("prev {prev}")),
         "{summary}\nexpected prev {prev}"
     );
+    assert!(verify(&[]).status.success());
+    // Nothing changed in the banks: both shards are kept as they were, byte for byte.
+    let note = String::from_utf8_lossy(&again.stderr).to_string();
+    assert!(note.contains("2 kept unchanged"), "{note}");
+    assert_eq!(shards(2), epoch1_shards);
+
+    // One more value in the consensus view changes exactly one shard.
+    let b2 = dir.path().join("b2.txt");
+    std::fs::write(
+        &b2,
+        values[..31]
+            .iter()
+            .map(|v| hex(*v) + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    run(&["import", "org-b", &s(&b2)]);
+    let third = build(&[]);
+    let note = String::from_utf8_lossy(&third.stderr).to_string();
+    assert!(third.status.success(), "{note}");
+    assert!(
+        note.contains("31 keys") && note.contains("1 kept unchanged"),
+        "{note}"
+    );
+    let epoch3_shards = shards(2);
+    let same: Vec<bool> = (0..2)
+        .map(|i| epoch3_shards[i] == epoch1_shards[i])
+        .collect();
+    assert_eq!(same.iter().filter(|&&x| x).count(), 1, "{same:?}");
     assert!(verify(&[]).status.success());
 
     // Another opening key cannot continue this deployment.

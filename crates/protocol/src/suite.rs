@@ -42,6 +42,8 @@ pub mod dst {
     pub const SHARD: &[u8] = b"PDQTPSI-v1/shard";
     /// Build id prefix.
     pub const BUILD: &[u8] = b"PDQTPSI-v1/build";
+    /// Key-set digest label (the builder's own record of which shards changed).
+    pub const KEY_SET: &[u8] = b"PDQTPSI-v1/key-set";
     /// Fill seed prefix.
     pub const FILL_SEED: &[u8] = b"fill";
 }

@@ -14,7 +14,7 @@ use crate::keys::{KeyBytes, TableKind};
 use crate::merkle;
 use crate::okvs::{self, Layout};
 use crate::params::Params;
-use crate::suite::{dst, hash_to_group, sha256, SUITE_ID};
+use crate::suite::{dst, hash_to_group, hkdf, sha256, SUITE_ID};
 use crate::wire::{DecodeError, Reader, Writer};
 
 /// The opening service's secret α (protocol.md R/E2 step 3). Zeroized on drop; never leaves the
@@ -425,6 +425,64 @@ impl BuiltShard {
     pub fn keys(&self) -> &[KeyBytes] {
         &self.keys
     }
+
+    /// What the next epoch's build needs of this shard when the keys are not kept.
+    pub fn to_previous(&self, secret: &OpeningKey, spec: &TableSpec) -> PreviousShard {
+        PreviousShard {
+            shard: self.shard.clone(),
+            entry: self.entry,
+            key_digest: key_set_digest(secret, spec, self.shard.header.shard, &self.keys),
+        }
+    }
+}
+
+/// A previous epoch's shard as a builder that does not keep key sets knows it: the published
+/// shard and manifest entry, and the [`key_set_digest`] recorded when it was built. Enough for
+/// [`build_table_after`] to keep an unchanged shard as it is (so clients need not fetch it
+/// again) and to give a changed one the next version.
+#[derive(Debug, Clone)]
+pub struct PreviousShard {
+    /// The published shard.
+    pub shard: TableShard,
+    /// Its manifest entry.
+    pub entry: ShardEntry,
+    /// The digest of the key set it encodes.
+    pub key_digest: [u8; 32],
+}
+
+/// A digest of one shard's key set, keyed by the opening key: HKDF-SHA-256 with α as input
+/// keying material and the spec, the shard index and the sorted, distinct keys as info, i.e. an
+/// HMAC under a key derived from α. Without α it is a random-looking string that says nothing
+/// about the keys, so a builder may store it beside the public files; with α, equal digests
+/// mean equal key sets.
+pub fn key_set_digest(
+    secret: &OpeningKey,
+    spec: &TableSpec,
+    shard: u16,
+    keys: &[KeyBytes],
+) -> [u8; 32] {
+    let mut sorted: Vec<&[u8]> = keys.iter().map(KeyBytes::as_bytes).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let params = spec.params.encode();
+    let public_key = spec.public_key.to_bytes();
+    let kind = [spec.kind.to_byte()];
+    let count = spec.shard_count.to_le_bytes();
+    let index = shard.to_le_bytes();
+    let n = (sorted.len() as u64).to_le_bytes();
+    let mut info: Vec<&[u8]> = vec![
+        dst::KEY_SET,
+        &spec.deployment_id,
+        &kind,
+        &params,
+        &public_key,
+        &count,
+        &spec.shard_salt,
+        &index,
+        &n,
+    ];
+    info.extend(sorted);
+    *hkdf::<32>(secret.alpha().as_bytes(), &info)
 }
 
 /// A whole table: all shards of one key space.
@@ -581,6 +639,37 @@ pub fn build_table<R: CryptoRng + ?Sized>(
     previous: Option<&BuiltTable>,
     rng: &mut R,
 ) -> Result<BuiltTable, TableError> {
+    let previous = previous.map(|p| {
+        let shards: Vec<PreviousShard> = p
+            .shards
+            .iter()
+            .map(|s| s.to_previous(secret, &p.spec))
+            .collect();
+        (p.spec.clone(), shards)
+    });
+    build_table_after(
+        spec,
+        secret,
+        keys,
+        epoch,
+        previous.as_ref().map(|(spec, shards)| (spec, &shards[..])),
+        rng,
+    )
+}
+
+/// As [`build_table`], with the previous epoch given by its spec and its shards in index
+/// order as a builder that keeps no key sets knows them ([`PreviousShard`]). A previous shard
+/// is kept only if the spec is unchanged, its key digest equals that of the new key set, and
+/// it is intact (its points have the entry's Merkle root); otherwise it is rebuilt with the
+/// next version.
+pub fn build_table_after<R: CryptoRng + ?Sized>(
+    spec: &TableSpec,
+    secret: &OpeningKey,
+    keys: &[KeyBytes],
+    epoch: &EpochInput,
+    previous: Option<(&TableSpec, &[PreviousShard])>,
+    rng: &mut R,
+) -> Result<BuiltTable, TableError> {
     let s_count = spec.shard_count.max(1);
     let mut per: Vec<Vec<KeyBytes>> = vec![Vec::new(); usize::from(s_count)];
     for k in keys {
@@ -595,11 +684,16 @@ pub fn build_table<R: CryptoRng + ?Sized>(
         ks.sort();
         ks.dedup();
         let prev = previous
-            .filter(|p| p.spec == *spec)
-            .and_then(|p| p.shards.get(usize::from(s)));
+            .filter(|(p, _)| *p == spec)
+            .and_then(|(_, p)| p.get(usize::from(s)));
         if let Some(p) = prev {
-            if p.keys == ks {
-                shards.push(p.clone());
+            let intact = p.shard.header.shard == s && p.shard.root() == p.entry.root;
+            if intact && p.key_digest == key_set_digest(secret, spec, s, &ks) {
+                shards.push(BuiltShard {
+                    shard: p.shard.clone(),
+                    entry: p.entry,
+                    keys: ks,
+                });
                 continue;
             }
         }

@@ -16,7 +16,8 @@ use hashguard_protocol::prelude::*;
 use hashguard_protocol::review::{auto_check, CheckFacts, ReviewCase, Verdict};
 use hashguard_protocol::server::{silent_intake, EpochWindow, SILENT_ACCEPTED};
 use hashguard_protocol::table::{
-    decodes_with_secret, verify_shard_for_org, ShardEntry, TableError,
+    build_table_after, decodes_with_secret, key_set_digest, verify_shard_for_org, PreviousShard,
+    ShardEntry, TableError,
 };
 use hashguard_protocol::voucher::L1Plain;
 use hashguard_protocol::{dhf_detect, interpolate_at_zero};
@@ -1507,4 +1508,89 @@ fn video_keyframes_share_one_dedup_id_and_a_synthetic_video_opens_once() {
         })
         .count();
     assert_eq!(opened, 1);
+}
+
+/// A builder that keeps no key sets (`hashguard table build`) reuses an unchanged shard through
+/// its published files and key digest alone, exactly as `build_table` with the full previous
+/// build does; a changed, damaged or differently specified shard is rebuilt with the next
+/// version.
+#[test]
+fn build_after_published_shards_keeps_exactly_the_unchanged_ones() {
+    let w = world(Policy::Intervene, 3, 40, 150);
+    let mut r = rng(151);
+    let prev: Vec<PreviousShard> = w
+        .built
+        .shards
+        .iter()
+        .map(|s| s.to_previous(&w.secret, &w.spec))
+        .collect();
+    let mut keys: Vec<KeyBytes> = w.keys.iter().map(|&v| key_bytes(&w.params, v)).collect();
+    let added = key_bytes(&w.params, w.non_member(&mut r).hash.to_words()[0] >> 40);
+    let changed = usize::from(w.spec.shard_of(&added));
+    keys.push(added);
+    let after = build_table_after(
+        &w.spec,
+        &w.secret,
+        &keys,
+        &epoch(2),
+        Some((&w.spec, &prev)),
+        &mut r,
+    )
+    .expect("build");
+    let full =
+        build_table(&w.spec, &w.secret, &keys, &epoch(2), Some(&w.built), &mut r).expect("build");
+    for (s, (a, old)) in after.shards.iter().zip(&w.built.shards).enumerate() {
+        if s == changed {
+            assert_eq!(a.entry.shard_version, old.entry.shard_version + 1);
+            assert_ne!(a.entry.build_id, old.entry.build_id);
+        } else {
+            assert_eq!(a.entry, old.entry, "shard {s} kept");
+            assert_eq!(a.shard.encode(), old.shard.encode());
+        }
+        // The same decisions as with the full previous build.
+        assert_eq!(a.entry.shard_version, full.shards[s].entry.shard_version);
+        assert_eq!(a.keys(), full.shards[s].keys());
+    }
+    // The result is a valid table that clients load.
+    let _ = load(&w.spec, &after, 2);
+
+    // A damaged previous shard (its points no longer have the entry's root) is rebuilt.
+    let keep = (changed + 1) % prev.len();
+    let mut damaged = prev.clone();
+    damaged[keep].shard.points.swap(0, 1);
+    let again = build_table_after(
+        &w.spec,
+        &w.secret,
+        &keys,
+        &epoch(2),
+        Some((&w.spec, &damaged)),
+        &mut r,
+    )
+    .expect("build");
+    assert_eq!(
+        again.shards[keep].entry.shard_version,
+        prev[keep].entry.shard_version + 1
+    );
+    // Another spec (here: another shard salt) keeps nothing.
+    let other = TableSpec {
+        shard_salt: [0x77; 32],
+        ..w.spec.clone()
+    };
+    let fresh = build_table_after(
+        &w.spec,
+        &w.secret,
+        &keys,
+        &epoch(2),
+        Some((&other, &prev)),
+        &mut r,
+    )
+    .expect("build");
+    assert!(fresh.shards.iter().all(|s| s.entry.shard_version == 0));
+    // The digest depends on the key set and on α.
+    let s0 = &w.built.shards[0];
+    let d = key_set_digest(&w.secret, &w.spec, 0, s0.keys());
+    assert_eq!(d, prev[0].key_digest);
+    assert_ne!(d, key_set_digest(&w.secret, &w.spec, 0, &s0.keys()[1..]));
+    let other_secret = OpeningKey::generate(&mut r);
+    assert_ne!(d, key_set_digest(&other_secret, &w.spec, 0, s0.keys()));
 }
