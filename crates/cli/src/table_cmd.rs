@@ -99,9 +99,12 @@ struct BuildArgs {
     /// Parameter set.
     #[arg(long, value_enum, default_value_t = ParamsArg::V1)]
     params: ParamsArg,
-    /// Number of shards (default: one per 16,384 keys).
+    /// Number of shards (default: the previous epoch's, or one per 16,384 keys).
     #[arg(long)]
     shards: Option<u16>,
+    /// Shards built at once (default: one per core). The table does not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Days the manifest is valid for.
     #[arg(long, default_value_t = 30)]
     valid_days: u64,
@@ -478,6 +481,11 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         epoch_input.epoch,
         epoch_input.prev_manifest_hash,
     );
+    let threads = match a.threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let reusable = match &previous {
         Some(m) => previous_shards(&a.out, m)?,
         None => None,
@@ -489,6 +497,7 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         &keys,
         &epoch_input,
         reusable.as_ref().map(|(s, p)| (s, &p[..])),
+        threads,
         &mut rng,
     )?;
     let elapsed = started.elapsed();
@@ -559,7 +568,7 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         .context("cannot write manifest.bin")?;
     print!("{manifest}");
     eprintln!(
-        "built epoch {epoch}: {} consensus values, {distinct} distinct keys, {pruned} pruned for separation, {} keys in {shard_count} shard(s), {kept} kept unchanged, {:.1} s ({:.0} us/key)",
+        "built epoch {epoch}: {} consensus values, {distinct} distinct keys, {pruned} pruned for separation, {} keys in {shard_count} shard(s), {kept} kept unchanged, {:.1} s ({:.0} us/key on {threads} thread(s))",
         consensus_values,
         built.n_keys(),
         elapsed.as_secs_f64(),

@@ -5,9 +5,10 @@
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{Identity, IsIdentity};
-use rand_core::CryptoRng;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, SeedableRng};
 use sha2::{Digest, Sha512};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::dleq::{self, DleqError, DleqProof};
 use crate::keys::{KeyBytes, TableKind};
@@ -653,6 +654,7 @@ pub fn build_table<R: CryptoRng + ?Sized>(
         keys,
         epoch,
         previous.as_ref().map(|(spec, shards)| (spec, &shards[..])),
+        1,
         rng,
     )
 }
@@ -662,12 +664,17 @@ pub fn build_table<R: CryptoRng + ?Sized>(
 /// is kept only if the spec is unchanged, its key digest equals that of the new key set, and
 /// it is intact (its points have the entry's Merkle root); otherwise it is rebuilt with the
 /// next version.
+///
+/// Shards are built on up to `threads` threads (shards are independent). Each rebuilt shard's
+/// proof nonce comes from its own generator, seeded from `rng` in shard order, so the output
+/// depends on `rng` but not on `threads`.
 pub fn build_table_after<R: CryptoRng + ?Sized>(
     spec: &TableSpec,
     secret: &OpeningKey,
     keys: &[KeyBytes],
     epoch: &EpochInput,
     previous: Option<(&TableSpec, &[PreviousShard])>,
+    threads: usize,
     rng: &mut R,
 ) -> Result<BuiltTable, TableError> {
     let s_count = spec.shard_count.max(1);
@@ -678,7 +685,19 @@ pub fn build_table_after<R: CryptoRng + ?Sized>(
         }
         per[usize::from(spec.shard_of(k))].push(k.clone());
     }
-    let mut shards = Vec::with_capacity(per.len());
+    // Decide every shard first (keep, or rebuild with which version and nonce seed), in shard
+    // order, then do the expensive part in parallel.
+    enum Work {
+        Keep(Box<BuiltShard>),
+        Build {
+            shard: u16,
+            version: u32,
+            fill: [u8; 32],
+            keys: Vec<KeyBytes>,
+            nonce_seed: Zeroizing<[u8; 32]>,
+        },
+    }
+    let mut work = Vec::with_capacity(per.len());
     for (s, mut ks) in per.into_iter().enumerate() {
         let s = s as u16;
         ks.sort();
@@ -689,22 +708,82 @@ pub fn build_table_after<R: CryptoRng + ?Sized>(
         if let Some(p) = prev {
             let intact = p.shard.header.shard == s && p.shard.root() == p.entry.root;
             if intact && p.key_digest == key_set_digest(secret, spec, s, &ks) {
-                shards.push(BuiltShard {
+                work.push(Work::Keep(Box::new(BuiltShard {
                     shard: p.shard.clone(),
                     entry: p.entry,
                     keys: ks,
-                });
+                })));
                 continue;
             }
         }
-        let version = prev.map_or(0, |p| p.entry.shard_version.wrapping_add(1));
-        let fs = fill_seed(&epoch.prev_manifest_hash, epoch.epoch, s, &epoch.beacon);
-        shards.push(build_shard(spec, secret, s, version, fs, ks, rng)?);
+        let mut nonce_seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut nonce_seed[..]);
+        work.push(Work::Build {
+            shard: s,
+            version: prev.map_or(0, |p| p.entry.shard_version.wrapping_add(1)),
+            fill: fill_seed(&epoch.prev_manifest_hash, epoch.epoch, s, &epoch.beacon),
+            keys: ks,
+            nonce_seed,
+        });
     }
+    let shards = map_in_threads(work, threads, |w| match w {
+        Work::Keep(b) => Ok(*b),
+        Work::Build {
+            shard,
+            version,
+            fill,
+            keys,
+            nonce_seed,
+        } => {
+            let mut nonce_rng = ChaCha20Rng::from_seed(*nonce_seed);
+            build_shard(spec, secret, shard, version, fill, keys, &mut nonce_rng)
+        }
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
     Ok(BuiltTable {
         spec: spec.clone(),
         shards,
     })
+}
+
+/// `items.map(f)` on up to `threads` scoped threads, results in input order. A panic in `f`
+/// is passed on to the caller.
+fn map_in_threads<T: Send, U: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let n = items.len();
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let next = || queue.lock().ok().and_then(|mut q| q.next());
+    let mut done: Vec<(usize, U)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    while let Some((i, item)) = next() {
+                        out.push((i, f(item)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(out) => out,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    debug_assert_eq!(done.len(), n);
+    done.sort_unstable_by_key(|d| d.0);
+    done.into_iter().map(|d| d.1).collect()
 }
 
 /// What an organisation checks for one shard before co-signing (R/E11 step 2), given the key

@@ -1534,6 +1534,7 @@ fn build_after_published_shards_keeps_exactly_the_unchanged_ones() {
         &keys,
         &epoch(2),
         Some((&w.spec, &prev)),
+        1,
         &mut r,
     )
     .expect("build");
@@ -1564,6 +1565,7 @@ fn build_after_published_shards_keeps_exactly_the_unchanged_ones() {
         &keys,
         &epoch(2),
         Some((&w.spec, &damaged)),
+        2,
         &mut r,
     )
     .expect("build");
@@ -1582,10 +1584,32 @@ fn build_after_published_shards_keeps_exactly_the_unchanged_ones() {
         &keys,
         &epoch(2),
         Some((&other, &prev)),
+        3,
         &mut r,
     )
     .expect("build");
     assert!(fresh.shards.iter().all(|s| s.entry.shard_version == 0));
+    // The output depends on the generator, not on the number of threads.
+    let by = |threads| {
+        let t = build_table_after(
+            &w.spec,
+            &w.secret,
+            &keys,
+            &epoch(3),
+            None,
+            threads,
+            &mut rng(9),
+        )
+        .expect("build");
+        (
+            t.entries(),
+            t.shards
+                .iter()
+                .map(|s| s.shard.encode())
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(by(1), by(4));
     // The digest depends on the key set and on α.
     let s0 = &w.built.shards[0];
     let d = key_set_digest(&w.secret, &w.spec, 0, s0.keys());
