@@ -760,7 +760,14 @@ fn map_in_threads<T: Send, U: Send>(
     }
     let n = items.len();
     let queue = std::sync::Mutex::new(items.into_iter().enumerate());
-    let next = || queue.lock().ok().and_then(|mut q| q.next());
+    // Nothing can panic while the lock is held; taking the queue back from a poisoned lock
+    // anyway means no item is ever dropped.
+    let next = || {
+        queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .next()
+    };
     let mut done: Vec<(usize, U)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
