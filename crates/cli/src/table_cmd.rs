@@ -569,11 +569,18 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         .context("cannot write manifest.bin")?;
     print!("{manifest}");
     eprintln!(
-        "built epoch {epoch}: {} consensus values, {distinct} distinct keys, {pruned} pruned for separation, {} keys in {shard_count} shard(s), {kept} kept unchanged, {rebuilt} keys in rebuilt shards in {:.1} s ({:.0} us/key on {threads} thread(s))",
+        "built epoch {epoch}: {} consensus values, {distinct} distinct keys, {pruned} pruned for separation, {} keys in {shard_count} shard(s), {kept} kept unchanged, {rebuilt} keys in rebuilt shards in {:.1} s{}",
         consensus_values,
         built.n_keys(),
         elapsed.as_secs_f64(),
-        elapsed.as_secs_f64() * 1e6 / rebuilt.max(1) as f64
+        if rebuilt > 0 {
+            format!(
+                " ({:.0} us/key on {threads} thread(s))",
+                elapsed.as_secs_f64() * 1e6 / rebuilt as f64
+            )
+        } else {
+            String::new()
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
