@@ -2,7 +2,7 @@
 # Times `hashguard table build` end to end on generated stand-in banks (random hashes, no real
 # list): the first epoch on 1 thread and on every core, the next epoch with unchanged banks
 # (every shard kept), and an epoch after one added hash (one shard rebuilt); then `table
-# verify --db` checks the result.
+# verify --db` checks the result on 1 thread and on every core.
 #
 #   bench/table/run.sh [N]     N = hashes in bank A (default 100000); bank B holds 90% of them
 # Environment: DIR (default /tmp/hashguard-table-bench), recreated on every run.
@@ -40,4 +40,9 @@ build "epoch 1, $cores threads" all --threads "$cores"
 build "epoch 2, unchanged banks" all
 "$H" list --db t.db import org-b b2.txt >/dev/null
 build "epoch 3, one added hash" all
-"$H" table verify all --db t.db | tail -2
+for t in 1 "$cores"; do
+  start=$(date +%s%N)
+  "$H" table verify all --db t.db --threads "$t" | tail -1
+  end=$(date +%s%N)
+  echo "table verify --db on $t thread(s): $(( (end - start) / 1000000 )) ms"
+done

@@ -123,6 +123,9 @@ struct VerifyArgs {
     /// can.
     #[arg(long)]
     client_only: bool,
+    /// Shards checked at once (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// What a table was built from: enough for an organisation holding the banks to recompute K.
@@ -649,9 +652,19 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 v.push(k);
             }
         }
+        // Shards are independent: check them in parallel, report in shard order.
+        let results: Vec<_> = crate::hashing::worker_pool(a.threads)?.install(|| {
+            use rayon::prelude::*;
+            shards
+                .par_iter()
+                .zip(&table.shards)
+                .zip(&per_shard)
+                .map(|((shard, entry), ks)| verify_shard_for_org(&spec, shard, entry, ks))
+                .collect()
+        });
         let mut bad = 0usize;
-        for ((shard, entry), ks) in shards.iter().zip(&table.shards).zip(&per_shard) {
-            if let Err(e) = verify_shard_for_org(&spec, shard, entry, ks) {
+        for (shard, result) in shards.iter().zip(results) {
+            if let Err(e) = result {
                 println!("shard {}: FAILED: {e}", shard.header.shard);
                 bad += 1;
             }
