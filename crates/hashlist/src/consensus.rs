@@ -32,6 +32,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use hashguard_index::{FrozenIndex, Scratch};
+
 use crate::bank::{Bank, BankKind, Jurisdiction};
 use crate::entry::Entry;
 use crate::signal::{Quality, Signal, SignalType};
@@ -239,17 +241,11 @@ pub fn consensus_brute_force(
 
 /// The consensus view (see the module documentation for the exact rule).
 ///
-/// Exact types group equal values with a hash map. For PDQ with `d <= 15`, candidate neighbours
-/// come from 16 bucket tables, one per 16-bit word of the hash; every candidate is then checked
-/// with the exact distance, so the result equals [`consensus_brute_force`]. For `d >= 16` the
-/// pigeonhole argument below fails and every pair is compared (quadratic; fine for small lists).
-///
-/// Why the buckets find every neighbour (pigeonhole): the 16 words are disjoint and cover all
-/// 256 bits. If `distance(a, b) <= d`, the differing bits fall in at most `d` words, so at least
-/// `16 - d >= 1` words of `a` and `b` are equal, and `b` is in the bucket of one of `a`'s words.
-/// Cost: for uniformly random hashes a bucket holds about `n / 65536` values, so the candidate
-/// work is about `16 n^2 / 65536`; lists made of one tight cluster, or hashes sharing a word
-/// value, degrade towards the quadratic bound but stay exact.
+/// Exact types group equal values with a hash map. PDQ values go into a [`FrozenIndex`] (the
+/// index crate's exact multi-index hashing), and each value's neighbours are one range search at
+/// radius `d`: exact, so the result equals [`consensus_brute_force`], and close to linear in the
+/// number of values at the field's small `d`, where comparing the bucket-mates of 16-bit words
+/// (the previous method) grew with the square of the list.
 ///
 /// ```
 /// use hashguard_hashlist::*;
@@ -272,9 +268,6 @@ pub fn consensus(
     params: &ConsensusParams,
 ) -> Vec<ConsensusItem> {
     let d = params.max_distance;
-    if signal_type == SignalType::Pdq && d >= 16 {
-        return consensus_brute_force(signal_type, banks, params);
-    }
     let e = eligible(signal_type, banks);
     let mut out: Vec<ConsensusItem> = if signal_type != SignalType::Pdq {
         // Distinct values: a value's only neighbour is itself.
@@ -282,37 +275,24 @@ pub fn consensus(
             .filter_map(|i| decide(&e, i, &[i], params))
             .collect()
     } else {
-        let hashes: Vec<hashguard_pdq::Hash256> = e
+        let codes: Vec<[u64; 4]> = e
             .values
             .iter()
-            .map(|v| v.as_pdq().copied().unwrap_or_default())
+            .map(|v| v.as_pdq().copied().unwrap_or_default().to_words())
             .collect();
-        let mut buckets: Vec<HashMap<u16, Vec<u32>>> = vec![HashMap::new(); 16];
-        for (i, h) in hashes.iter().enumerate() {
-            for (k, table) in buckets.iter_mut().enumerate() {
-                table.entry(h.word16(k)).or_default().push(i as u32);
-            }
-        }
-        // stamp[j] == i + 1 when j was already considered for i.
-        let mut stamp: Vec<usize> = vec![0; hashes.len()];
+        // Ids are positions; the build fails only beyond u32 positions.
+        let Ok(index) = FrozenIndex::build(&codes, None, None) else {
+            return consensus_brute_force(signal_type, banks, params);
+        };
+        let mut scratch = Scratch::new();
+        let mut hits = Vec::new();
         let mut neighbours: Vec<usize> = Vec::new();
         let mut out = Vec::new();
-        for (i, h) in hashes.iter().enumerate() {
+        for (i, code) in codes.iter().enumerate() {
+            hits.clear();
+            index.search_into(code, d, &mut scratch, &mut hits);
             neighbours.clear();
-            for (k, table) in buckets.iter().enumerate() {
-                let Some(bucket) = table.get(&h.word16(k)) else {
-                    continue;
-                };
-                for &j in bucket {
-                    let j = j as usize;
-                    if stamp[j] != i + 1 {
-                        stamp[j] = i + 1;
-                        if h.distance(&hashes[j]) <= d {
-                            neighbours.push(j);
-                        }
-                    }
-                }
-            }
+            neighbours.extend(hits.iter().map(|m| m.id as usize));
             if let Some(item) = decide(&e, i, &neighbours, params) {
                 out.push(item);
             }
