@@ -83,18 +83,8 @@ pub enum ParamsError {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
-    policy: Policy,
-    key_positions: Vec<u8>,
-    f: u8,
-    w: u8,
-    threshold: u16,
-    s_max: u16,
-    q_min: u8,
-    r_dedup: u8,
-    sep: u8,
-    synth_a: u32,
-    synth_b: u32,
-    vd_len: u32,
+    // Always a spec that `Params::new` accepted.
+    spec: ParamsSpec,
 }
 
 /// The low-frequency PDQ key positions of calibration.md: bits (row i, column j) sorted by
@@ -172,9 +162,8 @@ impl Params {
     /// identifies nothing without synthetics, so its 728 bytes are dropped); the VD length is in
     /// `[64, 1 MiB]`.
     pub fn new(spec: ParamsSpec) -> Result<Self, ParamsError> {
-        let ParamsSpec {
+        let &ParamsSpec {
             policy,
-            key_positions,
             f,
             w,
             threshold,
@@ -185,13 +174,15 @@ impl Params {
             synth_a,
             synth_b,
             vd_len,
-        } = spec;
+            ..
+        } = &spec;
+        let key_positions = &spec.key_positions;
         let k = key_positions.len();
         if k == 0 || k > 64 {
             return Err(ParamsError::OutOfRange("k"));
         }
         let mut seen = [false; 256];
-        for &p in &key_positions {
+        for &p in key_positions {
             if seen[p as usize] {
                 return Err(ParamsError::BadPositions(k as u8));
             }
@@ -239,20 +230,7 @@ impl Params {
         if !(MIN_VD_LEN..=MAX_VD_LEN).contains(&vd_len) {
             return Err(ParamsError::OutOfRange("vd_len"));
         }
-        Ok(Params {
-            policy,
-            key_positions,
-            f,
-            w,
-            threshold,
-            s_max,
-            q_min,
-            r_dedup,
-            sep,
-            synth_a,
-            synth_b,
-            vd_len,
-        })
+        Ok(Params { spec })
     }
 
     /// The v1 defaults of protocol.md 3.3 with calibration.md's positions: k = 48 low-frequency
@@ -299,77 +277,64 @@ impl Params {
 
     /// Every value by name, to derive a variant (validated again by [`Params::new`]).
     pub fn to_spec(&self) -> ParamsSpec {
-        ParamsSpec {
-            policy: self.policy,
-            key_positions: self.key_positions.clone(),
-            f: self.f,
-            w: self.w,
-            threshold: self.threshold,
-            s_max: self.s_max,
-            q_min: self.q_min,
-            r_dedup: self.r_dedup,
-            sep: self.sep,
-            synth_a: self.synth_a,
-            synth_b: self.synth_b,
-            vd_len: self.vd_len,
-        }
+        self.spec.clone()
     }
 
     /// The policy.
     pub fn policy(&self) -> Policy {
-        self.policy
+        self.spec.policy
     }
     /// Key bits k.
     pub fn k(&self) -> u8 {
-        self.key_positions.len() as u8
+        self.spec.key_positions.len() as u8
     }
     /// The k PDQ bit positions, in key order (position 0 is the key's most significant bit).
     pub fn key_positions(&self) -> &[u8] {
-        &self.key_positions
+        &self.spec.key_positions
     }
     /// Maximum flipped bits per probe.
     pub fn f(&self) -> u8 {
-        self.f
+        self.spec.f
     }
     /// Number of weakest key bits considered for flips.
     pub fn w(&self) -> u8 {
-        self.w
+        self.spec.w
     }
     /// Probes per PDQ voucher, P = Σ_{i≤f} C(w, i).
     pub fn probes(&self) -> u16 {
-        probe_count(self.w, self.f) as u16
+        probe_count(self.spec.w, self.spec.f) as u16
     }
     /// Threshold T of distinct matches before payloads decrypt.
     pub fn threshold(&self) -> u16 {
-        self.threshold
+        self.spec.threshold
     }
     /// DHF synthetic capacity s_max (0 under `intervene`).
     pub fn s_max(&self) -> u16 {
-        self.s_max
+        self.spec.s_max
     }
     /// PDQ quality floor.
     pub fn q_min(&self) -> u8 {
-        self.q_min
+        self.spec.q_min
     }
     /// Client near-duplicate radius.
     pub fn r_dedup(&self) -> u8 {
-        self.r_dedup
+        self.spec.r_dedup
     }
     /// Minimum Hamming separation between table keys.
     pub fn sep(&self) -> u8 {
-        self.sep
+        self.spec.sep
     }
     /// Synthetic schedule numerator a in p_i = a / (b + i).
     pub fn synth_a(&self) -> u32 {
-        self.synth_a
+        self.spec.synth_a
     }
     /// Synthetic schedule offset b.
     pub fn synth_b(&self) -> u32 {
-        self.synth_b
+        self.spec.synth_b
     }
     /// Fixed visual-derivative blob length in bytes (ciphertext including tag).
     pub fn vd_len(&self) -> u32 {
-        self.vd_len
+        self.spec.vd_len
     }
 
     /// Canonical encoding (part of the manifest and of every DLEQ context).
@@ -380,21 +345,21 @@ impl Params {
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
-        w.u8(self.policy.to_byte());
+        w.u8(self.spec.policy.to_byte());
         w.u8(self.k());
-        w.bytes(&self.key_positions);
-        w.u8(self.f);
-        w.u8(self.w);
+        w.bytes(&self.spec.key_positions);
+        w.u8(self.spec.f);
+        w.u8(self.spec.w);
         w.u16(self.probes());
-        w.u16(self.threshold);
-        w.u16(self.s_max);
+        w.u16(self.spec.threshold);
+        w.u16(self.spec.s_max);
         w.u64(DHF_PRIME);
-        w.u8(self.q_min);
-        w.u8(self.r_dedup);
-        w.u8(self.sep);
-        w.u32(self.synth_a);
-        w.u32(self.synth_b);
-        w.u32(self.vd_len);
+        w.u8(self.spec.q_min);
+        w.u8(self.spec.r_dedup);
+        w.u8(self.spec.sep);
+        w.u32(self.spec.synth_a);
+        w.u32(self.spec.synth_b);
+        w.u32(self.spec.vd_len);
     }
 
     /// Strict decoding of [`Params::encode`]'s output.
@@ -457,7 +422,7 @@ pub struct PinnedParams {
 impl PinnedParams {
     /// Pins `params` exactly and T at `params.threshold()` as the floor.
     pub fn exactly(params: Params) -> Self {
-        let t_floor = params.threshold;
+        let t_floor = params.threshold();
         PinnedParams { params, t_floor }
     }
 
@@ -466,26 +431,29 @@ impl PinnedParams {
     pub fn check(&self, got: &Params) -> Result<(), ParamsError> {
         let p = &self.params;
         let checks: [(bool, &'static str); 11] = [
-            (p.policy == got.policy, "policy"),
-            (p.key_positions == got.key_positions, "key_positions"),
-            (p.f == got.f, "f"),
-            (p.w == got.w, "w"),
-            (p.s_max == got.s_max, "s_max"),
-            (p.q_min == got.q_min, "q_min"),
-            (p.r_dedup == got.r_dedup, "r_dedup"),
-            (p.sep == got.sep, "sep"),
-            (p.synth_a == got.synth_a, "synth_a"),
-            (p.synth_b == got.synth_b, "synth_b"),
-            (p.vd_len == got.vd_len, "vd_len"),
+            (p.spec.policy == got.spec.policy, "policy"),
+            (
+                p.spec.key_positions == got.spec.key_positions,
+                "key_positions",
+            ),
+            (p.spec.f == got.spec.f, "f"),
+            (p.spec.w == got.spec.w, "w"),
+            (p.spec.s_max == got.spec.s_max, "s_max"),
+            (p.spec.q_min == got.spec.q_min, "q_min"),
+            (p.spec.r_dedup == got.spec.r_dedup, "r_dedup"),
+            (p.spec.sep == got.spec.sep, "sep"),
+            (p.spec.synth_a == got.spec.synth_a, "synth_a"),
+            (p.spec.synth_b == got.spec.synth_b, "synth_b"),
+            (p.spec.vd_len == got.spec.vd_len, "vd_len"),
         ];
         for (ok, what) in checks {
             if !ok {
                 return Err(ParamsError::NotPinned(what));
             }
         }
-        if got.threshold < self.t_floor {
+        if got.threshold() < self.t_floor {
             return Err(ParamsError::ThresholdBelowFloor {
-                got: got.threshold,
+                got: got.threshold(),
                 floor: self.t_floor,
             });
         }
