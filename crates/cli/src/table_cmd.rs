@@ -17,8 +17,8 @@ use hashguard_protocol::keys::{pdq_key, prune_separated, KeyBytes, TableKind};
 use hashguard_protocol::manifest::{Manifest, TableDescriptor};
 use hashguard_protocol::params::{Params, Policy};
 use hashguard_protocol::table::{
-    build_table_after, key_set_digest, verify_shard_for_org, ClientTable, EpochInput, OpeningKey,
-    PreviousShard, PublicKey, TableShard, TableSpec,
+    build_table_after, verify_shard_for_org, ClientTable, EpochInput, OpeningKey, PreviousShard,
+    PublicKey, TableShard, TableSpec,
 };
 use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -145,7 +145,7 @@ struct BuildRecord {
     keys: u64,
     shards: u16,
     created_at: u64,
-    /// Per shard, [`key_set_digest`] of its keys: how the next epoch's build knows, without
+    /// Per shard, `key_set_digest` of its keys: how the next epoch's build knows, without
     /// keeping K, which shards it may leave unchanged. Keyed by the opening key, so it says
     /// nothing about K to anyone else. Absent in older records: then every shard is rebuilt.
     #[serde(default)]
@@ -538,12 +538,7 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&path, s.shard.encode())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let shard_key_digests = built
-        .shards
-        .iter()
-        .enumerate()
-        .map(|(i, s)| hex(&key_set_digest(&secret, &spec, i as u16, s.keys())))
-        .collect();
+    let shard_key_digests = built.shards.iter().map(|s| hex(&s.key_digest())).collect();
     let record = BuildRecord {
         format: 1,
         banks,

@@ -419,6 +419,7 @@ pub struct BuiltShard {
     /// Its manifest entry.
     pub entry: ShardEntry,
     keys: Vec<KeyBytes>,
+    key_digest: [u8; 32],
 }
 
 impl BuiltShard {
@@ -427,12 +428,18 @@ impl BuiltShard {
         &self.keys
     }
 
+    /// [`key_set_digest`] of [`BuiltShard::keys`] under the key and spec it was built with:
+    /// what a builder records to recognise the shard as unchanged next epoch.
+    pub fn key_digest(&self) -> [u8; 32] {
+        self.key_digest
+    }
+
     /// What the next epoch's build needs of this shard when the keys are not kept.
-    pub fn to_previous(&self, secret: &OpeningKey, spec: &TableSpec) -> PreviousShard {
+    pub fn to_previous(&self) -> PreviousShard {
         PreviousShard {
             shard: self.shard.clone(),
             entry: self.entry,
-            key_digest: key_set_digest(secret, spec, self.shard.header.shard, &self.keys),
+            key_digest: self.key_digest,
         }
     }
 }
@@ -621,10 +628,12 @@ pub fn build_shard<R: CryptoRng + ?Sized>(
         root: t_root,
         proof,
     };
+    let key_digest = key_set_digest(secret, spec, shard, &keys);
     Ok(BuiltShard {
         shard: TableShard { header, points: tc },
         entry,
         keys,
+        key_digest,
     })
 }
 
@@ -641,11 +650,7 @@ pub fn build_table<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<BuiltTable, TableError> {
     let previous = previous.map(|p| {
-        let shards: Vec<PreviousShard> = p
-            .shards
-            .iter()
-            .map(|s| s.to_previous(secret, &p.spec))
-            .collect();
+        let shards: Vec<PreviousShard> = p.shards.iter().map(BuiltShard::to_previous).collect();
         (p.spec.clone(), shards)
     });
     build_table_after(
@@ -712,6 +717,7 @@ pub fn build_table_after<R: CryptoRng + ?Sized>(
                     shard: p.shard.clone(),
                     entry: p.entry,
                     keys: ks,
+                    key_digest: p.key_digest,
                 })));
                 continue;
             }

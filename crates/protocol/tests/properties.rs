@@ -16,8 +16,8 @@ use hashguard_protocol::prelude::*;
 use hashguard_protocol::review::{auto_check, CheckFacts, ReviewCase, Verdict};
 use hashguard_protocol::server::{silent_intake, EpochWindow, SILENT_ACCEPTED};
 use hashguard_protocol::table::{
-    build_table_after, decodes_with_secret, key_set_digest, verify_shard_for_org, PreviousShard,
-    ShardEntry, TableError,
+    build_table_after, decodes_with_secret, key_set_digest, verify_shard_for_org, BuiltShard,
+    PreviousShard, ShardEntry, TableError,
 };
 use hashguard_protocol::voucher::L1Plain;
 use hashguard_protocol::{dhf_detect, interpolate_at_zero};
@@ -1518,12 +1518,7 @@ fn video_keyframes_share_one_dedup_id_and_a_synthetic_video_opens_once() {
 fn build_after_published_shards_keeps_exactly_the_unchanged_ones() {
     let w = world(Policy::Intervene, 3, 40, 150);
     let mut r = rng(151);
-    let prev: Vec<PreviousShard> = w
-        .built
-        .shards
-        .iter()
-        .map(|s| s.to_previous(&w.secret, &w.spec))
-        .collect();
+    let prev: Vec<PreviousShard> = w.built.shards.iter().map(BuiltShard::to_previous).collect();
     let mut keys: Vec<KeyBytes> = w.keys.iter().map(|&v| key_bytes(&w.params, v)).collect();
     let added = key_bytes(&w.params, w.non_member(&mut r).hash.to_words()[0] >> 40);
     let changed = usize::from(w.spec.shard_of(&added));
@@ -1614,6 +1609,7 @@ fn build_after_published_shards_keeps_exactly_the_unchanged_ones() {
     let s0 = &w.built.shards[0];
     let d = key_set_digest(&w.secret, &w.spec, 0, s0.keys());
     assert_eq!(d, prev[0].key_digest);
+    assert_eq!(d, s0.key_digest());
     assert_ne!(d, key_set_digest(&w.secret, &w.spec, 0, &s0.keys()[1..]));
     let other_secret = OpeningKey::generate(&mut r);
     assert_ne!(d, key_set_digest(&other_secret, &w.spec, 0, s0.keys()));
