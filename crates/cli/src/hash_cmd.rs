@@ -7,9 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use rayon::prelude::*;
 
-use crate::hashing::{hash_input, progress_bar, worker_pool, Hashed, MediaArgs};
+use crate::hashing::{for_each_in_order, hash_input, progress_bar, worker_pool, Hashed, MediaArgs};
 use crate::inputs::{expand, Input};
 
 /// Output formats.
@@ -40,12 +39,6 @@ pub struct HashArgs {
     threads: Option<usize>,
     #[command(flatten)]
     media: MediaArgs,
-}
-
-/// One input's result.
-struct Outcome {
-    name: String,
-    result: Result<Hashed, String>,
 }
 
 fn format_lines(format: Format, name: &str, hashed: &Hashed) -> String {
@@ -104,36 +97,18 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut failures = 0usize;
-    // Chunks keep the output in input order while bounding what is held in memory.
-    for chunk in inputs.chunks(256) {
-        let outcomes: Vec<Outcome> = pool.install(|| {
-            chunk
-                .par_iter()
-                .map(|input| {
-                    let result = hash_input(input, &settings);
-                    progress.inc(1);
-                    Outcome {
-                        name: input.display_name(),
-                        result,
-                    }
-                })
-                .collect()
-        });
-        for outcome in &outcomes {
-            match &outcome.result {
-                Ok(hashed) => {
-                    out.write_all(format_lines(args.format, &outcome.name, hashed).as_bytes())
-                        .context("cannot write output")?;
-                }
-                Err(reason) => {
-                    failures += 1;
-                    out.flush().context("cannot write output")?;
-                    progress.suspend(|| eprintln!("hashguard: {}: {reason}", outcome.name));
-                }
-            }
-        }
-    }
+    let failures = for_each_in_order(
+        &pool,
+        &progress,
+        &inputs,
+        &mut out,
+        || (),
+        |_, input| hash_input(input, &settings),
+        |out, name, hashed| {
+            out.write_all(format_lines(args.format, name, &hashed).as_bytes())
+                .context("cannot write output")
+        },
+    )?;
     out.flush().context("cannot write output")?;
     progress.finish_and_clear();
     if failures > 0 {

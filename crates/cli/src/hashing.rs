@@ -2,7 +2,7 @@
 //! for images, vPDQ for videos, and on request the MD5 and SHA-256 of the bytes for exact banks.
 //! Videos are recognised by content and streamed from their file; only images are read whole.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
@@ -189,6 +189,47 @@ fn hash_image(
             digests,
         })
     })
+}
+
+/// Runs `work` on every input on `pool` and hands each success to `emit` in input order, 256
+/// inputs at a time, so output keeps the order of the inputs while memory stays bounded. Each
+/// worker thread keeps one `init()` value (a search scratch, say). A failed input is reported
+/// on standard error as `hashguard: NAME: REASON`, after `out` is flushed so the two streams
+/// stay in order. Returns how many inputs failed.
+pub fn for_each_in_order<S, T: Send, W: Write>(
+    pool: &rayon::ThreadPool,
+    progress: &indicatif::ProgressBar,
+    inputs: &[Input],
+    out: &mut W,
+    init: impl Fn() -> S + Sync + Send,
+    work: impl Fn(&mut S, &Input) -> Result<T, String> + Sync + Send,
+    mut emit: impl FnMut(&mut W, &str, T) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    use rayon::prelude::*;
+    let mut failures = 0usize;
+    for chunk in inputs.chunks(256) {
+        let outcomes: Vec<(String, Result<T, String>)> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map_init(&init, |state, input| {
+                    let result = work(state, input);
+                    progress.inc(1);
+                    (input.display_name(), result)
+                })
+                .collect()
+        });
+        for (name, result) in outcomes {
+            match result {
+                Ok(value) => emit(out, &name, value)?,
+                Err(reason) => {
+                    failures += 1;
+                    out.flush().context("cannot write output")?;
+                    progress.suspend(|| eprintln!("hashguard: {name}: {reason}"));
+                }
+            }
+        }
+    }
+    Ok(failures)
 }
 
 /// A thread pool of `threads` workers (default: one per core).

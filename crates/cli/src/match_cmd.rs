@@ -17,7 +17,7 @@ use hashguard_vpdq::{Feature, MatchRule, VideoBankIndex, DEFAULT_QUALITY};
 use rayon::prelude::*;
 
 use crate::db::{runtime, DbArgs};
-use crate::hashing::{hash_input, progress_bar, worker_pool, Hashed, MediaArgs};
+use crate::hashing::{for_each_in_order, hash_input, progress_bar, worker_pool, Hashed, MediaArgs};
 use crate::inputs::{expand, Input};
 use crate::list_cmd::{report_parse_error, FormatArg};
 
@@ -233,12 +233,6 @@ struct Matched {
     suppressed_by: Vec<usize>,
 }
 
-/// One input's queries and what they matched.
-struct Outcome {
-    name: String,
-    result: Result<(Vec<Query>, Matched), String>,
-}
-
 /// Looks up every query and keeps, per bank entry, the closest reported match.
 fn lookup_all(matcher: &Matcher, queries: &[Query], scratch: &mut Scratch) -> Matched {
     let mut best: std::collections::BTreeMap<(usize, usize), (usize, Hit)> = Default::default();
@@ -279,73 +273,57 @@ fn match_media(
     let progress = progress_bar(inputs.len());
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut failures = 0usize;
     let mut matched_inputs = 0usize;
-    for chunk in inputs.chunks(256) {
-        let outcomes: Vec<Outcome> = pool.install(|| {
-            chunk
-                .par_iter()
-                .map_init(Scratch::new, |scratch, input| {
-                    let result = hash_input(input, &settings).map(|hashed| {
-                        let queries = queries_of(&hashed, args.min_quality);
-                        let mut matched = lookup_all(&banks.matcher, &queries, scratch);
-                        if let Hashed::Video { features, .. } = &hashed {
-                            let (videos, allow) = banks.match_video(features);
-                            if allow.is_empty() {
-                                matched.videos = videos;
-                            } else if !videos.is_empty() {
-                                matched.suppressed_by.extend(allow);
-                            }
-                        }
-                        (queries, matched)
-                    });
-                    progress.inc(1);
-                    Outcome {
-                        name: input.display_name(),
-                        result,
+    let failures = for_each_in_order(
+        pool,
+        &progress,
+        &inputs,
+        &mut out,
+        Scratch::new,
+        |scratch, input| {
+            hash_input(input, &settings).map(|hashed| {
+                let queries = queries_of(&hashed, args.min_quality);
+                let mut matched = lookup_all(&banks.matcher, &queries, scratch);
+                if let Hashed::Video { features, .. } = &hashed {
+                    let (videos, allow) = banks.match_video(features);
+                    if allow.is_empty() {
+                        matched.videos = videos;
+                    } else if !videos.is_empty() {
+                        matched.suppressed_by.extend(allow);
                     }
-                })
-                .collect()
-        });
-        for outcome in &outcomes {
-            match &outcome.result {
-                Ok((queries, matched)) => {
-                    if !matched.suppressed_by.is_empty() {
-                        let allow: Vec<&str> = matched
-                            .suppressed_by
-                            .iter()
-                            .map(|&b| banks.labels[b].as_str())
-                            .collect();
-                        progress.suspend(|| {
-                            eprintln!(
-                                "hashguard: {}: matches suppressed by allow bank(s) {}",
-                                outcome.name,
-                                allow.join(", ")
-                            )
-                        });
-                    }
-                    for (qi, hit) in &matched.reported {
-                        let line =
-                            match_line(args.format, banks, &outcome.name, &queries[*qi], hit);
-                        out.write_all(line.as_bytes())
-                            .context("cannot write output")?;
-                    }
-                    for hit in &matched.videos {
-                        let line = video_line(args.format, banks, &outcome.name, hit);
-                        out.write_all(line.as_bytes())
-                            .context("cannot write output")?;
-                    }
-                    matched_inputs +=
-                        usize::from(!matched.reported.is_empty() || !matched.videos.is_empty());
                 }
-                Err(reason) => {
-                    failures += 1;
-                    out.flush().context("cannot write output")?;
-                    progress.suspend(|| eprintln!("hashguard: {}: {reason}", outcome.name));
-                }
+                (queries, matched)
+            })
+        },
+        |out, name, (queries, matched)| {
+            if !matched.suppressed_by.is_empty() {
+                let allow: Vec<&str> = matched
+                    .suppressed_by
+                    .iter()
+                    .map(|&b| banks.labels[b].as_str())
+                    .collect();
+                progress.suspend(|| {
+                    eprintln!(
+                        "hashguard: {name}: matches suppressed by allow bank(s) {}",
+                        allow.join(", ")
+                    )
+                });
             }
-        }
-    }
+            for (qi, hit) in &matched.reported {
+                let line = match_line(args.format, banks, name, &queries[*qi], hit);
+                out.write_all(line.as_bytes())
+                    .context("cannot write output")?;
+            }
+            for hit in &matched.videos {
+                let line = video_line(args.format, banks, name, hit);
+                out.write_all(line.as_bytes())
+                    .context("cannot write output")?;
+            }
+            matched_inputs +=
+                usize::from(!matched.reported.is_empty() || !matched.videos.is_empty());
+            Ok(())
+        },
+    )?;
     out.flush().context("cannot write output")?;
     progress.finish_and_clear();
     eprintln!(
