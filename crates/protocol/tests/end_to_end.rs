@@ -3,11 +3,18 @@
 //! `intervene` policy with the v1 parameters (k = 48, f = 2, w = 12, P = 79); unrelated images
 //! never open.
 
-use hashguard_pdq::{PdqFloats, PdqHasher, RgbImage as PdqRgb};
+mod images;
+
+use hashguard_pdq::PdqFloats;
 use hashguard_protocol::prelude::*;
-use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
-use image::{DynamicImage, RgbImage};
+use image::RgbImage;
+use images::{floats, jpeg};
+
+/// A slight resize as a messenger might do it (bilinear).
+fn resize(img: &RgbImage, scale: f32) -> RgbImage {
+    images::resize(img, scale, FilterType::Triangle)
+}
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -28,29 +35,6 @@ fn load(name: &str) -> RgbImage {
         .join(format!("{name}.jpg"));
     image::open(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_rgb8()
-}
-
-fn floats(img: &RgbImage) -> PdqFloats {
-    let (w, h) = img.dimensions();
-    let rgb = PdqRgb::new(img.as_raw(), w as usize, h as usize).expect("valid image");
-    PdqHasher::new().floats_rgb(&rgb)
-}
-
-fn jpeg(img: &RgbImage, q: u8) -> RgbImage {
-    let mut buf = Vec::new();
-    JpegEncoder::new_with_quality(&mut buf, q)
-        .encode_image(img)
-        .expect("encode");
-    image::load_from_memory(&buf).expect("decode").to_rgb8()
-}
-
-fn resize(img: &RgbImage, scale: f32) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let nw = ((w as f32 * scale).round() as u32).max(8);
-    let nh = ((h as f32 * scale).round() as u32).max(8);
-    DynamicImage::ImageRgb8(img.clone())
-        .resize_exact(nw, nh, FilterType::Triangle)
         .to_rgb8()
 }
 

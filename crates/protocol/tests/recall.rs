@@ -15,11 +15,13 @@
 //! copy's w weakest key bits, and whether it should open; then recall by PDQ-distance bucket
 //! beside calibration.md's figures.
 
-use hashguard_pdq::{PdqFloats, PdqHasher, RgbImage as PdqRgb};
+mod images;
+
+use hashguard_pdq::PdqFloats;
 use hashguard_protocol::prelude::*;
-use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
-use image::{DynamicImage, RgbImage};
+use image::RgbImage;
+use images::{floats, jpeg, resize};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -87,12 +89,6 @@ fn bits_of(v: u64, k: usize) -> Vec<bool> {
     (0..k).map(|t| (v >> (k - 1 - t)) & 1 == 1).collect()
 }
 
-fn floats(img: &RgbImage) -> PdqFloats {
-    let (w, h) = img.dimensions();
-    let rgb = PdqRgb::new(img.as_raw(), w as usize, h as usize).expect("valid image");
-    PdqHasher::new().floats_rgb(&rgb)
-}
-
 /// A random smooth image (random low-frequency waves plus a little noise).
 fn generated(r: &mut ChaCha20Rng) -> RgbImage {
     let waves: Vec<[f32; 4]> = (0..12)
@@ -141,23 +137,6 @@ fn probe_keys_equal_the_calibration_definition() {
         assert_eq!(got.len(), 79);
         assert_eq!(got, want, "case {case}: probe set and its canonical order");
     }
-}
-
-fn jpeg(img: &RgbImage, q: u8) -> RgbImage {
-    let mut buf = Vec::new();
-    JpegEncoder::new_with_quality(&mut buf, q)
-        .encode_image(img)
-        .expect("encode");
-    image::load_from_memory(&buf).expect("decode").to_rgb8()
-}
-
-fn resize(img: &RgbImage, scale: f32, filter: FilterType) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let nw = ((w as f32 * scale).round() as u32).max(8);
-    let nh = ((h as f32 * scale).round() as u32).max(8);
-    DynamicImage::ImageRgb8(img.clone())
-        .resize_exact(nw, nh, filter)
-        .to_rgb8()
 }
 
 fn long_side(img: &RgbImage, side: u32) -> RgbImage {
