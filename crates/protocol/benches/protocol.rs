@@ -31,6 +31,26 @@ fn margins(r: &mut ChaCha20Rng) -> [f32; 256] {
     m
 }
 
+/// An upload of an image with this PDQ hash and these margins (quality 90).
+fn image_item<'a>(
+    hash: Hash256,
+    margins: [f32; 256],
+    content_sha256: [u8; 32],
+    thumbnail: &'a [u8],
+) -> Item<'a> {
+    Item {
+        pdq: Some(PdqInput {
+            hash,
+            margins,
+            quality: 90,
+        }),
+        content_sha256,
+        media_kind: MediaKind::Image,
+        frame_idx: 0,
+        thumbnail,
+    }
+}
+
 struct Fixture {
     params: Params,
     secret: OpeningKey,
@@ -100,23 +120,10 @@ fn bench_client_and_server(c: &mut Criterion) {
                 || {
                     let mut cid = [0u8; 32];
                     inputs.fill_bytes(&mut cid);
-                    (
-                        PdqInput {
-                            hash: random_hash(&mut inputs),
-                            margins: margins(&mut inputs),
-                            quality: 90,
-                        },
-                        cid,
-                    )
+                    (random_hash(&mut inputs), margins(&mut inputs), cid)
                 },
-                |(p, cid)| {
-                    let it = Item {
-                        pdq: Some(p),
-                        content_sha256: cid,
-                        media_kind: MediaKind::Image,
-                        frame_idx: 0,
-                        thumbnail: &thumb,
-                    };
+                |(hash, m, cid)| {
+                    let it = image_item(hash, m, cid, &thumb);
                     client
                         .build_pdq_voucher(&fx.table, &it, &binding, &mut r)
                         .expect("voucher")
@@ -129,17 +136,7 @@ fn bench_client_and_server(c: &mut Criterion) {
         for (kind, hash) in [("nomatch", random_hash(&mut r)), ("match", fx.listed[0])] {
             let mut cid = [0u8; 32];
             r.fill_bytes(&mut cid);
-            let it = Item {
-                pdq: Some(PdqInput {
-                    hash,
-                    margins: margins(&mut r),
-                    quality: 90,
-                }),
-                content_sha256: cid,
-                media_kind: MediaKind::Image,
-                frame_idx: 0,
-                thumbnail: &thumb,
-            };
+            let it = image_item(hash, margins(&mut r), cid, &thumb);
             let bytes = client
                 .build_pdq_voucher(&fx.table, &it, &binding, &mut r)
                 .expect("v")
@@ -224,17 +221,7 @@ fn fixed_work_client(fx: &Fixture, client: &mut Client, items: &[(Hash256, [f32;
     let binding = UploadBinding::new([7; 16], b"ciphertext");
     let mut total = 0;
     for (i, (hash, m)) in items.iter().enumerate() {
-        let it = Item {
-            pdq: Some(PdqInput {
-                hash: *hash,
-                margins: *m,
-                quality: 90,
-            }),
-            content_sha256: [i as u8; 32],
-            media_kind: MediaKind::Image,
-            frame_idx: 0,
-            thumbnail: b"",
-        };
+        let it = image_item(*hash, *m, [i as u8; 32], b"");
         let v = client
             .build_pdq_voucher(&fx.table, &it, &binding, &mut r)
             .expect("voucher");
@@ -444,17 +431,7 @@ fn fixed_work() -> bool {
                     .iter()
                     .enumerate()
                     .map(|(i, (h, m))| {
-                        let it = Item {
-                            pdq: Some(PdqInput {
-                                hash: *h,
-                                margins: *m,
-                                quality: 90,
-                            }),
-                            content_sha256: [i as u8; 32],
-                            media_kind: MediaKind::Image,
-                            frame_idx: 0,
-                            thumbnail: b"",
-                        };
+                        let it = image_item(*h, *m, [i as u8; 32], b"");
                         client
                             .build_pdq_voucher(&fx.table, &it, &binding, &mut r)
                             .expect("voucher")
