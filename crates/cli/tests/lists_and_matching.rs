@@ -9,26 +9,12 @@ use std::io::Cursor;
 use std::path::Path;
 
 use common::{hashguard, hashguard_ok};
-
-/// A seeded generator for test data.
-struct Rng(hashguard_testsupport::TestRng);
-
-impl Rng {
-    fn seeded(seed: u64) -> Rng {
-        Rng(hashguard_testsupport::rng(seed))
-    }
-    fn next(&mut self) -> u64 {
-        hashguard_testsupport::Rng::next_u64(&mut self.0)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
+use hashguard_testsupport::TestGen;
 
 /// A 200x160 image of a few random smooth waves: structured enough for a stable PDQ hash,
 /// different for every seed.
 fn wave_image(seed: u64) -> image::RgbImage {
-    let mut r = Rng::seeded(seed);
+    let mut r = TestGen::seeded(seed);
     let waves: Vec<[f32; 4]> = (0..4)
         .map(|_| {
             [
@@ -475,22 +461,20 @@ fn match_images_against_a_list_file() {
 #[test]
 fn hash_lines_match_exactly_the_brute_force_pairs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = Rng::seeded(42);
-    let centres: Vec<[u64; 4]> = (0..5)
-        .map(|_| [r.next(), r.next(), r.next(), r.next()])
-        .collect();
-    let near = |r: &mut Rng, c: [u64; 4], flips: usize| {
+    let mut r = TestGen::seeded(42);
+    let centres: Vec<[u64; 4]> = (0..5).map(|_| r.code()).collect();
+    let near = |r: &mut TestGen, c: [u64; 4], flips: usize| {
         let mut w = c;
         for _ in 0..flips {
-            let b = (r.next() % 256) as usize;
+            let b = (r.word() % 256) as usize;
             w[b / 64] ^= 1 << (b % 64);
         }
         w
     };
     let mut listed: Vec<[u64; 4]> = Vec::new();
     while listed.len() < 300 {
-        let c = centres[(r.next() % 5) as usize];
-        let flips = (r.next() % 40) as usize;
+        let c = centres[(r.word() % 5) as usize];
+        let flips = (r.word() % 40) as usize;
         let w = near(&mut r, c, flips);
         if !listed.contains(&w) {
             listed.push(w);
@@ -501,8 +485,8 @@ fn hash_lines_match_exactly_the_brute_force_pairs() {
             if i % 10 == 9 {
                 listed[i] // an exact duplicate of a listed value, twice below
             } else {
-                let c = centres[(r.next() % 5) as usize];
-                let flips = (r.next() % 48) as usize;
+                let c = centres[(r.word() % 5) as usize];
+                let flips = (r.word() % 48) as usize;
                 near(&mut r, c, flips)
             }
         })
@@ -631,10 +615,8 @@ fn consensus_view_needs_two_organisations_in_two_jurisdictions() {
 fn table_build_and_verify() {
     let dir = tempfile::tempdir().unwrap();
     let db = s(&dir.path().join("t.db"));
-    let mut r = Rng::seeded(9);
-    let values: Vec<[u64; 4]> = (0..40)
-        .map(|_| [r.next(), r.next(), r.next(), r.next()])
-        .collect();
+    let mut r = TestGen::seeded(9);
+    let values: Vec<[u64; 4]> = (0..40).map(|_| r.code()).collect();
     let a = dir.path().join("a.txt");
     let b = dir.path().join("b.txt");
     let c = dir.path().join("c.txt");

@@ -1,6 +1,7 @@
 //! Property tests: the index returns exactly the brute-force result set.
 
 use hashguard_index::{distance, Code, FrozenIndex, Index, Layout, LoadError, Match};
+use hashguard_testsupport::TestGen;
 use proptest::prelude::*;
 
 fn brute(codes: &[Code], ids: &[u32], q: &Code, r: u32) -> Vec<Match> {
@@ -42,29 +43,15 @@ fn shape() -> impl Strategy<Value = Shape> {
     ]
 }
 
-/// A seeded generator, so data can be large without proptest shrinking every word.
-struct Rng(hashguard_testsupport::TestRng);
-impl Rng {
-    fn seeded(seed: u64) -> Rng {
-        Rng(hashguard_testsupport::rng(seed))
-    }
-    fn next(&mut self) -> u64 {
-        hashguard_testsupport::Rng::next_u64(&mut self.0)
-    }
-    fn code(&mut self) -> Code {
-        [self.next(), self.next(), self.next(), self.next()]
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn flips(&mut self, c: Code, k: usize) -> Code {
-        let bits: Vec<u16> = (0..k).map(|_| self.below(256) as u16).collect();
-        flip(c, &bits)
-    }
+/// `c` with `k` random bits flipped (a bit may be drawn twice). Data comes from a seeded
+/// generator, so it can be large without proptest shrinking every word.
+fn flips(rng: &mut TestGen, c: Code, k: usize) -> Code {
+    let bits: Vec<u16> = (0..k).map(|_| rng.below(256) as u16).collect();
+    flip(c, &bits)
 }
 
 fn make(shape: &Shape, n: usize, seed: u64) -> Vec<Code> {
-    let mut rng = Rng::seeded(seed);
+    let mut rng = TestGen::seeded(seed);
     match *shape {
         Shape::Uniform => (0..n).map(|_| rng.code()).collect(),
         Shape::Clustered { centres, max_flips } => {
@@ -73,7 +60,7 @@ fn make(shape: &Shape, n: usize, seed: u64) -> Vec<Code> {
                 .map(|_| {
                     let c = cs[rng.below(centres as u64) as usize];
                     let k = rng.below(max_flips as u64 + 1) as usize;
-                    rng.flips(c, k)
+                    flips(&mut rng, c, k)
                 })
                 .collect()
         }
@@ -100,13 +87,13 @@ fn make(shape: &Shape, n: usize, seed: u64) -> Vec<Code> {
 }
 
 fn queries(codes: &[Code], seed: u64, k: usize) -> Vec<Code> {
-    let mut rng = Rng::seeded(seed ^ 0x5555);
+    let mut rng = TestGen::seeded(seed ^ 0x5555);
     let mut qs = Vec::new();
     for i in 0..k {
         if !codes.is_empty() && i % 3 != 2 {
             let c = codes[rng.below(codes.len() as u64) as usize];
             let f = rng.below(40) as usize;
-            qs.push(rng.flips(c, f));
+            qs.push(flips(&mut rng, c, f));
         } else {
             qs.push(rng.code());
         }
@@ -144,7 +131,7 @@ fn layout() -> impl Strategy<Value = Option<Layout>> {
 /// round-robin over the slots (in a random slot order), so that every slot's
 /// distance is as close to its share of `k` as possible.
 fn spread_queries(idx: &FrozenIndex, codes: &[Code], k: u32, seed: u64) -> Vec<Code> {
-    let mut rng = Rng::seeded(seed ^ u64::from(k) << 20);
+    let mut rng = TestGen::seeded(seed ^ u64::from(k) << 20);
     let slots = idx.layout().slots();
     let mut out = Vec::new();
     for _ in 0..2 {
@@ -245,11 +232,11 @@ proptest! {
         let mut live: Vec<(Code, u32)> = codes.iter().copied().zip(ids.iter().copied()).collect();
         let mut idx = Index::build(&codes, Some(&ids)).unwrap();
         idx.frozen_mut().set_linear_fraction(f64::INFINITY);
-        let mut rng = Rng::seeded(seed ^ 77);
+        let mut rng = TestGen::seeded(seed ^ 77);
         let extra = make(&shape, 64, seed ^ 99);
         for (i, &(add, id)) in ops.iter().enumerate() {
             if add {
-                let c = rng.flips(extra[i % extra.len()], i % 9);
+                let c = flips(&mut rng, extra[i % extra.len()], i % 9);
                 idx.add(c, id);
                 live.push((c, id));
             } else {
@@ -330,11 +317,11 @@ fn resealed_header_mutations_are_refused_or_safe() {
     let codes = make(&Shape::Uniform, 300, 5);
     let idx = FrozenIndex::build(&codes, None, None).unwrap();
     let orig = idx.as_bytes().to_vec();
-    let mut rng = Rng::seeded(1);
+    let mut rng = TestGen::seeded(1);
     for at in 0..(hashguard_index::HEADER_LEN + 16 * 32 + 64).min(orig.len()) {
         for _ in 0..3 {
             let mut b = orig.clone();
-            b[at] = rng.next() as u8;
+            b[at] = rng.word() as u8;
             hashguard_index::reseal(&mut b);
             if let Ok(i) = FrozenIndex::from_bytes(&b) {
                 let _ = i.search(&codes[0], 31);
@@ -420,7 +407,7 @@ fn giant_cluster_falls_back_to_linear_scan() {
     assert_eq!(out, brute(&codes, &ids, &codes[0], 31));
     assert_eq!(out.len(), codes.len());
     // A random query far from the cluster still uses the slots.
-    let far = Rng::seeded(3).code();
+    let far = TestGen::seeded(3).code();
     let st = idx.search_into(&far, 31, &mut scratch, &mut Vec::new());
     assert!(!st.linear, "{st:?}");
 }

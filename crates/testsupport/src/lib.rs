@@ -58,6 +58,37 @@ pub fn skipped(test: &str, why: &str) {
 /// The generator [`rng`] returns.
 pub type TestRng = rand_chacha::ChaCha8Rng;
 
+/// A seeded generator with the draws the suites' data generators use: 64-bit words, 256-bit
+/// codes (four words, as PDQ hashes are stored), and bounded integers.
+pub struct TestGen(TestRng);
+
+impl TestGen {
+    /// The generator for `seed`.
+    pub fn seeded(seed: u64) -> TestGen {
+        TestGen(rng(seed))
+    }
+
+    /// The next 64-bit word.
+    pub fn word(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
+    /// Four words: a random 256-bit code.
+    pub fn code(&mut self) -> [u64; 4] {
+        [self.word(), self.word(), self.word(), self.word()]
+    }
+
+    /// A word below `n` (below 1 for `n` = 0); modulo bias is immaterial for test data.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.word() % n.max(1)
+    }
+
+    /// A uniform value in [0, 1) with 24 bits of precision.
+    pub fn unit(&mut self) -> f32 {
+        (self.word() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
 /// A seeded generator for test data (ChaCha8: fast, and the same stream everywhere).
 pub fn rng(seed: u64) -> TestRng {
     rand_core::SeedableRng::seed_from_u64(seed)
