@@ -617,30 +617,16 @@ fn table_build_and_verify() {
     let db = s(&dir.path().join("t.db"));
     let mut r = TestGen::seeded(9);
     let values: Vec<[u64; 4]> = (0..40).map(|_| r.code()).collect();
-    let a = dir.path().join("a.txt");
-    let b = dir.path().join("b.txt");
-    let c = dir.path().join("c.txt");
-    std::fs::write(
-        &a,
-        values.iter().map(|v| hex(*v) + "\n").collect::<String>(),
-    )
-    .unwrap();
-    std::fs::write(
-        &b,
-        values[..30]
-            .iter()
-            .map(|v| hex(*v) + "\n")
-            .collect::<String>(),
-    )
-    .unwrap();
-    std::fs::write(
-        &c,
-        values[..20]
-            .iter()
-            .map(|v| hex(*v) + "\n")
-            .collect::<String>(),
-    )
-    .unwrap();
+    // A plain-hex list file of the first `n` values.
+    let hex_list = |name: &str, n: usize| {
+        let path = dir.path().join(name);
+        let text: String = values[..n].iter().map(|v| hex(*v) + "\n").collect();
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let a = hex_list("a.txt", 40);
+    let b = hex_list("b.txt", 30);
+    let c = hex_list("c.txt", 20);
     let run = |args: &[&str]| {
         let mut all = vec!["list", "--db", db.as_str()];
         all.extend_from_slice(args);
@@ -783,15 +769,7 @@ fn table_build_and_verify() {
     assert_eq!(shards(2), epoch1_shards);
 
     // One more value in the consensus view changes exactly one shard.
-    let b2 = dir.path().join("b2.txt");
-    std::fs::write(
-        &b2,
-        values[..31]
-            .iter()
-            .map(|v| hex(*v) + "\n")
-            .collect::<String>(),
-    )
-    .unwrap();
+    let b2 = hex_list("b2.txt", 31);
     run(&["import", "org-b", &s(&b2)]);
     let third = build(&[]);
     let note = String::from_utf8_lossy(&third.stderr).to_string();
