@@ -3,17 +3,13 @@
 //! format parses to the same items (as far as the format carries them).
 #![no_main]
 
-use hashguard_hashlist::{parse_list, write_list, Format, ParseError, SignalType};
+use hashguard_hashlist::{parse_list, write_list, ParseError};
+use hashguard_hashlist_fuzz::split_input;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, bytes)) = data.split_first() else {
+    let Some((signal_type, format, bytes)) = split_input(data) else {
         return;
-    };
-    let signal_type = SignalType::ALL[usize::from(selector % 4)];
-    let format = match (selector / 4) % 5 {
-        0 => None,
-        k => Some(Format::ALL[usize::from(k - 1)]),
     };
     let lines = bytes.split(|&b| b == b'\n').count();
     match parse_list(bytes, signal_type, format) {
@@ -35,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(bad.iter().all(|b| b.line >= 1 && b.line <= lines));
             assert!(bad.windows(2).all(|w| w[0].line <= w[1].line));
         }
-        Err(ParseError::FormatSignalType { format: refused, .. }) => {
+        Err(ParseError::FormatSignalType {
+            format: refused, ..
+        }) => {
             // Only a named format that cannot hold the type is refused whole.
             assert_eq!(Some(refused), format);
             assert!(!refused.holds(signal_type));

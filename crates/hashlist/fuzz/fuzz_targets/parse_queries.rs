@@ -4,19 +4,13 @@
 //! same lines (a query file is a list with duplicates and low qualities allowed).
 #![no_main]
 
-use hashguard_hashlist::{
-    detect_signal_type, parse_list, parse_queries, Format, ParseError, SignalType,
-};
+use hashguard_hashlist::{detect_signal_type, parse_list, parse_queries, ParseError};
+use hashguard_hashlist_fuzz::split_input;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, bytes)) = data.split_first() else {
+    let Some((signal_type, format, bytes)) = split_input(data) else {
         return;
-    };
-    let signal_type = SignalType::ALL[usize::from(selector % 4)];
-    let format = match (selector / 4) % 5 {
-        0 => None,
-        k => Some(Format::ALL[usize::from(k - 1)]),
     };
     let _ = detect_signal_type(bytes, format);
     let lines = bytes.split(|&b| b == b'\n').count();
