@@ -232,12 +232,22 @@ pub fn for_each_in_order<S, T: Send, W: Write>(
     Ok(failures)
 }
 
-/// A thread pool of `threads` workers (default: one per core).
+/// The number of worker threads for a `--threads` option: the number given (at least 1), or
+/// one per core.
+pub fn thread_count(threads: Option<usize>) -> anyhow::Result<usize> {
+    match threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// A thread pool of `threads` workers (default: rayon's, one per core unless
+/// `RAYON_NUM_THREADS` says otherwise).
 pub fn worker_pool(threads: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
     let mut pool = rayon::ThreadPoolBuilder::new();
-    if let Some(n) = threads {
-        anyhow::ensure!(n > 0, "--threads must be at least 1");
-        pool = pool.num_threads(n);
+    if threads.is_some() {
+        pool = pool.num_threads(thread_count(threads)?);
     }
     pool.build().context("cannot start worker threads")
 }

@@ -478,17 +478,8 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         &mut rng,
     )
     .with_context(|| format!("the table in {}", a.out.display()))?;
-    let (deployment_id, shard_salt, epoch, prev_hash) = (
-        spec.deployment_id,
-        spec.shard_salt,
-        epoch_input.epoch,
-        epoch_input.prev_manifest_hash,
-    );
-    let threads = match a.threads {
-        Some(0) => anyhow::bail!("--threads must be at least 1"),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let epoch = epoch_input.epoch;
+    let threads = crate::hashing::thread_count(a.threads)?;
     let reusable = match &previous {
         Some(m) => previous_shards(&a.out, m)?,
         None => None,
@@ -506,17 +497,17 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
     let created_at = now();
     let manifest = Manifest {
-        deployment_id,
+        deployment_id: spec.deployment_id,
         epoch,
         not_before: created_at,
         not_after: created_at + a.valid_days * 86_400,
-        prev_manifest_hash: prev_hash,
+        prev_manifest_hash: epoch_input.prev_manifest_hash,
         params,
         public_key,
         tables: vec![TableDescriptor {
             kind: TableKind::Pdq,
             shard_count,
-            shard_salt,
+            shard_salt: spec.shard_salt,
             shards: built.entries(),
         }],
         revokes: Vec::new(),
