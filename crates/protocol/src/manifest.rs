@@ -129,7 +129,8 @@ impl Manifest {
         w.buf
     }
 
-    /// Strict decoding: magic, version, suite, arity, parameter invariants, layouts equal to
+    /// Strict decoding: magic, version, epoch >= 1 with a zero `prev_manifest_hash` exactly at
+    /// epoch 1, `not_before < not_after`, suite, arity, parameter invariants, layouts equal to
     /// `binary_fuse_size(n_s)`, n_keys and table_root consistent with the entries, at most one
     /// table per kind, no trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -148,7 +149,23 @@ impl Manifest {
         let epoch = r.u32("epoch")?;
         let not_before = r.u64("not_before")?;
         let not_after = r.u64("not_after")?;
-        let prev_manifest_hash = r.array("prev_manifest_hash")?;
+        let prev_manifest_hash: [u8; 32] = r.array("prev_manifest_hash")?;
+        // Epochs count from 1; the first has no predecessor and every later one names its own.
+        if epoch == 0 {
+            return Err(DecodeError::InvalidValue("epoch 0 (epochs start at 1)"));
+        }
+        if (epoch == 1) != (prev_manifest_hash == [0u8; 32]) {
+            return Err(DecodeError::InvalidValue(if epoch == 1 {
+                "prev_manifest_hash of epoch 1 (the first epoch has no predecessor)"
+            } else {
+                "prev_manifest_hash (zero after epoch 1)"
+            }));
+        }
+        if not_after <= not_before {
+            return Err(DecodeError::InvalidValue(
+                "validity window (not_after is not after not_before)",
+            ));
+        }
         let suite = r.u8("suite")?;
         if suite != SUITE_ID {
             return Err(DecodeError::UnsupportedSuite(suite));

@@ -719,7 +719,8 @@ fn manifest_for(w: &World, e: u32) -> Manifest {
         epoch: e,
         not_before: 100,
         not_after: 200,
-        prev_manifest_hash: [0; 32],
+        // Epoch 1 has no predecessor; any later epoch names one.
+        prev_manifest_hash: if e == 1 { [0; 32] } else { [0xa5; 32] },
         params: w.params.clone(),
         public_key: w.spec.public_key,
         tables: vec![TableDescriptor {
@@ -773,6 +774,32 @@ fn pt11_table_and_manifest_validation() {
     let m = manifest_for(&w, 5);
     let enc = m.encode();
     assert_eq!(Manifest::decode(&enc).as_ref(), Ok(&m));
+    assert_eq!(
+        Manifest::decode(&manifest_for(&w, 1).encode()),
+        Ok(manifest_for(&w, 1))
+    );
+    // Strict decoding refuses what no build writes: epoch 0, a first epoch with a
+    // predecessor, a later epoch without one, an empty or inverted validity window.
+    let refused = |edit: &dyn Fn(&mut Manifest)| {
+        let mut bad = manifest_for(&w, 5);
+        edit(&mut bad);
+        Manifest::decode(&bad.encode())
+    };
+    for (edit, what) in [
+        (&(|m: &mut Manifest| m.epoch = 0) as &dyn Fn(&mut Manifest), "epoch 0"),
+        (&|m: &mut Manifest| m.epoch = 1, "prev_manifest_hash of epoch 1"),
+        (
+            &|m: &mut Manifest| m.prev_manifest_hash = [0; 32],
+            "prev_manifest_hash (zero",
+        ),
+        (&|m: &mut Manifest| m.not_after = m.not_before, "validity window"),
+        (&|m: &mut Manifest| m.not_after = 50, "validity window"),
+    ] {
+        match refused(edit) {
+            Err(DecodeError::InvalidValue(v)) => assert!(v.starts_with(what), "{v}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
     let pinned = PinnedParams::exactly(w.params.clone());
     assert!(m
         .check_client(&pinned, 150, Some((4, m.prev_manifest_hash)))
