@@ -17,7 +17,7 @@ use hashguard_protocol::prelude::*;
 use hashguard_store::ImportMeta;
 use rand_chacha::rand_core::Rng;
 
-use crate::db::{runtime, DbArgs};
+use crate::db::{runtime, Access, DbArgs};
 use crate::table_cmd::{key_set, ConsensusOpts};
 
 /// The bundled stand-in lists: (bank, organisation, jurisdiction, file name, contents).
@@ -75,12 +75,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .collect();
     anyhow::ensure!(!inputs.is_empty(), "no images to upload");
 
-    println!(
+    outln!(
         "1. Lists: two stand-in organisations' lists into the {}",
         db.describe()
-    );
+    )?;
     let banks = runtime()?.block_on(async {
-        let store = db.open(false).await?;
+        let store = db.open(Access::Create).await?;
         let mut banks = Vec::new();
         for (name, org, jurisdiction, file, text) in STANDIN {
             let bank = Bank::new(
@@ -101,10 +101,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     &meta,
                 )
                 .await?;
-            println!(
+            outln!(
                 "   bank {name}: {} PDQ hashes from {org} ({jurisdiction}), assets/standin/{file}",
                 list.items().len()
-            );
+            )?;
             banks.push((MatchRules::from(&bank), list.into_items()));
         }
         store.close().await;
@@ -113,7 +113,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let labels: Vec<&str> = STANDIN.iter().map(|s| s.0).collect();
     let matcher = Matcher::new(banks, None)?;
 
-    println!("\n2. Matching in the clear (the server sees every hash; what hashguard replaces):");
+    outln!("\n2. Matching in the clear (the server sees every hash; what hashguard replaces):")?;
     let mut hasher = PdqHasher::new();
     let mut images = Vec::new();
     for path in &inputs {
@@ -126,7 +126,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let decoded = match hashguard_media::decode(&bytes, &DecodeOptions::default()) {
             Ok(d) => d,
             Err(e) => {
-                println!("   {name}: not an image ({e})");
+                outln!("   {name}: not an image ({e})")?;
                 continue;
             }
         };
@@ -139,7 +139,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|h| format!("{} at distance {}", labels[h.bank], h.distance))
             .collect();
-        println!(
+        outln!(
             "   {name}: PDQ {hash} quality {}: {}",
             floats.quality,
             if found.is_empty() {
@@ -147,11 +147,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format!("matches {}", found.join(", "))
             }
-        );
+        )?;
         images.push((name, floats));
     }
 
-    println!("\n3. The private table: the consensus view (>= 2 organisations in >= 2 jurisdictions) as blinded keys");
+    outln!("\n3. The private table: the consensus view (>= 2 organisations in >= 2 jurisdictions) as blinded keys")?;
     let params = Params::v1(Policy::Intervene);
     let opts = ConsensusOpts {
         banks: Vec::new(),
@@ -168,15 +168,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
     let table_bytes: usize = shards.iter().map(|s| s.encode().len()).sum();
     let table = ClientTable::load(spec, 1, &built.entries(), &shards, 1 << 24)?;
-    println!(
+    outln!(
         "   {} consensus values -> {} keys ({} pruned for separation); table {} bytes; the client verifies it and never sees a hash",
         keyset.consensus_values,
         built.n_keys(),
         keyset.pruned,
         table_bytes
-    );
+    )?;
 
-    println!("\n4. Uploads: each image carries a voucher; the server opens only listed ones (policy intervene, P = {} probes)", params.probes());
+    outln!("\n4. Uploads: each image carries a voucher; the server opens only listed ones (policy intervene, P = {} probes)", params.probes())?;
     let opener = Opener::new(secret, params.clone());
     let layout = VoucherLayout::pdq(&params);
     let mut client = Client::new(AccountState::generate(&mut rng), params.clone());
@@ -208,11 +208,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             OpenOutcome::Opened(_) => "OPENED: listed, held for the sender's consented check",
             _ => "not opened: the server learns nothing about it",
         };
-        println!(
+        outln!(
             "   {name}: voucher {} bytes (client {client_ms:.1} ms, server {server_ms:.1} ms): {verdict}",
             bytes.len()
-        );
+        )?;
     }
-    println!("\nThe stand-in lists are random values plus a benign demo image; no real hash list is used.");
+    outln!("\nThe stand-in lists are random values plus a benign demo image; no real hash list is used.")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,15 +10,18 @@ use clap::{Args, ValueEnum};
 
 use crate::hashing::{for_each_in_order, hash_input, progress_bar, worker_pool, Hashed, MediaArgs};
 use crate::inputs::{expand, Input};
+use crate::output::{csv_path, json_path};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// `hash,quality,path` per image (the PDQ CLI convention); per hashed video frame the vPDQ
-    /// line `frame,quality,hash,timestamp` followed by `,path`.
+    /// line `frame,quality,hash,timestamp` followed by `,path`. The path is quoted as RFC
+    /// 4180 says when it holds a comma, quote or line break, and written as its exact bytes.
     Csv,
     /// One JSON object per line: `{"path","pdq","quality"}` (+ `"dihedral"`) for an image,
-    /// `{"path","vpdq":[{"frame","quality","pdq","timestamp"}...]}` for a video.
+    /// `{"path","vpdq":[{"frame","quality","pdq","timestamp"}...]}` for a video; a path that
+    /// is not UTF-8 also gets `"path_base64"`, its exact bytes.
     Json,
 }
 
@@ -41,20 +44,30 @@ pub struct HashArgs {
     media: MediaArgs,
 }
 
-fn format_lines(format: Format, name: &str, hashed: &Hashed) -> String {
+fn format_lines(format: Format, input: &Input, hashed: &Hashed) -> Vec<u8> {
     match (format, hashed) {
         (Format::Csv, Hashed::Image { hash, .. }) => {
-            format!("{},{},{name}\n", hash.hash, hash.quality)
+            let mut line = format!("{},{},", hash.hash, hash.quality).into_bytes();
+            line.extend_from_slice(&csv_path(input));
+            line.push(b'\n');
+            line
         }
         (Format::Csv, Hashed::Video { features, .. }) => {
-            features.iter().map(|f| format!("{f},{name}\n")).collect()
+            let path = csv_path(input);
+            let mut lines = Vec::new();
+            for f in features {
+                lines.extend_from_slice(format!("{f},").as_bytes());
+                lines.extend_from_slice(&path);
+                lines.push(b'\n');
+            }
+            lines
         }
         (Format::Json, Hashed::Image { hash, dihedral, .. }) => {
             let mut obj = serde_json::json!({
-                "path": name,
                 "pdq": hash.hash.to_string(),
                 "quality": hash.quality,
             });
+            json_path(&mut obj, input);
             if let Some(d) = dihedral {
                 let variants: serde_json::Map<String, serde_json::Value> = d
                     .named_variants()
@@ -63,7 +76,7 @@ fn format_lines(format: Format, name: &str, hashed: &Hashed) -> String {
                     .collect();
                 obj["dihedral"] = serde_json::Value::Object(variants);
             }
-            format!("{obj}\n")
+            format!("{obj}\n").into_bytes()
         }
         (Format::Json, Hashed::Video { features, .. }) => {
             let frames: Vec<serde_json::Value> = features
@@ -77,7 +90,9 @@ fn format_lines(format: Format, name: &str, hashed: &Hashed) -> String {
                     })
                 })
                 .collect();
-            format!("{}\n", serde_json::json!({ "path": name, "vpdq": frames }))
+            let mut obj = serde_json::json!({ "vpdq": frames });
+            json_path(&mut obj, input);
+            format!("{obj}\n").into_bytes()
         }
     }
 }
@@ -92,7 +107,7 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("`-` (standard input) can be given only once");
     }
     let settings = args.media.settings(args.dihedral, false);
-    let pool = worker_pool(args.threads)?;
+    let pool = worker_pool(args.threads, inputs.len())?;
     let progress = progress_bar(inputs.len());
 
     let stdout = std::io::stdout();
@@ -104,8 +119,8 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
         &mut out,
         || (),
         |_, input| hash_input(input, &settings),
-        |out, name, hashed| {
-            out.write_all(format_lines(args.format, name, &hashed).as_bytes())
+        |out, input, hashed| {
+            out.write_all(&format_lines(args.format, input, &hashed))
                 .context("cannot write output")
         },
     )?;

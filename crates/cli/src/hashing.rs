@@ -1,6 +1,7 @@
 //! Turning one input into its hashes, shared by `hash` and `match`: PDQ (+ dihedral variants)
 //! for images, vPDQ for videos, and on request the MD5 and SHA-256 of the bytes for exact banks.
-//! Videos are recognised by content and streamed from their file; only images are read whole.
+//! Videos are recognised by content and streamed from their file; only images are read whole,
+//! and only after their first bytes say they are an image, up to `--max-file-bytes`.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
@@ -13,10 +14,15 @@ use hashguard_vpdq::{hash_video_file, Feature, VideoOptions};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
-use crate::inputs::Input;
+use crate::inputs::{Input, Opened};
 
-/// How many leading bytes are enough to tell a video container from an image.
-const SNIFF_BYTES: usize = 512;
+/// The default `--max-file-bytes`: far above any image within the default pixel limit (100
+/// megapixels of uncompressed 32-bit BMP are 400 MB), far below what would exhaust memory.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// The most worker threads `--threads` accepts: more than any machine's cores gain nothing,
+/// and each costs a stack and a decoder's buffers.
+pub const MAX_THREADS: usize = 1024;
 
 /// Decoding and video options common to every command that hashes media.
 #[derive(Debug, Args)]
@@ -27,6 +33,9 @@ pub struct MediaArgs {
     /// Refuse images with more pixels than this (decompression-bomb guard).
     #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
+    /// Refuse image files (and standard input or streams) larger than this many bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES, value_name = "BYTES")]
+    max_file_bytes: u64,
     /// Videos: seconds between hashed frames; 0 hashes every frame.
     #[arg(long, default_value_t = 1.0)]
     seconds_per_hash: f64,
@@ -55,6 +64,7 @@ impl MediaArgs {
                 max_frame_pixels: self.max_frame_pixels,
                 max_duration_seconds: self.max_duration,
             },
+            max_file_bytes: self.max_file_bytes,
             dihedral,
             digests,
         }
@@ -65,6 +75,7 @@ impl MediaArgs {
 pub struct Settings {
     decode: DecodeOptions,
     video: VideoOptions,
+    max_file_bytes: u64,
     dihedral: bool,
     digests: bool,
 }
@@ -132,32 +143,47 @@ thread_local! {
     static HASHER: std::cell::RefCell<PdqHasher> = std::cell::RefCell::new(PdqHasher::new());
 }
 
-/// Hashes one input; the error is a one-line reason for that input alone.
+/// Hashes one input; the error is a one-line reason for that input alone. The first bytes
+/// decide what it is: a video is streamed from its file (standard input and other streams are
+/// spooled to a private temporary file for libav), an image is read whole up to the size
+/// limit, and anything else is refused without reading further.
 pub fn hash_input(input: &Input, settings: &Settings) -> Result<Hashed, String> {
-    let bytes = match input {
-        Input::File(path) => {
-            // Videos stream from the file; only images are read whole.
-            if hashguard_vpdq::is_video(&Input::read_head(path, SNIFF_BYTES)?) {
-                let digests = settings
-                    .digests
-                    .then(|| Digests::of_file(path))
-                    .transpose()?;
-                return hash_video(path, settings, digests);
-            }
-            input.read()?
-        }
-        _ => input.read()?,
-    };
-    let digests = settings.digests.then(|| Digests::of(&bytes));
-    if hashguard_vpdq::is_video(&bytes) {
-        // libav reads files; standard input is spooled to a private temporary file.
-        let mut file = tempfile::NamedTempFile::new()
-            .map_err(|e| format!("cannot create a temporary file: {e}"))?;
-        std::io::Write::write_all(&mut file, &bytes)
-            .map_err(|e| format!("cannot write a temporary file: {e}"))?;
-        return hash_video(file.path(), settings, digests);
+    let opened = input.open()?;
+    let is_video = hashguard_vpdq::is_video(&opened.head);
+    if !is_video && hashguard_media::sniff(&opened.head).is_none() {
+        // The decoder's own words: "empty file" or "not a supported image (first bytes ...)".
+        return Err(
+            match hashguard_media::decode(&opened.head, &settings.decode) {
+                Err(e) => format!("{e}; nor a supported video"),
+                Ok(_) => "not a supported image or video".to_string(),
+            },
+        );
     }
+    if is_video {
+        if let Some((path, _)) = &opened.regular_file {
+            let digests = settings
+                .digests
+                .then(|| Digests::of_file(path))
+                .transpose()?;
+            return hash_video(path, settings, digests);
+        }
+        return hash_video_stream(opened, settings);
+    }
+    let bytes = opened.read_all(settings.max_file_bytes)?;
+    let digests = settings.digests.then(|| Digests::of(&bytes));
     hash_image(&bytes, settings, digests)
+}
+
+/// A video from a stream (standard input, a FIFO): libav reads files, so it is spooled to a
+/// private temporary file first, up to the size limit.
+fn hash_video_stream(opened: Opened, settings: &Settings) -> Result<Hashed, String> {
+    let bytes = opened.read_all(settings.max_file_bytes)?;
+    let digests = settings.digests.then(|| Digests::of(&bytes));
+    let mut file = tempfile::NamedTempFile::new()
+        .map_err(|e| format!("cannot create a temporary file: {e}"))?;
+    file.write_all(&bytes)
+        .map_err(|e| format!("cannot write a temporary file: {e}"))?;
+    hash_video(file.path(), settings, digests)
 }
 
 fn hash_video(
@@ -203,27 +229,28 @@ pub fn for_each_in_order<S, T: Send, W: Write>(
     out: &mut W,
     init: impl Fn() -> S + Sync + Send,
     work: impl Fn(&mut S, &Input) -> Result<T, String> + Sync + Send,
-    mut emit: impl FnMut(&mut W, &str, T) -> anyhow::Result<()>,
+    mut emit: impl FnMut(&mut W, &Input, T) -> anyhow::Result<()>,
 ) -> anyhow::Result<usize> {
     use rayon::prelude::*;
     let mut failures = 0usize;
     for chunk in inputs.chunks(256) {
-        let outcomes: Vec<(String, Result<T, String>)> = pool.install(|| {
+        let outcomes: Vec<Result<T, String>> = pool.install(|| {
             chunk
                 .par_iter()
                 .map_init(&init, |state, input| {
                     let result = work(state, input);
                     progress.inc(1);
-                    (input.display_name(), result)
+                    result
                 })
                 .collect()
         });
-        for (name, result) in outcomes {
+        for (input, result) in chunk.iter().zip(outcomes) {
             match result {
-                Ok(value) => emit(out, &name, value)?,
+                Ok(value) => emit(out, input, value)?,
                 Err(reason) => {
                     failures += 1;
                     out.flush().context("cannot write output")?;
+                    let name = input.display_name();
                     progress.suspend(|| eprintln!("hashguard: {name}: {reason}"));
                 }
             }
@@ -232,24 +259,28 @@ pub fn for_each_in_order<S, T: Send, W: Write>(
     Ok(failures)
 }
 
-/// The number of worker threads for a `--threads` option: the number given (at least 1), or
-/// one per core.
+/// The number of worker threads for a `--threads` option: the number given (1 to
+/// [`MAX_THREADS`]), or one per core.
 pub fn thread_count(threads: Option<usize>) -> anyhow::Result<usize> {
     match threads {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) if n > MAX_THREADS => anyhow::bail!(
+            "--threads {n} is more than the maximum of {MAX_THREADS} (this machine has {} cores)",
+            std::thread::available_parallelism().map_or(1, |c| c.get())
+        ),
         Some(n) => Ok(n),
         None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
 }
 
-/// A thread pool of `threads` workers (default: rayon's, one per core unless
-/// `RAYON_NUM_THREADS` says otherwise).
-pub fn worker_pool(threads: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
-    let mut pool = rayon::ThreadPoolBuilder::new();
-    if threads.is_some() {
-        pool = pool.num_threads(thread_count(threads)?);
-    }
-    pool.build().context("cannot start worker threads")
+/// A thread pool for `work` items: `threads` workers (see [`thread_count`]), but never more
+/// than there are items, since an idle worker only costs.
+pub fn worker_pool(threads: Option<usize>, work: usize) -> anyhow::Result<rayon::ThreadPool> {
+    let threads = thread_count(threads)?.min(work.max(1));
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")
 }
 
 /// A progress bar on standard error for long runs on a terminal; hidden otherwise, so scripts

@@ -8,12 +8,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use hashguard_hashlist::{
-    consensus, parse_list, plan_import, write_list, Bank, BankEntries, BankKind, BankName,
-    ConsensusParams, Format, ImportPlan, ListItem, ParseError, SignalType, Version,
+    consensus, parse_list_with, plan_import, write_list, Bank, BankEntries, BankKind, BankName,
+    ConsensusParams, Format, ImportPlan, ListItem, ParseError, ParsedList, Repeats, SignalType,
+    Version,
 };
 use hashguard_store::{ImportMeta, ImportOutcome, Store};
 
-use crate::db::{runtime, DbArgs};
+use crate::db::{runtime, Access, DbArgs};
 
 /// Arguments of `hashguard list`.
 #[derive(Debug, Args)]
@@ -129,6 +130,49 @@ struct ImportArgs {
     /// Who imports it, for the audit trail (default: $USER).
     #[arg(long)]
     by: Option<String>,
+    #[command(flatten)]
+    read: ListReadArgs,
+}
+
+/// How a list file is read: shared by `list import` and `match --list`, so both read a file the
+/// same way.
+#[derive(Debug, Clone, Args)]
+pub struct ListReadArgs {
+    /// Refuse a list that repeats a value (each repeat is a bad line). By default the lines of a
+    /// value are merged into one entry that keeps every line's metadata (file names, CSV
+    /// collab/category/tags), and one line on stderr says how many were merged.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl ListReadArgs {
+    /// Parses the list file `path` (already read into `bytes`): every bad line reported as
+    /// `FILE:LINE: reason` (see [`report_parse_error`]), and repeats merged or refused as
+    /// `--strict` says; the number of merged lines goes to stderr.
+    pub fn parse(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        signal_type: SignalType,
+        format: Option<Format>,
+    ) -> anyhow::Result<ParsedList> {
+        let repeats = if self.strict {
+            Repeats::Refuse
+        } else {
+            Repeats::Merge
+        };
+        let list = parse_list_with(bytes, signal_type, format, repeats)
+            .map_err(|e| report_parse_error(path, e))?;
+        if list.merged() > 0 {
+            eprintln!(
+                "hashguard: {}: {} line(s) repeat a value of an earlier line and were merged into its entry ({} entries; --strict refuses repeats)",
+                path.display(),
+                list.merged(),
+                list.items().len()
+            );
+        }
+        Ok(list)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -180,9 +224,15 @@ struct ConsensusArgs {
 /// Runs `hashguard list ...`.
 pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        // Only `create` and `import` may create the default SQLite file.
-        let creates = matches!(args.command, ListCommand::Create(_));
-        let store = args.db.open(!creates).await?;
+        // Only `create` may create a SQLite file; reading commands open it read-only.
+        let access = match args.command {
+            ListCommand::Create(_) => Access::Create,
+            ListCommand::Update(_) | ListCommand::Import(_) => Access::Write,
+            ListCommand::Export(_) | ListCommand::Stats(_) | ListCommand::Consensus(_) => {
+                Access::Read
+            }
+        };
+        let store = args.db.open(access).await?;
         let result = match args.command {
             ListCommand::Create(a) => create(&store, a).await,
             ListCommand::Update(a) => update(&store, a).await,
@@ -292,8 +342,12 @@ async fn import(store: &Store, a: ImportArgs) -> anyhow::Result<ExitCode> {
     let name = bank_name(&a.name)?;
     let bank = existing_bank(store, &name).await?;
     let bytes = read_file_or_stdin(&a.file)?;
-    let list = parse_list(&bytes, bank.signal_type(), a.format.map(Format::from))
-        .map_err(|e| report_parse_error(&a.file, e))?;
+    let list = a.read.parse(
+        &a.file,
+        &bytes,
+        bank.signal_type(),
+        a.format.map(Format::from),
+    )?;
     let latest = store.latest_version(&name).await?;
     let version = match (a.version, latest) {
         (Some(v), _) => Version::new(v).context("versions start at 1")?,
@@ -354,12 +408,8 @@ async fn export(store: &Store, a: ExportArgs) -> anyhow::Result<ExitCode> {
         .map(|v| Version::new(v).context("versions start at 1"))
         .transpose()?;
     let items = store.export(&name, version).await?;
-    let text = write_list(
-        a.format.into(),
-        bank.signal_type(),
-        &items,
-        Some(bank.organisation()),
-    )?;
+    // Each entry's own collab, category and tags: a CSV import exports back unchanged.
+    let text = write_list(a.format.into(), bank.signal_type(), &items)?;
     write_out(a.out.as_deref(), &text)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -456,7 +506,7 @@ async fn consensus_view(store: &Store, a: ConsensusArgs) -> anyhow::Result<ExitC
         .iter()
         .map(|c| ListItem::new(c.value.clone(), c.quality))
         .collect::<Result<_, _>>()?;
-    let text = write_list(a.format.into(), signal_type, &items, None)?;
+    let text = write_list(a.format.into(), signal_type, &items)?;
     write_out(a.out.as_deref(), &text)?;
     let block_banks = loaded
         .iter()

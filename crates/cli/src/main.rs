@@ -5,6 +5,25 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// `println!` that returns a write failure (a closed pipe, a full disk) as an error for the
+/// caller to pass up with `?`, where `println!` would panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| anyhow::Error::new(e).context("cannot write output"))
+    }};
+}
+
+/// `print!` that returns a write failure as an error (see `outln!`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| anyhow::Error::new(e).context("cannot write output"))
+    }};
+}
+
 mod db;
 mod demo_cmd;
 mod hash_cmd;
@@ -12,6 +31,7 @@ mod hashing;
 mod inputs;
 mod list_cmd;
 mod match_cmd;
+mod output;
 mod table_cmd;
 
 use std::process::ExitCode;
@@ -51,9 +71,41 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if closed_pipe(&err) => {
+            // The reader went away (`| head`): stop quietly with the status a shell reports for
+            // a command ended by SIGPIPE, as `grep ... | head` does.
+            ExitCode::from(141)
+        }
         Err(err) => {
-            eprintln!("hashguard: {err:#}");
+            eprintln!("hashguard: {}", error_chain(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `err` comes from writing to a pipe whose reader has closed it.
+fn closed_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes, `: `-separated, each cause once: libraries often put their
+/// source's text in their own message too (sqlx's "error returned from database: X" over X),
+/// and a cause already said adds nothing.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let message = cause.to_string();
+        if message.is_empty() || text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
 }

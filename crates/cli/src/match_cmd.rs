@@ -9,17 +9,18 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use hashguard_hashlist::{
-    detect_signal_type, parse_list, parse_queries, BankKind, Hit, ListItem, Lookup, MatchRules,
-    Matcher, Signal, SignalType,
+    detect_signal_type, parse_queries, BankKind, Hit, ListItem, Lookup, MatchRules, Matcher,
+    QueryLine, Signal, SignalType,
 };
 use hashguard_index::Scratch;
 use hashguard_vpdq::{Feature, MatchRule, VideoBankIndex, DEFAULT_QUALITY};
 use rayon::prelude::*;
 
-use crate::db::{runtime, DbArgs};
+use crate::db::{runtime, Access, DbArgs};
 use crate::hashing::{for_each_in_order, hash_input, progress_bar, worker_pool, Hashed, MediaArgs};
 use crate::inputs::{expand, Input};
-use crate::list_cmd::{report_parse_error, FormatArg};
+use crate::list_cmd::{report_parse_error, FormatArg, ListReadArgs};
+use crate::output::{csv_field, csv_path, json_path};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,6 +49,9 @@ pub struct MatchArgs {
     /// Signal type of the list file (default: named by its lines, else pdq).
     #[arg(long, requires = "list")]
     signal_type: Option<String>,
+    /// How the list file is read (`--strict`).
+    #[command(flatten)]
+    list_read: ListReadArgs,
     /// Match the hash lines of this file (any list format) instead of images; prints
     /// `query_line,list_line,distance` for every pair within the radius. Needs --list.
     #[arg(long, requires = "list", value_name = "QUERIES")]
@@ -150,14 +154,15 @@ impl Banks {
 
 /// Runs `hashguard match`; exits 1 if any input failed.
 pub fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
-    let pool = worker_pool(args.threads)?;
+    // A bad --threads is a usage error before any list is loaded.
+    crate::hashing::thread_count(args.threads)?;
     let banks = match &args.list {
         Some(path) => load_list_file(path, &args)?,
         None => load_database(&args)?,
     };
     match &args.hashes {
-        Some(queries) => match_hash_lines(&args, &banks, queries, &pool),
-        None => match_media(&args, &banks, &pool),
+        Some(queries) => match_hash_lines(&args, &banks, queries),
+        None => match_media(&args, &banks),
     }
 }
 
@@ -168,7 +173,7 @@ fn load_list_file(path: &Path, args: &MatchArgs) -> anyhow::Result<Banks> {
         Some(t) => t.parse()?,
         None => detect_signal_type(&bytes, format).unwrap_or(SignalType::Pdq),
     };
-    let list = parse_list(&bytes, signal_type, format).map_err(|e| report_parse_error(path, e))?;
+    let list = args.list_read.parse(path, &bytes, signal_type, format)?;
     let rules = MatchRules {
         signal_type,
         kind: BankKind::Block,
@@ -186,7 +191,7 @@ fn load_list_file(path: &Path, args: &MatchArgs) -> anyhow::Result<Banks> {
 
 fn load_database(args: &MatchArgs) -> anyhow::Result<Banks> {
     let loaded = runtime()?.block_on(async {
-        let store = args.db.open(true).await?;
+        let store = args.db.open(Access::Read).await?;
         let loaded = store.load_enabled(None).await;
         store.close().await;
         anyhow::Ok(loaded?)
@@ -260,15 +265,12 @@ fn lookup_all(matcher: &Matcher, queries: &[Query], scratch: &mut Scratch) -> Ma
     matched
 }
 
-fn match_media(
-    args: &MatchArgs,
-    banks: &Banks,
-    pool: &rayon::ThreadPool,
-) -> anyhow::Result<ExitCode> {
+fn match_media(args: &MatchArgs, banks: &Banks) -> anyhow::Result<ExitCode> {
     let inputs = expand(&args.paths);
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         anyhow::bail!("`-` (standard input) can be given only once");
     }
+    let pool = &worker_pool(args.threads, inputs.len())?;
     let settings = args.media.settings(args.dihedral, true);
     let progress = progress_bar(inputs.len());
     let stdout = std::io::stdout();
@@ -295,7 +297,8 @@ fn match_media(
                 (queries, matched)
             })
         },
-        |out, name, (queries, matched)| {
+        |out, input, (queries, matched)| {
+            let name = &input.display_name();
             if !matched.suppressed_by.is_empty() {
                 let allow: Vec<&str> = matched
                     .suppressed_by
@@ -310,14 +313,12 @@ fn match_media(
                 });
             }
             for (qi, hit) in &matched.reported {
-                let line = match_line(args.format, banks, name, &queries[*qi], hit);
-                out.write_all(line.as_bytes())
-                    .context("cannot write output")?;
+                let line = match_line(args.format, banks, input, &queries[*qi], hit);
+                out.write_all(&line).context("cannot write output")?;
             }
             for hit in &matched.videos {
-                let line = video_line(args.format, banks, name, hit);
-                out.write_all(line.as_bytes())
-                    .context("cannot write output")?;
+                let line = video_line(args.format, banks, input, hit);
+                out.write_all(&line).context("cannot write output")?;
             }
             matched_inputs +=
                 usize::from(!matched.reported.is_empty() || !matched.videos.is_empty());
@@ -382,24 +383,32 @@ fn queries_of(hashed: &Hashed, min_quality: u8) -> Vec<Query> {
     out
 }
 
-fn match_line(format: Format, banks: &Banks, name: &str, query: &Query, hit: &Hit) -> String {
+/// A CSV line that starts with the input's exact name.
+fn csv_line(input: &Input, rest: std::fmt::Arguments<'_>) -> Vec<u8> {
+    let mut line = csv_path(input);
+    line.extend_from_slice(format!(",{rest}\n").as_bytes());
+    line
+}
+
+fn match_line(format: Format, banks: &Banks, input: &Input, query: &Query, hit: &Hit) -> Vec<u8> {
     let Some(item) = banks.matcher.item(hit) else {
-        return String::new();
+        return Vec::new();
     };
     let bank = &banks.labels[hit.bank];
     let entry_id = banks.entry_id(item);
     let signal_type = query.value.signal_type();
     match format {
-        Format::Csv => format!(
-            "{},{},{},{signal_type},{}\n",
-            csv_field(name),
-            csv_field(bank),
-            csv_field(&entry_id),
-            hit.distance
+        Format::Csv => csv_line(
+            input,
+            format_args!(
+                "{},{},{signal_type},{}",
+                csv_field(bank),
+                csv_field(&entry_id),
+                hit.distance
+            ),
         ),
         Format::Json => {
             let mut obj = serde_json::json!({
-                "path": name,
                 "bank": bank,
                 "entry_id": entry_id,
                 "signal_type": signal_type.as_str(),
@@ -416,35 +425,37 @@ fn match_line(format: Format, banks: &Banks, name: &str, query: &Query, hit: &Hi
             if let Some(lines) = &banks.lines {
                 obj["list_line"] = lines[hit.item].into();
             }
-            format!("{obj}\n")
+            json_path(&mut obj, input);
+            format!("{obj}\n").into_bytes()
         }
     }
 }
 
 /// One vPDQ match: the CSV's last column is the query match percentage (the share of the
 /// video's distinct good frames that match the entry); JSON gives both percentages.
-fn video_line(format: Format, banks: &Banks, name: &str, hit: &VideoHit) -> String {
+fn video_line(format: Format, banks: &Banks, input: &Input, hit: &VideoHit) -> Vec<u8> {
     let Some(item) = banks
         .matcher
         .banks()
         .get(hit.bank)
         .and_then(|b| b.1.get(hit.item))
     else {
-        return String::new();
+        return Vec::new();
     };
     let bank = &banks.labels[hit.bank];
     let entry_id = banks.entry_id(item);
     match format {
-        Format::Csv => format!(
-            "{},{},{},vpdq,{:.2}\n",
-            csv_field(name),
-            csv_field(bank),
-            csv_field(&entry_id),
-            hit.query_percent
+        Format::Csv => csv_line(
+            input,
+            format_args!(
+                "{},{},vpdq,{:.2}",
+                csv_field(bank),
+                csv_field(&entry_id),
+                hit.query_percent
+            ),
         ),
         Format::Json => {
             let mut obj = serde_json::json!({
-                "path": name,
                 "bank": bank,
                 "entry_id": entry_id,
                 "signal_type": "vpdq",
@@ -454,25 +465,20 @@ fn video_line(format: Format, banks: &Banks, name: &str, hit: &VideoHit) -> Stri
             if let Some(lines) = &banks.lines {
                 obj["list_line"] = lines[hit.item].into();
             }
-            format!("{obj}\n")
+            json_path(&mut obj, input);
+            format!("{obj}\n").into_bytes()
         }
     }
 }
 
-/// Quotes a CSV field when it needs it (paths may hold commas or quotes).
-fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
-    }
-}
+/// Queries looked up at once by `--hashes`: their result lines are written before the next
+/// chunk is searched, so output starts at once and memory stays bounded at any radius.
+const QUERY_CHUNK: usize = 256;
 
 fn match_hash_lines(
     args: &MatchArgs,
     banks: &Banks,
     queries_path: &Path,
-    pool: &rayon::ThreadPool,
 ) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(queries_path)
         .with_context(|| format!("cannot read {}", queries_path.display()))?;
@@ -483,48 +489,24 @@ fn match_hash_lines(
     );
     let queries = parse_queries(&bytes, signal_type, None)
         .map_err(|e| report_parse_error(queries_path, e))?;
+    let pool = worker_pool(args.threads, queries.len())?;
     let lines = banks.lines.as_deref().unwrap_or_default();
-    let results: Vec<Lookup> = pool.install(|| {
-        queries
-            .par_iter()
-            .map_init(Scratch::new, |scratch, q| {
-                banks.matcher.lookup_with(&q.value, scratch)
-            })
-            .collect()
-    });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut pairs = 0u64;
-    for (q, lookup) in queries.iter().zip(&results) {
-        let mut hits: Vec<(usize, u32, &Hit)> = lookup
-            .block
-            .iter()
-            .map(|h| (lines[h.item], h.distance, h))
-            .collect();
-        hits.sort_by_key(|&(line, distance, _)| (distance, line));
-        for (list_line, distance, hit) in hits {
-            pairs += 1;
-            let line = match args.format {
-                Format::Csv => format!("{},{list_line},{distance}\n", q.line),
-                Format::Json => {
-                    let matched = banks
-                        .matcher
-                        .item(hit)
-                        .map(|i| i.value().to_string())
-                        .unwrap_or_default();
-                    format!(
-                        "{}\n",
-                        serde_json::json!({
-                            "query_line": q.line,
-                            "list_line": list_line,
-                            "distance": distance,
-                            "query": q.value.to_string(),
-                            "matched": matched,
-                        })
-                    )
-                }
-            };
-            out.write_all(line.as_bytes())
+    for chunk in queries.chunks(QUERY_CHUNK) {
+        let formatted: Vec<(u64, String)> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map_init(Scratch::new, |scratch, q| {
+                    let lookup = banks.matcher.lookup_with(&q.value, scratch);
+                    query_result_lines(args.format, banks, lines, q, &lookup)
+                })
+                .collect()
+        });
+        for (count, text) in formatted {
+            pairs += count;
+            out.write_all(text.as_bytes())
                 .context("cannot write output")?;
         }
     }
@@ -535,4 +517,42 @@ fn match_hash_lines(
         lines.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One query's result lines, closest first (then by list line), and how many there are.
+fn query_result_lines(
+    format: Format,
+    banks: &Banks,
+    lines: &[usize],
+    q: &QueryLine,
+    lookup: &Lookup,
+) -> (u64, String) {
+    let mut hits: Vec<(usize, u32, &Hit)> = lookup
+        .block
+        .iter()
+        .map(|h| (lines[h.item], h.distance, h))
+        .collect();
+    hits.sort_by_key(|&(line, distance, _)| (distance, line));
+    let mut text = String::new();
+    for &(list_line, distance, hit) in &hits {
+        match format {
+            Format::Csv => text.push_str(&format!("{},{list_line},{distance}\n", q.line)),
+            Format::Json => {
+                let matched = banks
+                    .matcher
+                    .item(hit)
+                    .map(|i| i.value().to_string())
+                    .unwrap_or_default();
+                let obj = serde_json::json!({
+                    "query_line": q.line,
+                    "list_line": list_line,
+                    "distance": distance,
+                    "query": q.value.to_string(),
+                    "matched": matched,
+                });
+                text.push_str(&format!("{obj}\n"));
+            }
+        }
+    }
+    (hits.len() as u64, text)
 }

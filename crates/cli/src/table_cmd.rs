@@ -17,16 +17,25 @@ use hashguard_protocol::keys::{pdq_key, prune_separated, KeyBytes, TableKind};
 use hashguard_protocol::manifest::{Manifest, TableDescriptor};
 use hashguard_protocol::params::{Params, Policy};
 use hashguard_protocol::table::{
-    build_table_after, verify_shard_for_org, ClientTable, EpochInput, OpeningKey, PreviousShard,
-    PublicKey, TableShard, TableSpec,
+    build_table_after, key_set_digest, verify_shard_for_org, ClientTable, EpochInput, OpeningKey,
+    PreviousShard, PublicKey, TableShard, TableSpec,
 };
 use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::db::{runtime, DbArgs};
+use crate::db::{runtime, Access, DbArgs};
 
 /// Keys per shard the default shard count aims at (the size the protocol benchmarks use).
 const KEYS_PER_SHARD: usize = 16_384;
+
+/// The build record format this version writes.
+const BUILD_RECORD_FORMAT: u32 = 1;
+
+const SECONDS_PER_DAY: u64 = 86_400;
+
+/// The longest validity window `--valid-days` accepts: clients refresh tables far more often,
+/// and an expiry years away would keep a withdrawn list usable.
+const MAX_VALID_DAYS: u64 = 3_650;
 
 /// Arguments of `hashguard table`.
 #[derive(Debug, Args)]
@@ -105,8 +114,8 @@ struct BuildArgs {
     /// Shards built at once (default: one per core). The table does not depend on it.
     #[arg(long)]
     threads: Option<usize>,
-    /// Days the manifest is valid for.
-    #[arg(long, default_value_t = 30)]
+    /// Days the manifest is valid for (1 to 3650).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_VALID_DAYS))]
     valid_days: u64,
     /// A public beacon value fixed after the list was frozen (64 hex digits); default: random.
     #[arg(long)]
@@ -126,6 +135,10 @@ struct VerifyArgs {
     /// Shards checked at once (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// The opening key file: also check that it is this table's key and that build.json's
+    /// per-shard key digests are those of the rebuilt key set (only the key's holder can).
+    #[arg(long)]
+    key: Option<PathBuf>,
 }
 
 /// What a table was built from: enough for an organisation holding the banks to recompute K.
@@ -150,6 +163,10 @@ struct BuildRecord {
     /// nothing about K to anyone else. Absent in older records: then every shard is rebuilt.
     #[serde(default)]
     shard_key_digests: Vec<String>,
+    /// `--valid-days` of the build (the manifest's window is this many days). Absent in older
+    /// records.
+    #[serde(default)]
+    valid_days: Option<u64>,
 }
 
 /// Runs `hashguard table ...`; `verify` exits 1 if a check fails.
@@ -192,7 +209,7 @@ pub(crate) fn key_set(
     params: &Params,
 ) -> anyhow::Result<KeySet> {
     let loaded = runtime()?.block_on(async {
-        let store = db.open(true).await?;
+        let store = db.open(Access::Read).await?;
         let loaded = store.load_enabled(Some(SignalType::Pdq)).await;
         store.close().await;
         anyhow::Ok(loaded?)
@@ -265,18 +282,22 @@ pub(crate) fn os_rng() -> anyhow::Result<rand_chacha::ChaCha20Rng> {
     Ok(rand_chacha::ChaCha20Rng::from_seed(*seed))
 }
 
+/// Reads the opening key from its file.
+fn read_opening_key(path: &Path) -> anyhow::Result<OpeningKey> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the key file {}", path.display()))?,
+    );
+    let bytes = zeroize::Zeroizing::new(
+        unhex32(&text).with_context(|| format!("key file {}", path.display()))?,
+    );
+    OpeningKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))
+}
+
 /// Reads the opening key, or creates it (readable by the owner only) if the file is missing.
 fn opening_key(path: &Path, rng: &mut rand_chacha::ChaCha20Rng) -> anyhow::Result<OpeningKey> {
     if path.exists() {
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the key file {}", path.display()))?,
-        );
-        let bytes = zeroize::Zeroizing::new(
-            unhex32(&text).with_context(|| format!("key file {}", path.display()))?,
-        );
-        return OpeningKey::from_bytes(&bytes)
-            .map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()));
+        return read_opening_key(path);
     }
     let key = OpeningKey::generate(rng);
     let text = zeroize::Zeroizing::new(format!("{}\n", hex(key.to_bytes().as_ref())));
@@ -496,11 +517,16 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     )?;
     let elapsed = started.elapsed();
     let created_at = now();
+    let not_after = a
+        .valid_days
+        .checked_mul(SECONDS_PER_DAY)
+        .and_then(|window| created_at.checked_add(window))
+        .context("--valid-days reaches past the end of time")?;
     let manifest = Manifest {
         deployment_id: spec.deployment_id,
         epoch,
         not_before: created_at,
-        not_after: created_at + a.valid_days * 86_400,
+        not_after,
         prev_manifest_hash: epoch_input.prev_manifest_hash,
         params,
         public_key,
@@ -531,7 +557,7 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     let shard_key_digests = built.shards.iter().map(|s| hex(&s.key_digest())).collect();
     let record = BuildRecord {
-        format: 1,
+        format: BUILD_RECORD_FORMAT,
         banks,
         min_organisations: a.consensus.min_organisations,
         min_jurisdictions: a.consensus.min_jurisdictions,
@@ -546,6 +572,7 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         shards: shard_count,
         created_at,
         shard_key_digests,
+        valid_days: Some(a.valid_days),
     };
     std::fs::write(
         a.out.join("build.json"),
@@ -554,9 +581,13 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     .context("cannot write build.json")?;
     std::fs::write(a.out.join("manifest.txt"), manifest.to_string())
         .context("cannot write manifest.txt")?;
+    // Every epoch's manifest is kept, so that `verify` can walk the chain back to epoch 1.
+    let archived = epoch_manifest_path(&a.out, epoch);
+    std::fs::write(&archived, manifest.encode())
+        .with_context(|| format!("cannot write {}", archived.display()))?;
     std::fs::write(a.out.join("manifest.bin"), manifest.encode())
         .context("cannot write manifest.bin")?;
-    print!("{manifest}");
+    out!("{manifest}")?;
     eprintln!(
         "built epoch {epoch}: {} consensus values, {distinct} distinct keys, {pruned} pruned for separation, {} keys in {shard_count} shard(s), {kept} kept unchanged, {rebuilt} keys in rebuilt shards in {:.1} s{}",
         consensus_values,
@@ -574,6 +605,28 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The outcome of one named check of `table verify`: printed as `NAME: ok (...)` or
+/// `NAME: FAILED: ...`.
+struct Checks {
+    failed: bool,
+}
+
+impl Checks {
+    fn report(&mut self, name: &str, result: Result<String, String>) -> anyhow::Result<()> {
+        match result {
+            Ok(detail) if detail.is_empty() => outln!("{name}: ok"),
+            Ok(detail) => outln!("{name}: ok ({detail})"),
+            Err(reason) => {
+                self.failed = true;
+                outln!("{name}: FAILED: {reason}")
+            }
+        }
+    }
+}
+
+/// What can be checked of a table without signatures: manifest.txt says what manifest.bin
+/// says, the window is current, the chain of kept manifests reaches epoch 1, and build.json
+/// agrees with the manifest.
 fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let manifest = read_manifest(&a.dir)?
         .with_context(|| format!("no manifest.bin in {}", a.dir.display()))?;
@@ -592,84 +645,330 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             TableShard::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         shards.push(shard);
     }
-    print!("{manifest}");
-    let mut failed = false;
+    out!("{manifest}")?;
+    let mut checks = Checks { failed: false };
+    checks.report("manifest.txt", check_summary(&a.dir, &manifest))?;
+    checks.report("validity", check_window(&manifest, now()))?;
+    checks.report("chain", check_chain(&a.dir, &manifest))?;
     // What every client checks: roots, layouts, counts, every point valid and not the identity.
-    match ClientTable::load(
-        spec.clone(),
-        manifest.epoch,
-        &table.shards,
-        &shards,
-        u64::MAX,
-    ) {
-        Ok(_) => println!(
-            "client checks: ok ({} shards, roots, layouts, points)",
-            shards.len()
-        ),
-        Err(e) => {
-            println!("client checks: FAILED: {e}");
-            failed = true;
-        }
+    checks.report(
+        "client checks",
+        ClientTable::load(
+            spec.clone(),
+            manifest.epoch,
+            &table.shards,
+            &shards,
+            u64::MAX,
+        )
+        .map(|_| format!("{} shards, roots, layouts, points", shards.len()))
+        .map_err(|e| e.to_string()),
+    )?;
+    let record_path = a.dir.join("build.json");
+    let record = if a.client_only && !record_path.exists() {
+        None
+    } else {
+        let record = read_record(&record_path);
+        let checked = record
+            .as_ref()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|r| check_record(r, &manifest));
+        checks.report("build.json", checked)?;
+        record.ok()
+    };
+    if let Some(key) = &a.key {
+        let secret = read_opening_key(key)?;
+        checks.report(
+            "opening key",
+            (secret.public_key() == manifest.public_key)
+                .then(String::new)
+                .ok_or_else(|| "it is not the key of this table".to_string()),
+        )?;
     }
     if a.client_only {
-        println!("DLEQ proofs: not checked (--client-only)");
+        outln!("DLEQ proofs: not checked (--client-only)")?;
+        return Ok(checks.exit_code());
+    }
+    let Some(record) = record else {
+        return Ok(checks.exit_code());
+    };
+    let opts = ConsensusOpts {
+        banks: record.banks.clone(),
+        min_organisations: record.min_organisations,
+        min_jurisdictions: record.min_jurisdictions,
+        distance: record.distance,
+    };
+    let params = params_for(record.params, record.policy);
+    let key_set = key_set(&a.db, &opts, &params)?;
+    checks.report("build.json counts", check_record_counts(&record, &key_set))?;
+    if let Some(key) = &a.key {
+        let secret = read_opening_key(key)?;
+        checks.report(
+            "shard key digests",
+            check_key_digests(&record, &spec, &secret, &key_set.keys),
+        )?;
     } else {
-        let record_path = a.dir.join("build.json");
-        let record: BuildRecord = serde_json::from_slice(
-            &std::fs::read(&record_path)
-                .with_context(|| format!("cannot read {}", record_path.display()))?,
-        )
-        .with_context(|| format!("{} is not a build record", record_path.display()))?;
-        let params = params_for(record.params, record.policy);
-        anyhow::ensure!(
-            params == manifest.params,
-            "build.json names other parameters than the manifest"
-        );
-        let opts = ConsensusOpts {
-            banks: record.banks.clone(),
-            min_organisations: record.min_organisations,
-            min_jurisdictions: record.min_jurisdictions,
-            distance: record.distance,
-        };
-        let keys = key_set(&a.db, &opts, &params)?.keys;
-        let mut per_shard: Vec<Vec<KeyBytes>> = vec![Vec::new(); shards.len()];
-        for k in keys {
-            if let Some(v) = per_shard.get_mut(usize::from(spec.shard_of(&k))) {
-                v.push(k);
-            }
+        outln!("shard key digests: not checked (they need the opening key: --key)")?;
+    }
+    let mut per_shard: Vec<Vec<KeyBytes>> = vec![Vec::new(); shards.len()];
+    for k in key_set.keys {
+        if let Some(v) = per_shard.get_mut(usize::from(spec.shard_of(&k))) {
+            v.push(k);
         }
-        // Shards are independent: check them in parallel, report in shard order.
-        let results: Vec<_> = crate::hashing::worker_pool(a.threads)?.install(|| {
-            use rayon::prelude::*;
-            shards
-                .par_iter()
-                .zip(&table.shards)
-                .zip(&per_shard)
-                .map(|((shard, entry), ks)| verify_shard_for_org(&spec, shard, entry, ks))
-                .collect()
-        });
-        let mut bad = 0usize;
-        for (shard, result) in shards.iter().zip(results) {
-            if let Err(e) = result {
-                println!("shard {}: FAILED: {e}", shard.header.shard);
-                bad += 1;
-            }
+    }
+    // Shards are independent: check them in parallel, report in shard order.
+    let results: Vec<_> = crate::hashing::worker_pool(a.threads, shards.len())?.install(|| {
+        use rayon::prelude::*;
+        shards
+            .par_iter()
+            .zip(&table.shards)
+            .zip(&per_shard)
+            .map(|((shard, entry), ks)| verify_shard_for_org(&spec, shard, entry, ks))
+            .collect()
+    });
+    let mut bad = 0usize;
+    for (shard, result) in shards.iter().zip(results) {
+        if let Err(e) = result {
+            outln!("shard {}: FAILED: {e}", shard.header.shard)?;
+            bad += 1;
         }
+    }
+    checks.report(
+        "DLEQ proofs",
         if bad == 0 {
-            println!(
-                "DLEQ proofs: ok ({} shards encode exactly the key set of the {} from banks {:?})",
+            Ok(format!(
+                "{} shards encode exactly the key set of the {} from banks {:?}",
                 shards.len(),
                 a.db.describe(),
                 record.banks
-            );
+            ))
         } else {
-            println!("DLEQ proofs: {bad} of {} shards FAILED", shards.len());
-            failed = true;
+            Err(format!("{bad} of {} shards", shards.len()))
+        },
+    )?;
+    Ok(checks.exit_code())
+}
+
+impl Checks {
+    fn exit_code(&self) -> ExitCode {
+        if self.failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
         }
     }
-    Ok(if failed {
-        ExitCode::from(1)
+}
+
+/// manifest.txt must be the summary of manifest.bin, byte for byte.
+fn check_summary(dir: &Path, manifest: &Manifest) -> Result<String, String> {
+    let path = dir.join("manifest.txt");
+    let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text == manifest.to_string().as_bytes() {
+        Ok(String::new())
     } else {
-        ExitCode::SUCCESS
-    })
+        Err("it does not say what manifest.bin says".into())
+    }
+}
+
+/// The manifest must be valid now, as clients check it.
+fn check_window(manifest: &Manifest, now: u64) -> Result<String, String> {
+    if now < manifest.not_before {
+        Err(format!(
+            "not valid before {} (now {now})",
+            manifest.not_before
+        ))
+    } else if now >= manifest.not_after {
+        Err(format!("expired at {} (now {now})", manifest.not_after))
+    } else {
+        Ok(format!(
+            "{} more day(s)",
+            (manifest.not_after - now) / SECONDS_PER_DAY
+        ))
+    }
+}
+
+/// The manifest file of `epoch` that `table build` keeps beside manifest.bin.
+fn epoch_manifest_path(dir: &Path, epoch: u32) -> PathBuf {
+    dir.join(format!("manifest-{epoch:06}.bin"))
+}
+
+/// The kept manifests from `manifest`'s epoch down to epoch 1 must form one chain: each the
+/// previous epoch of the same deployment and key, its hash the next one's
+/// `prev_manifest_hash`. manifest.bin must be the kept manifest of its epoch.
+fn check_chain(dir: &Path, manifest: &Manifest) -> Result<String, String> {
+    let read = |epoch: u32| -> Result<Manifest, String> {
+        let path = epoch_manifest_path(dir, epoch);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            format!(
+                "cannot read {} (every epoch's manifest is kept to check the chain): {e}",
+                path.display()
+            )
+        })?;
+        Manifest::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    if &read(manifest.epoch)? != manifest {
+        return Err(format!(
+            "manifest.bin differs from {}",
+            epoch_manifest_path(dir, manifest.epoch).display()
+        ));
+    }
+    let mut later = manifest.clone();
+    while later.epoch > 1 {
+        let earlier = read(later.epoch - 1)?;
+        if earlier.hash() != later.prev_manifest_hash {
+            return Err(format!(
+                "epoch {}'s prev_manifest_hash is not the hash of epoch {}",
+                later.epoch, earlier.epoch
+            ));
+        }
+        if earlier.deployment_id != later.deployment_id || earlier.public_key != later.public_key {
+            return Err(format!(
+                "epoch {} belongs to another deployment or key than epoch {}",
+                earlier.epoch, later.epoch
+            ));
+        }
+        if earlier.not_before > later.not_before {
+            return Err(format!(
+                "epoch {} starts before epoch {}",
+                later.epoch, earlier.epoch
+            ));
+        }
+        later = earlier;
+    }
+    Ok(format!("epochs 1 to {}", manifest.epoch))
+}
+
+fn read_record(path: &Path) -> anyhow::Result<BuildRecord> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a build record", path.display()))
+}
+
+/// The build record's fields that the manifest also states must agree with it.
+fn check_record(record: &BuildRecord, manifest: &Manifest) -> Result<String, String> {
+    let table = manifest
+        .table(TableKind::Pdq)
+        .ok_or("the manifest has no PDQ table")?;
+    let mut wrong = Vec::new();
+    if record.format != BUILD_RECORD_FORMAT {
+        wrong.push(format!(
+            "format {} (this version writes {BUILD_RECORD_FORMAT})",
+            record.format
+        ));
+    }
+    if params_for(record.params, record.policy) != manifest.params {
+        wrong.push("params or policy".to_string());
+    }
+    if record.epoch != manifest.epoch {
+        wrong.push(format!(
+            "epoch {} (the manifest's is {})",
+            record.epoch, manifest.epoch
+        ));
+    }
+    if record.shards != table.shard_count {
+        wrong.push(format!(
+            "shards {} (the manifest has {})",
+            record.shards, table.shard_count
+        ));
+    }
+    if record.keys != table.n_keys() {
+        wrong.push(format!(
+            "keys {} (the manifest has {})",
+            record.keys,
+            table.n_keys()
+        ));
+    }
+    if record.distinct_keys.checked_sub(record.pruned_keys) != usize::try_from(record.keys).ok() {
+        wrong.push("distinct_keys - pruned_keys is not keys".to_string());
+    }
+    if record.created_at != manifest.not_before {
+        wrong.push(format!(
+            "created_at {} (the manifest's not_before is {})",
+            record.created_at, manifest.not_before
+        ));
+    }
+    if let Some(days) = record.valid_days {
+        if days.checked_mul(SECONDS_PER_DAY) != Some(manifest.not_after - manifest.not_before) {
+            wrong.push(format!("valid_days {days} (not the manifest's window)"));
+        }
+    }
+    if !record.shard_key_digests.is_empty()
+        && record.shard_key_digests.len() != usize::from(table.shard_count)
+    {
+        wrong.push(format!(
+            "{} shard_key_digests for {} shards",
+            record.shard_key_digests.len(),
+            table.shard_count
+        ));
+    }
+    if wrong.is_empty() {
+        Ok(String::new())
+    } else {
+        Err(format!("disagrees with the manifest: {}", wrong.join(", ")))
+    }
+}
+
+/// The build record's counts must be those of the key set rebuilt from the banks.
+fn check_record_counts(record: &BuildRecord, key_set: &KeySet) -> Result<String, String> {
+    let mut wrong = Vec::new();
+    if record.banks != key_set.banks {
+        wrong.push(format!(
+            "banks {:?} (the key set comes from {:?})",
+            record.banks, key_set.banks
+        ));
+    }
+    for (what, recorded, rebuilt) in [
+        (
+            "consensus_values",
+            record.consensus_values,
+            key_set.consensus_values,
+        ),
+        ("distinct_keys", record.distinct_keys, key_set.distinct),
+        ("pruned_keys", record.pruned_keys, key_set.pruned),
+    ] {
+        if recorded != rebuilt {
+            wrong.push(format!("{what} {recorded} (rebuilt: {rebuilt})"));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(format!(
+            "{} consensus values, {} distinct keys, {} pruned",
+            key_set.consensus_values, key_set.distinct, key_set.pruned
+        ))
+    } else {
+        Err(wrong.join(", "))
+    }
+}
+
+/// Each shard's recorded key digest must be the digest of its rebuilt keys under the key.
+fn check_key_digests(
+    record: &BuildRecord,
+    spec: &TableSpec,
+    secret: &OpeningKey,
+    keys: &[KeyBytes],
+) -> Result<String, String> {
+    if record.shard_key_digests.is_empty() {
+        return Err("build.json records none".into());
+    }
+    let mut per_shard: Vec<Vec<KeyBytes>> = vec![Vec::new(); record.shard_key_digests.len()];
+    for k in keys {
+        if let Some(v) = per_shard.get_mut(usize::from(spec.shard_of(k))) {
+            v.push(k.clone());
+        }
+    }
+    let bad: Vec<String> = record
+        .shard_key_digests
+        .iter()
+        .zip(&per_shard)
+        .enumerate()
+        .filter(|(i, (recorded, ks))| {
+            let shard = u16::try_from(*i).unwrap_or(u16::MAX);
+            recorded.as_str() != hex(&key_set_digest(secret, spec, shard, ks))
+        })
+        .map(|(i, _)| i.to_string())
+        .collect();
+    if bad.is_empty() {
+        Ok(format!("{} shards", per_shard.len()))
+    } else {
+        Err(format!("wrong for shard(s) {}", bad.join(", ")))
+    }
 }

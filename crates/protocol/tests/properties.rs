@@ -786,13 +786,22 @@ fn pt11_table_and_manifest_validation() {
         Manifest::decode(&bad.encode())
     };
     for (edit, what) in [
-        (&(|m: &mut Manifest| m.epoch = 0) as &dyn Fn(&mut Manifest), "epoch 0"),
-        (&|m: &mut Manifest| m.epoch = 1, "prev_manifest_hash of epoch 1"),
+        (
+            &(|m: &mut Manifest| m.epoch = 0) as &dyn Fn(&mut Manifest),
+            "epoch 0",
+        ),
+        (
+            &|m: &mut Manifest| m.epoch = 1,
+            "prev_manifest_hash of epoch 1",
+        ),
         (
             &|m: &mut Manifest| m.prev_manifest_hash = [0; 32],
             "prev_manifest_hash (zero",
         ),
-        (&|m: &mut Manifest| m.not_after = m.not_before, "validity window"),
+        (
+            &|m: &mut Manifest| m.not_after = m.not_before,
+            "validity window",
+        ),
         (&|m: &mut Manifest| m.not_after = 50, "validity window"),
     ] {
         match refused(edit) {

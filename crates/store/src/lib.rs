@@ -33,6 +33,12 @@
 //!   equal digests), so keys, tombstones and the one-live-row-per-value index work unchanged.
 //!   On the way out the payload is parsed and its digest checked against `value`; a mismatch is
 //!   reported as corrupt. For the other types `payload` is NULL.
+//! - **An entry keeps each list line's metadata in the entry's row.** A list that repeats a value
+//!   gives one entry with several source ids (PDQ CLI file names) and several labels (CSV collab,
+//!   category and tags; see `hashguard_hashlist::ListItem`). They are kept in the `source_id`,
+//!   `collab`, `category` and `tags` columns, one line per id or label, since none of those texts
+//!   can hold a newline (migration `0003_collab.sql`): no extra table, no join on every load, and
+//!   a row with one id and one label, or one written by an earlier version, reads as before.
 //! - **An import is one transaction.** It starts with a write to the bank's row
 //!   (`UPDATE banks SET threshold = threshold ...`), which takes PostgreSQL's row lock and SQLite's write
 //!   lock before anything is read, so two concurrent imports into one bank serialise instead of
@@ -72,23 +78,23 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hashguard_hashlist::{
-    plan_import, Bank, BankKind, BankName, Changes, Entry, ImportPlan, Jurisdiction, ListItem,
-    ParsedList, Quality, Signal, SignalType, Tag, Text, Version, VersionError,
+    plan_import, Bank, BankKind, BankName, Changes, Entry, ImportPlan, Jurisdiction, Label,
+    ListItem, ParsedList, Quality, Signal, SignalType, Tag, Text, Version, VersionError,
 };
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
 
 /// The schema migrations, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Rows per batched `INSERT` (9 parameters each). Measured on 100,000 PDQ entries (release
-/// build, loaded 2-core machine): SQLite took 6.4 s with 500 rows per statement, 1.8 s with 100
-/// and 1.2 s with 40 (binding cost grows faster than linearly with the parameter count);
-/// PostgreSQL took 1.7-1.8 s either way.
+/// Rows per batched `INSERT` (10 parameters each). Measured on 100,000 PDQ entries when there
+/// were 9 (release build, loaded 2-core machine): SQLite took 6.4 s with 500 rows per statement,
+/// 1.8 s with 100 and 1.2 s with 40 (binding cost grows faster than linearly with the parameter
+/// count); PostgreSQL took 1.7-1.8 s either way.
 const INSERT_BATCH: usize = 40;
 
 /// Payload bytes per batched `INSERT` of vPDQ entries (a video's `signal_str` can be megabytes):
@@ -113,6 +119,15 @@ pub enum StoreError {
     /// A migration failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database did not answer within the time given (an unreachable host, say).
+    #[error("no answer from the database within {} s", .0.as_secs())]
+    ConnectTimeout(Duration),
+    /// A reading command found a database without this version's schema changes.
+    #[error("the database lacks {missing} schema migration(s) of this version; a writing command (e.g. `hashguard list import`) upgrades it")]
+    NeedsUpgrade {
+        /// How many migrations are not applied.
+        missing: usize,
+    },
     /// The URL names neither SQLite nor PostgreSQL.
     #[error("unsupported database URL (use sqlite://PATH or postgres://...): {0}")]
     UnsupportedUrl(String),
@@ -280,45 +295,229 @@ fn placeholders(rows: usize, width: usize) -> String {
         .join(",")
 }
 
+/// How long opening a database may take before it is reported as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a store may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// The per-connection settings: WAL and foreign keys on SQLite (WAL only when writing: the
+/// journal mode is a property of the file, and switching it needs write access), a read-only
+/// session on PostgreSQL when reading.
+async fn set_up_connection(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    access: Access,
+) -> Result<(), sqlx::Error> {
+    match (backend, access) {
+        (Backend::Sqlite, Access::ReadWrite) => {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("PRAGMA foreign_keys = ON")
+                .execute(&mut *conn)
+                .await?;
+        }
+        (Backend::Sqlite, Access::ReadOnly) => {
+            // Reads the schema, so a file that is not a database fails here, on the probe.
+            sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(&mut *conn)
+                .await?;
+        }
+        (Backend::Postgres, Access::ReadWrite) => {}
+        (Backend::Postgres, Access::ReadOnly) => {
+            sqlx::query("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Connects once and sets the connection up: the database's own error if it cannot be opened.
+async fn probe(url: &str, backend: Backend, access: Access) -> Result<(), StoreError> {
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect(url))
+        .await
+        .map_err(|_| StoreError::ConnectTimeout(CONNECT_TIMEOUT))??;
+    let set_up = set_up_connection(&mut conn, backend, access).await;
+    // The probe of an in-memory database would be a database of its own: it is only a check.
+    let _ = conn.close().await;
+    Ok(set_up?)
+}
+
+/// Whether a read-only SQLite open failed only because the WAL shared-memory file cannot be
+/// made (SQLITE_READONLY or SQLITE_CANTOPEN, with any extended code, on an existing file with
+/// no `-wal` beside it).
+fn needs_immutable(url: &str, backend: Backend, access: Access, error: &sqlx::Error) -> bool {
+    if backend != Backend::Sqlite || access != Access::ReadOnly || url.contains("immutable=") {
+        return false;
+    }
+    // The primary result code is the low byte of SQLite's extended code (1544 is
+    // SQLITE_READONLY_DIRECTORY, a kind of SQLITE_READONLY = 8).
+    let primary = match error {
+        sqlx::Error::Database(e) => e
+            .code()
+            .and_then(|c| c.parse::<u32>().ok())
+            .map(|c| c & 0xff),
+        _ => None,
+    };
+    let Some(path) = sqlite_file(url) else {
+        return false;
+    };
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    matches!(primary, Some(8) | Some(14)) && path.is_file() && !Path::new(&wal).exists()
+}
+
+/// The file a `sqlite://PATH?...` URL names (its `%XX` escapes decoded, as sqlx decodes
+/// them), or `None` for another URL or an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    Some(std::path::PathBuf::from(decoded.into_owned()))
+}
+
+/// Refuses a database that lacks one of this version's migrations (a reading command does
+/// not migrate).
+async fn check_schema_current(pool: &AnyPool) -> Result<(), StoreError> {
+    let applied: Vec<i64> = match sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+    {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?,
+        // No migrations table: an empty file, or not a hashguard database.
+        Err(sqlx::Error::Database(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let missing = MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count();
+    if missing > 0 {
+        return Err(StoreError::NeedsUpgrade { missing });
+    }
+    Ok(())
+}
+
+/// `url` with its SQLite `mode` parameter set to `mode` (replacing any given).
+fn sqlite_url_with_mode(url: &str, mode: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("mode="))
+        .collect();
+    let mode = format!("mode={mode}");
+    params.push(&mode);
+    format!("{base}?{}", params.join("&"))
+}
+
+/// A database URL fit for messages: scheme, host, port and database name; never a user name,
+/// a password or query parameters (which can hold `password=`).
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    if scheme.is_empty() {
+        rest.to_string()
+    } else {
+        format!("{scheme}://{rest}")
+    }
+}
+
 impl Store {
-    /// The URL of a SQLite database file, created if missing. The path is put in the URL as
-    /// it is, so it must not contain `?` (the CLI's default, a file name in the working
-    /// directory, never does).
+    /// The URL of a SQLite database file, created if missing. `%`, `?` and `#` in the path
+    /// are percent-encoded, as sqlx's SQLite URL reader expects, so any UTF-8 path works.
     pub fn sqlite_url(path: &Path) -> String {
-        format!("sqlite://{}?mode=rwc", path.display())
+        let path = path.display().to_string();
+        let mut encoded = String::with_capacity(path.len());
+        for c in path.chars() {
+            match c {
+                '%' => encoded.push_str("%25"),
+                '?' => encoded.push_str("%3F"),
+                '#' => encoded.push_str("%23"),
+                c => encoded.push(c),
+            }
+        }
+        format!("sqlite://{encoded}?mode=rwc")
     }
 
     /// Connects to `url` (`sqlite://PATH?mode=rwc`, `sqlite::memory:` or `postgres://...`) and
     /// applies any pending migrations. SQLite databases are switched to WAL mode.
+    ///
+    /// A database that cannot be opened fails at once with the database's own reason (a closed
+    /// port, a file that is not SQLite, a directory that cannot be written), not after a pool's
+    /// acquire timeout: one connection is made and set up first, outside the pool's retry loop.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Self::open_with(url, Access::ReadWrite).await
+    }
+
+    /// Connects to `url` for reading only: a SQLite file is opened with `mode=ro` (so reading
+    /// works where the file or its directory cannot be written, and nothing is ever created),
+    /// a PostgreSQL session is made read-only. Nothing is migrated; a database whose schema is
+    /// older than this version is refused with [`StoreError::NeedsUpgrade`].
+    pub async fn open_read_only(url: &str) -> Result<Store, StoreError> {
+        Self::open_with(url, Access::ReadOnly).await
+    }
+
+    async fn open_with(url: &str, access: Access) -> Result<Store, StoreError> {
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
         sqlx::any::install_default_drivers();
         let memory = backend == Backend::Sqlite && url.contains(":memory:");
+        let url = match (backend, access) {
+            (Backend::Sqlite, Access::ReadOnly) if !memory => sqlite_url_with_mode(url, "ro"),
+            _ => url.to_string(),
+        };
+
+        // The pool retries refused connections and failing set-ups until its acquire timeout
+        // and then reports only that it timed out; one direct attempt reports the real cause.
+        let url = match probe(&url, backend, access).await {
+            Err(StoreError::Database(e)) if needs_immutable(&url, backend, access, &e) => {
+                // A WAL database in a directory this user cannot write: SQLite cannot create the
+                // shared-memory file a WAL reader needs. No writer is active (it would have made
+                // that file), so the file is read as immutable.
+                let immutable = format!("{url}&immutable=1");
+                probe(&immutable, backend, access).await?;
+                immutable
+            }
+            other => {
+                other?;
+                url
+            }
+        };
+
         let pool = AnyPoolOptions::new()
             // Each connection to an in-memory SQLite database is a database of its own.
             .max_connections(if memory { 1 } else { 4 })
+            .acquire_timeout(CONNECT_TIMEOUT)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
+                    set_up_connection(conn, backend, access).await?;
                     Ok(())
                 })
             })
-            .connect(url)
+            .connect(&url)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        match access {
+            Access::ReadWrite => MIGRATOR.run(&pool).await?,
+            Access::ReadOnly => check_schema_current(&pool).await?,
+        }
         Ok(Store { pool, backend })
     }
 
@@ -621,10 +820,10 @@ async fn entries_in(
     live_only: bool,
 ) -> Result<Vec<Entry>, StoreError> {
     let sql = if live_only {
-        "SELECT value, added_in, removed_in, quality, source_id, category, tags, payload FROM entries \
+        "SELECT value, added_in, removed_in, quality, source_id, category, tags, payload, collab FROM entries \
          WHERE bank = $1 AND removed_in IS NULL ORDER BY value, added_in"
     } else {
-        "SELECT value, added_in, removed_in, quality, source_id, category, tags, payload FROM entries \
+        "SELECT value, added_in, removed_in, quality, source_id, category, tags, payload, collab FROM entries \
          WHERE bank = $1 ORDER BY value, added_in"
     };
     let rows = sqlx::query(sql)
@@ -676,20 +875,87 @@ fn entry_from_row(r: &AnyRow, signal_type: SignalType) -> Result<Entry, StoreErr
                 .ok_or_else(|| corrupt("entries", format!("quality {q}")))
         })
         .transpose()?;
-    let text = |s: Option<String>| s.map(|s| Text::new(&s).map_err(|e| c(&e))).transpose();
-    let source_id = text(r.try_get(4)?)?;
-    let category = text(r.try_get(5)?)?;
-    let tags = r
-        .try_get::<String, _>(6)?
-        .split_whitespace()
-        .map(|t| t.parse::<Tag>().map_err(|e| c(&e)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let source_ids = r
+        .try_get::<Option<String>, _>(4)?
+        .map(|s| s.split('\n').map(Text::new).collect::<Result<Vec<_>, _>>())
+        .transpose()
+        .map_err(|e| c(&e))?
+        .unwrap_or_default();
+    let labels = labels_from_columns(r.try_get(8)?, r.try_get(5)?, r.try_get(6)?)
+        .map_err(|e| c(&format!("entry {key}: {e}")))?;
     let item = ListItem::new(value, quality)
         .map_err(|e| c(&e))?
-        .with_source_id(source_id)
-        .with_category(category)
-        .with_tags(tags);
+        .with_source_ids(source_ids)
+        .with_labels(labels);
     Entry::new(item, added_in, removed_in).map_err(|e| c(&e))
+}
+
+/// The `collab`, `category` and `tags` columns of an item's labels: one line per label (see the
+/// crate documentation); NULL, NULL and empty for none, and NULL for a column no label fills.
+fn label_columns(labels: &[Label]) -> (Option<String>, Option<String>, String) {
+    let column = |field: &dyn Fn(&Label) -> Option<&Text>| {
+        labels.iter().any(|l| field(l).is_some()).then(|| {
+            labels
+                .iter()
+                .map(|l| field(l).map_or("", Text::as_str))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    };
+    let tags = labels
+        .iter()
+        .map(|l| {
+            l.tags()
+                .iter()
+                .map(Tag::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (column(&Label::collab), column(&Label::category), tags)
+}
+
+/// The labels that [`label_columns`] wrote (and the one label of a row of an earlier version:
+/// a category and tags, no collab).
+fn labels_from_columns(
+    collab: Option<String>,
+    category: Option<String>,
+    tags: String,
+) -> Result<Vec<Label>, String> {
+    if collab.is_none() && category.is_none() && tags.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = tags.split('\n').count();
+    let texts = |column: Option<String>, name: &str| -> Result<Vec<Option<Text>>, String> {
+        let Some(column) = column else {
+            return Ok(vec![None; count]);
+        };
+        let parts: Vec<&str> = column.split('\n').collect();
+        if parts.len() != count {
+            return Err(format!("{} {name} lines for {count} labels", parts.len()));
+        }
+        parts
+            .into_iter()
+            .map(|p| {
+                (!p.is_empty())
+                    .then(|| Text::new(p).map_err(|e| format!("{name}: {e}")))
+                    .transpose()
+            })
+            .collect()
+    };
+    let collabs = texts(collab, "collab")?;
+    let categories = texts(category, "category")?;
+    tags.split('\n')
+        .zip(collabs.into_iter().zip(categories))
+        .map(|(tags, (collab, category))| {
+            let tags = tags
+                .split_whitespace()
+                .map(|t| t.parse::<Tag>().map_err(|e| format!("tag {t:?}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Label::new(collab, category, tags))
+        })
+        .collect()
 }
 
 /// The `value` and `payload` columns of a value: the hex and nothing, or for vPDQ the SHA-256 of
@@ -778,22 +1044,30 @@ async fn write_changes(
         }
         rest = &rest[rows.len()..];
         let sql = format!(
-            "INSERT INTO entries (bank, value, added_in, removed_in, quality, source_id, category, tags, payload) VALUES {}",
-            placeholders(rows.len(), 9)
+            "INSERT INTO entries (bank, value, added_in, removed_in, quality, source_id, category, tags, payload, collab) VALUES {}",
+            placeholders(rows.len(), 10)
         );
         let mut q = sqlx::query(&sql);
         for (item, value, payload) in rows {
-            let tags: Vec<&str> = item.tags().iter().map(Tag::as_str).collect();
+            let source_ids = (!item.source_ids().is_empty()).then(|| {
+                item.source_ids()
+                    .iter()
+                    .map(Text::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            let (collab, category, tags) = label_columns(item.labels());
             q = q
                 .bind(name.as_str())
                 .bind(value)
                 .bind(version)
                 .bind(None::<i64>)
                 .bind(item.quality().map(|q| i64::from(q.get())))
-                .bind(item.source_id().map(|s| s.as_str().to_string()))
-                .bind(item.category().map(|s| s.as_str().to_string()))
-                .bind(tags.join(" "))
-                .bind(payload);
+                .bind(source_ids)
+                .bind(category)
+                .bind(tags)
+                .bind(payload)
+                .bind(collab);
         }
         q.execute(&mut **tx).await?;
     }
@@ -802,10 +1076,37 @@ async fn write_changes(
 
 #[cfg(test)]
 mod tests {
-    use super::placeholders;
+    use super::*;
 
     #[test]
     fn placeholders_number_rows_then_columns() {
         assert_eq!(placeholders(2, 3), "($1,$2,$3),($4,$5,$6)");
+    }
+
+    #[test]
+    fn label_columns_round_trip() {
+        let t = |s: &str| Some(Text::new(s).unwrap());
+        let tags = |t: &[&str]| t.iter().map(|t| t.parse().unwrap()).collect::<Vec<Tag>>();
+        let cases = [
+            vec![],
+            vec![Label::new(None, None, tags(&["a"]))],
+            vec![Label::new(t("Org"), None, vec![])],
+            vec![Label::new(None, t("c"), tags(&["b", "a"]))],
+            vec![
+                Label::new(t("A"), None, vec![]),
+                Label::new(None, t("c"), tags(&["x"])),
+                Label::new(t("B"), t("d"), vec![]),
+            ],
+        ];
+        for labels in cases {
+            let (collab, category, tags) = label_columns(&labels);
+            assert_eq!(labels_from_columns(collab, category, tags).unwrap(), labels);
+        }
+        // A row of an earlier version: a category and tags, no collab column.
+        assert_eq!(
+            labels_from_columns(None, Some("c".into()), "b a".into()).unwrap(),
+            vec![Label::new(None, t("c"), tags(&["a", "b"]))]
+        );
+        assert!(labels_from_columns(Some("A\nB".into()), None, "x".into()).is_err());
     }
 }

@@ -150,8 +150,20 @@ pub fn hash_video_file_timed(
     if !(options.seconds_per_hash >= 0.0 && options.seconds_per_hash.is_finite()) {
         return Err(VideoError::Options("seconds per hash must be >= 0".into()));
     }
-    if options.resize_to == Some(0) {
-        return Err(VideoError::Options("resize size must be at least 1".into()));
+    if let Some(n) = options.resize_to {
+        let pixels = u64::from(n) * u64::from(n);
+        if n == 0 || pixels > options.max_frame_pixels {
+            return Err(VideoError::Options(format!(
+                "resize size {n} gives frames of {n}x{n} = {pixels} pixels; it must be between \
+                 1 and the frame limit of {} pixels",
+                options.max_frame_pixels
+            )));
+        }
+    }
+    // libav refuses Y4M frames over its own size limit with an unrelated error code ("Device
+    // or resource busy"); the header says the size, so the frame limit is checked first.
+    if let Some((width, height)) = y4m_frame_size(path) {
+        check_size(width, height, options)?;
     }
     init()?;
     let mut input = ffmpeg::format::input(path).map_err(|e| VideoError::Open(e.to_string()))?;
@@ -240,6 +252,38 @@ pub fn hash_video_file_timed(
     Ok((state.features, times))
 }
 
+/// The frame size a YUV4MPEG2 file's header declares (`W<width>` and `H<height>` in its first
+/// line), or `None` for any other file or a header without both.
+fn y4m_frame_size(path: &Path) -> Option<(u32, u32)> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(256);
+    std::fs::File::open(path)
+        .ok()?
+        .take(256)
+        .read_to_end(&mut head)
+        .ok()?;
+    let line = head.split(|&b| b == b'\n').next()?;
+    let mut fields = line.split(|&b| b == b' ');
+    if fields.next()? != b"YUV4MPEG2" {
+        return None;
+    }
+    let (mut width, mut height) = (None, None);
+    for field in fields {
+        let number = || {
+            std::str::from_utf8(field.get(1..)?)
+                .ok()?
+                .parse::<u32>()
+                .ok()
+        };
+        match field.first() {
+            Some(b'W') => width = number(),
+            Some(b'H') => height = number(),
+            _ => {}
+        }
+    }
+    Some((width?, height?))
+}
+
 fn check_size(width: u32, height: u32, options: &VideoOptions) -> Result<(), VideoError> {
     if width == 0 || height == 0 || (width as u64) * (height as u64) > options.max_frame_pixels {
         return Err(VideoError::FrameSize {
@@ -309,6 +353,12 @@ impl FrameState<'_> {
         scaler
             .run(&self.decoded, &mut self.rgb)
             .map_err(|e| VideoError::Corrupt(e.to_string()))?;
+        // A frame libav could not allocate has no planes; reading it would panic.
+        if self.rgb.planes() == 0 || self.rgb.width() != dw || self.rgb.height() != dh {
+            return Err(VideoError::Codec(format!(
+                "cannot convert a {w}x{h} frame to {dw}x{dh} RGB"
+            )));
+        }
         let hash_start = Instant::now();
         self.times.convert += hash_start - convert_start;
         let image = RgbImage::with_stride(
