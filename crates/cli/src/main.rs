@@ -71,11 +71,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(err) if closed_pipe(&err) => {
-            // The reader went away (`| head`): stop quietly with the status a shell reports for
-            // a command ended by SIGPIPE, as `grep ... | head` does.
-            ExitCode::from(141)
-        }
+        // The reader went away (`| head`): not an error, as in ripgrep; stop quietly.
+        Err(err) if closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("hashguard: {}", error_chain(&err));
             ExitCode::from(2)
