@@ -10,9 +10,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use hashguard_hashing::{Hashed, Hasher, Options};
 use hashguard_hashlist::{parse_list, Bank, BankKind, MatchRules, Matcher, Signal, SignalType};
-use hashguard_media::DecodeOptions;
-use hashguard_pdq::{PdqHasher, RgbImage};
 use hashguard_protocol::prelude::*;
 use hashguard_store::ImportMeta;
 use rand_chacha::rand_core::Rng;
@@ -114,24 +113,30 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let matcher = Matcher::new(banks, None)?;
 
     outln!("\n2. Matching in the clear (the server sees every hash; what hashguard replaces):")?;
-    let mut hasher = PdqHasher::new();
+    let mut hasher = Hasher::new(Options {
+        floats: true,
+        ..Options::default()
+    });
     let mut images = Vec::new();
     for path in &inputs {
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().to_string(),
         );
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let decoded = match hashguard_media::decode(&bytes, &DecodeOptions::default()) {
-            Ok(d) => d,
+        let floats = match hasher.hash_path(path) {
+            Ok(Hashed::Image {
+                floats: Some(floats),
+                ..
+            }) => floats,
+            Ok(_) => {
+                outln!("   {name}: not an image")?;
+                continue;
+            }
             Err(e) => {
                 outln!("   {name}: not an image ({e})")?;
                 continue;
             }
         };
-        let view = RgbImage::new(&decoded.rgb, decoded.width, decoded.height)?;
-        let floats = hasher.floats_rgb(&view);
         let hash = floats.hash();
         let hits = matcher.lookup(&Signal::Pdq(hash));
         let found: Vec<String> = hits

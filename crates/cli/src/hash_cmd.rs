@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use hashguard_hashing::{Hashed, Hasher};
 
-use crate::hashing::{for_each_in_order, hash_input, progress_bar, worker_pool, Hashed, MediaArgs};
+use crate::hashing::{for_each_in_order, hash_input, progress_bar, worker_pool, MediaArgs};
 use crate::inputs::{expand, Input};
 use crate::output::{csv_path, json_path};
 
@@ -106,7 +107,7 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         anyhow::bail!("`-` (standard input) can be given only once");
     }
-    let settings = args.media.settings(args.dihedral, false);
+    let options = args.media.options(args.dihedral, false);
     let pool = worker_pool(args.threads, inputs.len())?;
     let progress = progress_bar(inputs.len());
 
@@ -117,8 +118,8 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
         &progress,
         &inputs,
         &mut out,
-        || (),
-        |_, input| hash_input(input, &settings),
+        || Hasher::new(options),
+        hash_input,
         |out, input, hashed| {
             out.write_all(&format_lines(args.format, input, &hashed))
                 .context("cannot write output")

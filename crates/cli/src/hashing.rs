@@ -1,24 +1,16 @@
-//! Turning one input into its hashes, shared by `hash` and `match`: PDQ (+ dihedral variants)
-//! for images, vPDQ for videos, and on request the MD5 and SHA-256 of the bytes for exact banks.
-//! Videos are recognised by content and streamed from their file; only images are read whole,
-//! and only after their first bytes say they are an image, up to `--max-file-bytes`.
+//! The media options and the parallel loop shared by `hash` and `match`: flags become
+//! `hashguard_hashing::Options`, and every input is hashed on a worker pool with the results
+//! handed back in input order. The hashing itself is the `hashguard-hashing` crate's.
 
-use std::io::{IsTerminal, Read, Write};
-use std::path::Path;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use clap::Args;
+use hashguard_hashing::{Hashed, Hasher, Options, Source, DEFAULT_MAX_FILE_BYTES};
 use hashguard_media::{DecodeOptions, DEFAULT_MAX_PIXELS};
-use hashguard_pdq::{DihedralHashes, PdqHasher, PdqOutput, RgbImage};
-use hashguard_vpdq::{hash_video_file, Feature, VideoOptions};
-use md5::Md5;
-use sha2::{Digest, Sha256};
+use hashguard_vpdq::VideoOptions;
 
-use crate::inputs::{Input, Opened};
-
-/// The default `--max-file-bytes`: far above any image within the default pixel limit (100
-/// megapixels of uncompressed 32-bit BMP are 400 MB), far below what would exhaust memory.
-pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+use crate::inputs::Input;
 
 /// The most worker threads `--threads` accepts: more than any machine's cores gain nothing,
 /// and each costs a stack and a decoder's buffers.
@@ -51,9 +43,9 @@ pub struct MediaArgs {
 }
 
 impl MediaArgs {
-    /// The settings every worker uses.
-    pub fn settings(&self, dihedral: bool, digests: bool) -> Settings {
-        Settings {
+    /// The hashing options every worker uses.
+    pub fn options(&self, dihedral: bool, digests: bool) -> Options {
+        Options {
             decode: DecodeOptions {
                 max_pixels: self.max_pixels,
                 apply_exif_orientation: self.exif_orient,
@@ -66,155 +58,22 @@ impl MediaArgs {
             },
             max_file_bytes: self.max_file_bytes,
             dihedral,
+            floats: false,
             digests,
         }
     }
 }
 
-/// What every worker needs to know.
-pub struct Settings {
-    decode: DecodeOptions,
-    video: VideoOptions,
-    max_file_bytes: u64,
-    dihedral: bool,
-    digests: bool,
-}
-
-/// The MD5 and SHA-256 of an input's bytes, for exact-match banks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Digests {
-    /// MD5 of the bytes.
-    pub md5: [u8; 16],
-    /// SHA-256 of the bytes.
-    pub sha256: [u8; 32],
-}
-
-impl Digests {
-    fn of(bytes: &[u8]) -> Digests {
-        Digests {
-            md5: Md5::digest(bytes).into(),
-            sha256: Sha256::digest(bytes).into(),
+/// Hashes one input; the error is a one-line reason for that input alone.
+pub fn hash_input(hasher: &mut Hasher, input: &Input) -> Result<Hashed, String> {
+    let hashed = match input {
+        Input::File(path) => hasher.hash_path(path),
+        Input::Stdin => {
+            Source::from_reader(std::io::stdin()).and_then(|source| hasher.hash_source(source))
         }
-    }
-
-    /// Streams a file through both digests without holding it in memory.
-    fn of_file(path: &Path) -> Result<Digests, String> {
-        let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-        let (mut md5, mut sha256) = (Md5::new(), Sha256::new());
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .map_err(|e| format!("cannot read: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            md5.update(&buf[..n]);
-            sha256.update(&buf[..n]);
-        }
-        Ok(Digests {
-            md5: md5.finalize().into(),
-            sha256: sha256.finalize().into(),
-        })
-    }
-}
-
-/// An input's hashes.
-pub enum Hashed {
-    /// A still image.
-    Image {
-        /// PDQ hash and quality.
-        hash: PdqOutput,
-        /// The 8 dihedral hashes, when asked for.
-        dihedral: Option<Box<DihedralHashes>>,
-        /// MD5 and SHA-256 of the file, when asked for.
-        digests: Option<Digests>,
-    },
-    /// A video: its vPDQ frame features.
-    Video {
-        /// One feature per hashed frame.
-        features: Vec<Feature>,
-        /// MD5 and SHA-256 of the file, when asked for.
-        digests: Option<Digests>,
-    },
-}
-
-thread_local! {
-    static HASHER: std::cell::RefCell<PdqHasher> = std::cell::RefCell::new(PdqHasher::new());
-}
-
-/// Hashes one input; the error is a one-line reason for that input alone. The first bytes
-/// decide what it is: a video is streamed from its file (standard input and other streams are
-/// spooled to a private temporary file for libav), an image is read whole up to the size
-/// limit, and anything else is refused without reading further.
-pub fn hash_input(input: &Input, settings: &Settings) -> Result<Hashed, String> {
-    let opened = input.open()?;
-    let is_video = hashguard_vpdq::is_video(&opened.head);
-    if !is_video && hashguard_media::sniff(&opened.head).is_none() {
-        // The decoder's own words: "empty file" or "not a supported image (first bytes ...)".
-        return Err(
-            match hashguard_media::decode(&opened.head, &settings.decode) {
-                Err(e) => format!("{e}; nor a supported video"),
-                Ok(_) => "not a supported image or video".to_string(),
-            },
-        );
-    }
-    if is_video {
-        if let Some((path, _)) = &opened.regular_file {
-            let digests = settings
-                .digests
-                .then(|| Digests::of_file(path))
-                .transpose()?;
-            return hash_video(path, settings, digests);
-        }
-        return hash_video_stream(opened, settings);
-    }
-    let bytes = opened.read_all(settings.max_file_bytes)?;
-    let digests = settings.digests.then(|| Digests::of(&bytes));
-    hash_image(&bytes, settings, digests)
-}
-
-/// A video from a stream (standard input, a FIFO): libav reads files, so it is spooled to a
-/// private temporary file first, up to the size limit.
-fn hash_video_stream(opened: Opened, settings: &Settings) -> Result<Hashed, String> {
-    let bytes = opened.read_all(settings.max_file_bytes)?;
-    let digests = settings.digests.then(|| Digests::of(&bytes));
-    let mut file = tempfile::NamedTempFile::new()
-        .map_err(|e| format!("cannot create a temporary file: {e}"))?;
-    file.write_all(&bytes)
-        .map_err(|e| format!("cannot write a temporary file: {e}"))?;
-    hash_video(file.path(), settings, digests)
-}
-
-fn hash_video(
-    path: &Path,
-    settings: &Settings,
-    digests: Option<Digests>,
-) -> Result<Hashed, String> {
-    hash_video_file(path, &settings.video)
-        .map(|features| Hashed::Video { features, digests })
-        .map_err(|e| e.to_string())
-}
-
-fn hash_image(
-    bytes: &[u8],
-    settings: &Settings,
-    digests: Option<Digests>,
-) -> Result<Hashed, String> {
-    let image = hashguard_media::decode(bytes, &settings.decode).map_err(|e| e.to_string())?;
-    let view = RgbImage::new(&image.rgb, image.width, image.height).map_err(|e| e.to_string())?;
-    HASHER.with(|hasher| {
-        let mut hasher = hasher.borrow_mut();
-        let hash = hasher.hash_rgb(&view);
-        let dihedral = settings
-            .dihedral
-            .then(|| Box::new(hasher.dihedral_rgb(&view)));
-        Ok(Hashed::Image {
-            hash,
-            dihedral,
-            digests,
-        })
-    })
+        Input::Refused(_, reason) => return Err(reason.clone()),
+    };
+    hashed.map_err(|e| e.to_string())
 }
 
 /// Runs `work` on every input on `pool` and hands each success to `emit` in input order, 256

@@ -1,16 +1,8 @@
 //! Turning command-line paths into a list of inputs: files, directories walked recursively, and
 //! `-` for standard input. Nothing is skipped silently: an unreadable directory entry, or a
 //! FIFO, socket or device found in a directory, is an input that fails with its reason.
-//!
-//! Inputs are read as the format needs: the first bytes are read and recognised before
-//! anything else, so a large file of another kind is refused after [`SNIFF_BYTES`], and the
-//! rest is read only up to a size limit.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-
-/// How many leading bytes are enough to recognise an image format or a video container.
-pub const SNIFF_BYTES: usize = 512;
 
 /// One thing to hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,17 +14,6 @@ pub enum Input {
     /// A path that is not read, with the reason (it could not be listed, or it is a special
     /// file found while walking a directory, where reading could block or never end).
     Refused(PathBuf, String),
-}
-
-/// An opened input whose first bytes have been read.
-pub struct Opened {
-    /// Up to [`SNIFF_BYTES`] leading bytes (fewer only if the input is shorter).
-    pub head: Vec<u8>,
-    /// The rest of the input, positioned after `head`.
-    pub rest: Box<dyn Read>,
-    /// The file's path when it is a regular file: it can be opened again (libav reads videos
-    /// from their path) and its size is known.
-    pub regular_file: Option<(PathBuf, u64)>,
 }
 
 impl Input {
@@ -59,59 +40,6 @@ impl Input {
             Input::Stdin => true,
             Input::File(p) | Input::Refused(p, _) => p.to_str().is_some(),
         }
-    }
-
-    /// Opens the input and reads its first [`SNIFF_BYTES`] bytes. A regular file, a FIFO or a
-    /// device given by name, and standard input are read once, as a stream: nothing is lost to
-    /// the sniffing.
-    pub fn open(&self) -> Result<Opened, String> {
-        let (reader, regular_file): (Box<dyn Read>, _) = match self {
-            Input::Stdin => (Box::new(std::io::stdin()), None),
-            Input::File(path) => {
-                let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-                let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-                if meta.is_dir() {
-                    return Err("is a directory".into());
-                }
-                let regular = meta.is_file().then(|| (path.clone(), meta.len()));
-                (Box::new(file), regular)
-            }
-            Input::Refused(_, reason) => return Err(reason.clone()),
-        };
-        let mut head = Vec::with_capacity(SNIFF_BYTES);
-        let mut reader = reader;
-        (&mut reader)
-            .take(SNIFF_BYTES as u64)
-            .read_to_end(&mut head)
-            .map_err(|e| format!("cannot read: {e}"))?;
-        Ok(Opened {
-            head,
-            rest: reader,
-            regular_file,
-        })
-    }
-}
-
-impl Opened {
-    /// The whole input (the head and the rest), refused once it passes `limit` bytes: the
-    /// reading stops there, so an endless or huge stream costs at most `limit` bytes.
-    pub fn read_all(mut self, limit: u64) -> Result<Vec<u8>, String> {
-        let too_large = || format!("larger than the limit of {limit} bytes (--max-file-bytes)");
-        if let Some((_, size)) = &self.regular_file {
-            if *size > limit {
-                return Err(too_large());
-            }
-        }
-        let mut bytes = std::mem::take(&mut self.head);
-        let budget = (limit + 1).saturating_sub(bytes.len() as u64);
-        self.rest
-            .take(budget)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read: {e}"))?;
-        if bytes.len() as u64 > limit {
-            return Err(too_large());
-        }
-        Ok(bytes)
     }
 }
 
