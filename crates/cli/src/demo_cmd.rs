@@ -13,11 +13,13 @@ use clap::Args;
 use hashguard_hashing::{Hashed, Hasher, Options};
 use hashguard_hashlist::{parse_list, Bank, BankKind, MatchRules, Matcher, Signal, SignalType};
 use hashguard_protocol::prelude::*;
+use hashguard_service::keyset::ConsensusSpec;
+use hashguard_service::publish::{next_epoch, os_rng};
 use hashguard_store::ImportMeta;
 use rand_chacha::rand_core::Rng;
 
 use crate::db::{runtime, Access, DbArgs};
-use crate::table_cmd::{key_set, ConsensusOpts};
+use crate::table_cmd::load_key_set;
 
 /// The bundled stand-in lists: (bank, organisation, jurisdiction, file name, contents).
 const STANDIN: [(&str, &str, &str, &str, &str); 2] = [
@@ -158,17 +160,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     outln!("\n3. The private table: the consensus view (>= 2 organisations in >= 2 jurisdictions) as blinded keys")?;
     let params = Params::v1(Policy::Intervene);
-    let opts = ConsensusOpts {
+    let consensus = ConsensusSpec {
         banks: Vec::new(),
         min_organisations: 2,
         min_jurisdictions: 2,
         distance: 10,
     };
-    let keyset = key_set(&db, &opts, &params)?;
-    let mut rng = crate::table_cmd::os_rng()?;
+    let keyset = load_key_set(&db, &consensus, &params)?;
+    let mut rng = os_rng()?;
     let secret = OpeningKey::generate(&mut rng);
-    let (spec, epoch) =
-        crate::table_cmd::next_epoch(None, &params, secret.public_key(), 1, None, &mut rng)?;
+    let (spec, epoch) = next_epoch(None, &params, secret.public_key(), 1, None, &mut rng)
+        .map_err(anyhow::Error::msg)?;
     let built = build_table(&spec, &secret, &keyset.keys, &epoch, None, &mut rng)?;
     let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
     let table_bytes: usize = shards.iter().map(|s| s.encode().len()).sum();

@@ -33,6 +33,57 @@ impl Policy {
             _ => Err(DecodeError::InvalidValue("policy")),
         }
     }
+
+    /// Every policy.
+    pub const ALL: [Policy; 2] = [Policy::Intervene, Policy::Silent];
+
+    /// The policy's name in configuration and records: `intervene` or `silent`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Intervene => "intervene",
+            Policy::Silent => "silent",
+        }
+    }
+
+    /// The policy of a [`Policy::name`].
+    pub fn from_name(name: &str) -> Option<Policy> {
+        Policy::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// The named parameter sets of protocol.md 3.3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// [`Params::v1`]: k = 48, f = 2, w = 12 (P = 79).
+    V1,
+    /// [`Params::lite`]: k = 48, f = 1, w = 12 (P = 13).
+    Lite,
+}
+
+impl Preset {
+    /// Every preset.
+    pub const ALL: [Preset; 2] = [Preset::V1, Preset::Lite];
+
+    /// The preset's name in configuration and records: `v1` or `lite`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::V1 => "v1",
+            Preset::Lite => "lite",
+        }
+    }
+
+    /// The preset of a [`Preset::name`].
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The preset's parameters under `policy`.
+    pub fn params(self, policy: Policy) -> Params {
+        match self {
+            Preset::V1 => Params::v1(policy),
+            Preset::Lite => Params::lite(policy),
+        }
+    }
 }
 
 /// Why a parameter set is invalid or does not match the pinned values.
