@@ -24,6 +24,15 @@ _hash_luma.restype = None
 _hash_luma.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                        ctypes.c_void_p]
+# The two halves of pdqHash256FromFloatLuma, which calls exactly these two in this order; called
+# separately they also give the intermediates (64x64 buffer, 16x16 coefficients).
+_float_luma = _lib["_ZN8facebook3pdq7hashing24pdqFloat256FromFloatLumaEPfS2_iiPA64_fS4_PA16_fRi"]
+_float_luma.restype = None
+_float_luma.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+_to_bits = _lib["_ZN8facebook3pdq7hashing20pdqBuffer16x16ToBitsEPA16_fPNS1_7Hash256E"]
+_to_bits.restype = None
+_to_bits.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 
 
 def _ptr(a: np.ndarray) -> int:
@@ -57,6 +66,18 @@ class Reference:
                    _ptr(self.b16), _ptr(self.hash_words), ctypes.addressof(self.quality))
         hex_ = "".join(f"{int(wd):04x}" for wd in self.hash_words[::-1])
         return hex_, self.quality.value
+
+    def floats_luma(self, luma: np.ndarray):
+        """`pdqFloat256FromFloatLuma` then `pdqBuffer16x16ToBits`, which is what
+        pdqHash256FromFloatLuma does: returns (hex, quality, buffer64x64, coefficients16x16),
+        the two arrays float32 copies. `luma` is overwritten."""
+        h, w = luma.shape
+        scratch = np.empty_like(luma)
+        _float_luma(_ptr(luma), _ptr(scratch), h, w, _ptr(self.b64), _ptr(self.b16x64),
+                    _ptr(self.b16), ctypes.addressof(self.quality))
+        _to_bits(_ptr(self.b16), _ptr(self.hash_words))
+        hex_ = "".join(f"{int(wd):04x}" for wd in self.hash_words[::-1])
+        return hex_, self.quality.value, self.b64.copy(), self.b16.copy()
 
     def hash_rgb(self, rgb: np.ndarray):
         """The reference pipeline on RGB pixels: (hex, quality)."""

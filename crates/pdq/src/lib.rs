@@ -357,6 +357,13 @@ impl PdqHasher {
         *self.buffer64
     }
 
+    /// The 64x64 buffer of a float luma image after filtering and decimation (row-major), for
+    /// tests and diagnostics.
+    pub fn downscaled_luma(&mut self, image: &LumaImage<'_>) -> [f32; 4096] {
+        self.downscale(&image.source(), false);
+        *self.buffer64
+    }
+
     fn downscale(&mut self, source: &impl LumaSource, always_filter: bool) {
         let (w, h) = (source.width(), source.height());
         if w == 64 && h == 64 && !always_filter {

@@ -76,6 +76,23 @@ fn fixed_sizes() {
     }
 }
 
+/// Large images: box windows up to 40 (ceil(5000 / 128)), the sizes where the window steps, and
+/// running sums over up to 5,000 inputs, which the random sizes below do not reach. (Issue 11
+/// suspected these; the differential test compares the same sizes with the C++ reference.)
+#[test]
+fn large_sizes_up_to_5000() {
+    for &(w, h) in &[
+        (1536, 1537),
+        (2048, 2049),
+        (4097, 1501),
+        (1500, 4992),
+        (4993, 5000),
+    ] {
+        check(w, h, 11, true);
+    }
+    check(3001, 2999, 12, false);
+}
+
 #[test]
 fn reuse_across_sizes_leaves_no_state() {
     let mut hasher = PdqHasher::new();
