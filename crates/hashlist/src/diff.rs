@@ -57,13 +57,14 @@ pub enum ImportPlan {
 /// Rules:
 /// - a version newer than `latest` (or any version of a new bank) is applied: every live entry
 ///   whose value is absent from `items` is tombstoned; every item whose value is not live is
-///   added; an item whose value is live but whose metadata (quality, source id, category, tags)
+///   added; an item whose value is live but whose metadata (quality, source ids, labels)
 ///   differs is tombstoned and added again, so the history shows the change;
 /// - the same version as `latest` is a no-op when the content is equal, and a
 ///   [`VersionError::Conflict`] otherwise;
 /// - an older version is [`VersionError::Stale`].
 ///
-/// After [`apply`] of the changes, the bank's live entries equal `items` (as a set).
+/// After [`apply`] of the changes, the bank's live entries equal `items` (as a set; items of one
+/// value are merged into one, as [`parse_list`](crate::parse_list) merges repeated lines).
 ///
 /// ```
 /// use hashguard_hashlist::*;
@@ -90,12 +91,20 @@ pub fn plan_import(
             return Err(VersionError::Stale { version, latest });
         }
     }
-    // Parsed lists have no repeated value; for other callers the first item of a value wins.
-    let mut seen = std::collections::HashSet::new();
-    let items: Vec<&ListItem> = items
-        .iter()
-        .filter(|i| seen.insert(i.value().clone()))
-        .collect();
+    // Parsed lists have no repeated value; for other callers the items of one value are merged
+    // as `parse_list` merges repeated lines.
+    let mut index: HashMap<&Signal, usize> = HashMap::new();
+    let mut merged: Vec<ListItem> = Vec::with_capacity(items.len());
+    for item in items {
+        match index.get(item.value()) {
+            Some(&i) => merged[i].absorb(item.clone()),
+            None => {
+                index.insert(item.value(), merged.len());
+                merged.push(item.clone());
+            }
+        }
+    }
+    let items: Vec<&ListItem> = merged.iter().collect();
     let live: HashMap<&Signal, &ListItem> = current
         .iter()
         .filter(|e| e.is_live())

@@ -57,16 +57,71 @@ pub enum ItemError {
     QualityOnVpdq,
 }
 
-/// What a list says about one hash: the value, its PDQ quality if known, the source's id for it,
-/// a category and tags. Tags are kept sorted and without repeats, so two items that say the same
-/// thing compare equal.
+/// What one list line says about a value besides the value: the CSV format's `collab`,
+/// `category` and `tags` columns (python-threatexchange writes one such row per collaboration
+/// that lists a value). Tags are kept sorted and without repeats, so two labels that say the
+/// same thing compare equal.
 ///
 /// ```
-/// use hashguard_hashlist::{ListItem, Quality, Signal, SignalType};
+/// use hashguard_hashlist::{Label, Text};
+/// let l = Label::new(Some(Text::new("Stand-in Collab")?), None, vec!["b".parse()?, "a".parse()?, "a".parse()?]);
+/// assert_eq!(l.tags().len(), 2);
+/// assert!(Label::new(None, None, vec![]).is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    collab: Option<Text>,
+    category: Option<Text>,
+    tags: Vec<Tag>,
+}
+
+impl Label {
+    /// A label; the tags are sorted and repeats removed.
+    pub fn new(collab: Option<Text>, category: Option<Text>, mut tags: Vec<Tag>) -> Label {
+        tags.sort();
+        tags.dedup();
+        Label {
+            collab,
+            category,
+            tags,
+        }
+    }
+
+    /// The collaboration (CSV `collab` column): who supplied the value.
+    pub fn collab(&self) -> Option<&Text> {
+        self.collab.as_ref()
+    }
+    /// The category (CSV `category` column).
+    pub fn category(&self) -> Option<&Text> {
+        self.category.as_ref()
+    }
+    /// The tags, sorted.
+    pub fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+    /// Whether it says nothing (no collab, no category, no tag).
+    pub fn is_empty(&self) -> bool {
+        self.collab.is_none() && self.category.is_none() && self.tags.is_empty()
+    }
+}
+
+/// What a list says about one hash: the value, its PDQ quality if known, the source's ids for it
+/// (PDQ CLI file names) and its [`Label`]s (CSV collab, category and tags).
+///
+/// A list that repeats a value says several things about it (several images with one hash, one
+/// hash listed by several collaborations); [`parse_list`](crate::parse_list) merges the lines
+/// into one item, and the item keeps what every line said: all source ids, all distinct labels,
+/// and the highest quality. Source ids and labels are kept sorted and without repeats (and
+/// empty labels are dropped), so two items that say the same thing compare equal whatever the
+/// order of the lines was.
+///
+/// ```
+/// use hashguard_hashlist::{Label, ListItem, Quality, Signal, SignalType};
 /// let v = Signal::parse(SignalType::Pdq, &"f".repeat(64))?;
 /// let item = ListItem::new(v.clone(), Some(Quality::new(90)?))?
-///     .with_tags(vec!["b".parse()?, "a".parse()?, "a".parse()?]);
-/// assert_eq!(item.tags().len(), 2);
+///     .with_labels(vec![Label::new(None, None, vec!["b".parse()?, "a".parse()?]), Label::new(None, None, vec![])]);
+/// assert_eq!(item.labels().len(), 1);
 /// assert!(ListItem::new(v, Some(Quality::new(49)?)).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -74,9 +129,8 @@ pub enum ItemError {
 pub struct ListItem {
     value: Signal,
     quality: Option<Quality>,
-    source_id: Option<Text>,
-    category: Option<Text>,
-    tags: Vec<Tag>,
+    source_ids: Vec<Text>,
+    labels: Vec<Label>,
 }
 
 impl ListItem {
@@ -98,30 +152,50 @@ impl ListItem {
         Ok(ListItem {
             value,
             quality,
-            source_id: None,
-            category: None,
-            tags: Vec::new(),
+            source_ids: Vec::new(),
+            labels: Vec::new(),
         })
     }
 
-    /// The same item with a source id.
-    pub fn with_source_id(mut self, source_id: Option<Text>) -> ListItem {
-        self.source_id = source_id;
+    /// The same item with this one source id (or none).
+    pub fn with_source_id(self, source_id: Option<Text>) -> ListItem {
+        self.with_source_ids(source_id.into_iter().collect())
+    }
+
+    /// The same item with these source ids (sorted, repeats removed).
+    pub fn with_source_ids(mut self, mut source_ids: Vec<Text>) -> ListItem {
+        source_ids.sort();
+        source_ids.dedup();
+        self.source_ids = source_ids;
         self
     }
 
-    /// The same item with a category.
-    pub fn with_category(mut self, category: Option<Text>) -> ListItem {
-        self.category = category;
+    /// The same item with these labels (sorted, repeats and empty labels removed).
+    pub fn with_labels(mut self, mut labels: Vec<Label>) -> ListItem {
+        labels.retain(|l| !l.is_empty());
+        labels.sort();
+        labels.dedup();
+        self.labels = labels;
         self
     }
 
-    /// The same item with these tags (sorted, repeats removed).
-    pub fn with_tags(mut self, mut tags: Vec<Tag>) -> ListItem {
-        tags.sort();
-        tags.dedup();
-        self.tags = tags;
-        self
+    /// The same item with one label (none if it is empty).
+    pub fn with_label(self, label: Label) -> ListItem {
+        self.with_labels(vec![label])
+    }
+
+    /// Merges another line's item of the same value into this one: every source id and label of
+    /// both, and the higher quality (the caller checks that the values are equal).
+    pub(crate) fn absorb(&mut self, other: ListItem) {
+        debug_assert_eq!(self.value, other.value);
+        self.quality = self.quality.max(other.quality);
+        self.source_ids.extend(other.source_ids);
+        self.source_ids.sort();
+        self.source_ids.dedup();
+        self.labels
+            .extend(other.labels.into_iter().filter(|l| !l.is_empty()));
+        self.labels.sort();
+        self.labels.dedup();
     }
 
     /// The hash.
@@ -132,17 +206,18 @@ impl ListItem {
     pub fn quality(&self) -> Option<Quality> {
         self.quality
     }
-    /// The source's id (PDQ CLI: the file name).
+    /// The source's id (PDQ CLI: the file name); for a merged item with several, the first in
+    /// sorted order (the id a match reports).
     pub fn source_id(&self) -> Option<&Text> {
-        self.source_id.as_ref()
+        self.source_ids.first()
     }
-    /// The category (CSV `category` column).
-    pub fn category(&self) -> Option<&Text> {
-        self.category.as_ref()
+    /// Every source id, sorted.
+    pub fn source_ids(&self) -> &[Text] {
+        &self.source_ids
     }
-    /// The tags, sorted.
-    pub fn tags(&self) -> &[Tag] {
-        &self.tags
+    /// The labels (CSV collab, category and tags), sorted; empty when the list gave none.
+    pub fn labels(&self) -> &[Label] {
+        &self.labels
     }
 }
 

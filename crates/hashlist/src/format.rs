@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::entry::{ItemError, ListItem};
+use crate::entry::{ItemError, Label, ListItem};
 use crate::signal::{Quality, Signal, SignalType, ValueError, MIN_PDQ_QUALITY};
 use crate::text::{Tag, Text, TextError};
 use crate::vpdq::VpdqError;
@@ -12,18 +12,42 @@ use crate::vpdq::VpdqError;
 /// The CSV header, in order.
 pub const CSV_HEADER: [&str; 5] = ["signal_type", "signal_str", "collab", "category", "tags"];
 
+/// The longest line a list or query file may have, in bytes (16 MiB). The longest valid line is
+/// a vPDQ value of [`MAX_VPDQ_FRAMES`](crate::MAX_VPDQ_FRAMES) frames: about 85 bytes per frame
+/// in python-threatexchange's `signal_str` (64 hex digits, quality, a `.3` timestamp, quotes and
+/// a separator), about 90 in CSV, where the quotes are doubled: under 6 MiB. The limit leaves room
+/// for spacing, and lets a reader refuse a file that is not a list (`/dev/zero`, a binary file)
+/// after reading one limit's worth of it instead of all of it. Readers of files (the CLI) apply
+/// it while reading; the parsers here work on bytes already read.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// The UTF-8 byte-order mark, which some editors (and Windows tools) put at the start of a text
+/// file. A list file may start with it; it is not part of the first line.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The bytes of a list or query file without a leading UTF-8 byte-order mark.
+pub(crate) fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes)
+}
+
 /// A list file format.
 ///
 /// | format | a line | carries |
 /// |---|---|---|
 /// | [`PlainHex`](Format::PlainHex) | `<hex>` | the value |
 /// | [`LocalFile`](Format::LocalFile) | `<signal_type> <hex>` (ThreatExchange `local_file`) | the value |
-/// | [`Csv`](Format::Csv) | `signal_type,signal_str,collab,category,tags` (header optional) | value, category, tags (space-separated) |
+/// | [`Csv`](Format::Csv) | `signal_type,signal_str,collab,category,tags` (header optional) | value, a [`Label`]: collab, category, tags (space-separated) |
 /// | [`PdqCli`](Format::PdqCli) | `hash,quality,filename` (PDQ only) | value, quality, source id (the file name) |
 ///
-/// In every format, blank lines and lines whose first non-blank character is `#` are comments.
-/// Nothing else is ever skipped: every other line is either imported or reported. A CSV record
-/// is one line (no field this crate accepts can hold a newline).
+/// In every format, blank lines and lines whose first non-blank character is `#` are comments,
+/// and a UTF-8 byte-order mark at the start of the file is ignored. Nothing else is ever
+/// skipped: every other line is either imported or reported. A CSV record is one line (no field
+/// this crate accepts can hold a newline).
+///
+/// A value on several lines is one item that keeps what every line said (see
+/// [`parse_list_with`] and [`ListItem`]); writing such an item writes one line per source id
+/// (PDQ CLI) or per label (CSV), as python-threatexchange writes one CSV row per collaboration,
+/// so that reading the written list gives the same item back.
 ///
 /// vPDQ values (python-threatexchange's JSON `signal_str`, see [`VpdqSignal`](crate::VpdqSignal))
 /// go in `local_file`, where the value is the rest of the line after `vpdq` and whitespace, as
@@ -82,7 +106,7 @@ impl Format {
     /// assert_eq!(Format::detect(b"vpdq [\"ab,100,0.0\", \"cd,100,1.0\"]\n"), Format::LocalFile);
     /// ```
     pub fn detect(bytes: &[u8]) -> Format {
-        let Some(line) = bytes.split(|&b| b == b'\n').find_map(|l| {
+        let Some(line) = without_bom(bytes).split(|&b| b == b'\n').find_map(|l| {
             let l = String::from_utf8_lossy(l);
             let t = l.trim();
             (!t.is_empty() && !t.starts_with('#')).then(|| t.to_string())
@@ -126,12 +150,9 @@ impl Format {
         let bare = |quality| ListItem::new(item.value().clone(), quality);
         let projected = match self {
             Format::PlainHex | Format::LocalFile => bare(None),
-            Format::Csv => bare(None).map(|i| {
-                i.with_category(item.category().cloned())
-                    .with_tags(item.tags().to_vec())
-            }),
+            Format::Csv => bare(None).map(|i| i.with_labels(item.labels().to_vec())),
             Format::PdqCli => {
-                bare(item.quality()).map(|i| i.with_source_id(item.source_id().cloned()))
+                bare(item.quality()).map(|i| i.with_source_ids(item.source_ids().to_vec()))
             }
         };
         // `bare` only fails on a quality, which came from a valid item.
@@ -190,7 +211,8 @@ pub enum LineError {
     /// The quality field is not an integer in 0..=100.
     #[error("bad quality {0:?}: not an integer in 0..=100")]
     BadQuality(String),
-    /// The same value appeared on an earlier line.
+    /// The same value appeared on an earlier line (only when repeats are refused,
+    /// [`Repeats::Refuse`]).
     #[error("duplicate of line {first_line}")]
     Duplicate {
         /// The line that has the value first.
@@ -314,6 +336,7 @@ pub struct ParsedList {
     signal_type: SignalType,
     items: Vec<ListItem>,
     lines: Vec<usize>,
+    merged: usize,
 }
 
 impl ParsedList {
@@ -329,9 +352,15 @@ impl ParsedList {
     pub fn items(&self) -> &[ListItem] {
         &self.items
     }
-    /// The 1-based line number of each item (parallel to [`ParsedList::items`]).
+    /// The 1-based line number of each item (parallel to [`ParsedList::items`]): the first line
+    /// that has its value.
     pub fn line_numbers(&self) -> &[usize] {
         &self.lines
+    }
+    /// How many lines repeated the value of an earlier line and were merged into its item (a
+    /// value on three lines counts 2). Always 0 under [`Repeats::Refuse`].
+    pub fn merged(&self) -> usize {
+        self.merged
     }
     /// The items, consuming the list.
     pub fn into_items(self) -> Vec<ListItem> {
@@ -339,29 +368,52 @@ impl ParsedList {
     }
 }
 
-/// Collects items and bad lines, and catches duplicates.
+/// What [`parse_list_with`] does with a line whose value an earlier line already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Repeats {
+    /// Merge it into the earlier line's item, which then keeps what both lines said (see
+    /// [`ListItem`]); [`ParsedList::merged`] counts such lines. Real lists repeat values
+    /// (merged sources, several images with one hash, one row per collaboration), and
+    /// python-threatexchange reads them so.
+    #[default]
+    Merge,
+    /// Report it as a bad line ([`LineError::Duplicate`]), so the list is refused.
+    Refuse,
+}
+
+/// Collects items and bad lines, and merges or refuses repeated values.
 struct Collector {
+    repeats: Repeats,
     items: Vec<ListItem>,
     lines: Vec<usize>,
     bad: Vec<BadLine>,
+    /// The index in `items` of each value seen.
     seen: HashMap<Signal, usize>,
+    merged: usize,
 }
 
 impl Collector {
     fn push(&mut self, line: usize, item: Result<ListItem, LineError>) {
         match item {
-            Ok(item) => {
-                if let Some(&first_line) = self.seen.get(item.value()) {
-                    self.bad.push(BadLine {
+            Ok(item) => match self.seen.get(item.value()) {
+                Some(&index) => match self.repeats {
+                    Repeats::Refuse => self.bad.push(BadLine {
                         line,
-                        reason: LineError::Duplicate { first_line },
-                    });
-                } else {
-                    self.seen.insert(item.value().clone(), line);
+                        reason: LineError::Duplicate {
+                            first_line: self.lines[index],
+                        },
+                    }),
+                    Repeats::Merge => {
+                        self.items[index].absorb(item);
+                        self.merged += 1;
+                    }
+                },
+                None => {
+                    self.seen.insert(item.value().clone(), self.items.len());
                     self.items.push(item);
                     self.lines.push(line);
                 }
-            }
+            },
             Err(reason) => self.bad.push(BadLine { line, reason }),
         }
     }
@@ -408,20 +460,21 @@ pub(crate) fn resolve_format(
 /// Parses a list file of `signal_type` values, in `format` or (for `None`) the format
 /// [`Format::detect`] guesses (read as `local_file` when the guess cannot hold `signal_type`).
 /// Returns every item, or every bad line and no item; a named format that cannot hold
-/// `signal_type` is refused whole ([`ParseError::FormatSignalType`]).
+/// `signal_type` is refused whole ([`ParseError::FormatSignalType`]). A value repeated on
+/// several lines is merged into one item ([`Repeats::Merge`]; [`parse_list_with`] can refuse
+/// repeats instead).
 ///
 /// ```
 /// use hashguard_hashlist::{parse_list, Format, LineError, ParseError, SignalType};
-/// let ok = format!("pdq {}\n", "ab".repeat(32));
+/// let ok = format!("pdq {0}\npdq {0}\n", "ab".repeat(32));
 /// let list = parse_list(ok.as_bytes(), SignalType::Pdq, None)?;
-/// assert_eq!((list.format(), list.items().len()), (Format::LocalFile, 1));
+/// assert_eq!((list.format(), list.items().len(), list.merged()), (Format::LocalFile, 1, 1));
 ///
-/// let bad = format!("pdq {0}\npdq {0}\nmd5 {1}\npdq xyz\n", "ab".repeat(32), "0".repeat(32));
+/// let bad = format!("pdq {0}\nmd5 {1}\npdq xyz\n", "ab".repeat(32), "0".repeat(32));
 /// let Err(ParseError::BadLines { lines, .. }) = parse_list(bad.as_bytes(), SignalType::Pdq, None)
 /// else { panic!() };
 /// let got: Vec<_> = lines.iter().map(|b| b.line).collect();
-/// assert_eq!(got, [2, 3, 4]);
-/// assert_eq!(lines[0].reason, LineError::Duplicate { first_line: 1 });
+/// assert_eq!(got, [2, 3]);
 /// # Ok::<(), ParseError>(())
 /// ```
 pub fn parse_list(
@@ -429,12 +482,34 @@ pub fn parse_list(
     signal_type: SignalType,
     format: Option<Format>,
 ) -> Result<ParsedList, ParseError> {
+    parse_list_with(bytes, signal_type, format, Repeats::Merge)
+}
+
+/// [`parse_list`], with repeated values merged or refused as `repeats` says.
+///
+/// ```
+/// use hashguard_hashlist::{parse_list_with, LineError, ParseError, Repeats, SignalType};
+/// let text = format!("pdq {0}\npdq {0}\n", "ab".repeat(32));
+/// let Err(ParseError::BadLines { lines, .. }) =
+///     parse_list_with(text.as_bytes(), SignalType::Pdq, None, Repeats::Refuse)
+/// else { panic!() };
+/// assert_eq!((lines[0].line, &lines[0].reason), (2, &LineError::Duplicate { first_line: 1 }));
+/// # Ok::<(), ParseError>(())
+/// ```
+pub fn parse_list_with(
+    bytes: &[u8],
+    signal_type: SignalType,
+    format: Option<Format>,
+    repeats: Repeats,
+) -> Result<ParsedList, ParseError> {
     let format = resolve_format(bytes, signal_type, format)?;
     let mut c = Collector {
+        repeats,
         items: Vec::new(),
         lines: Vec::new(),
         bad: Vec::new(),
         seen: HashMap::new(),
+        merged: 0,
     };
     let mut first = true;
     for (line, raw) in data_lines(bytes) {
@@ -451,6 +526,7 @@ pub fn parse_list(
             signal_type,
             items: c.items,
             lines: c.lines,
+            merged: c.merged,
         })
     } else {
         Err(ParseError::BadLines {
@@ -461,10 +537,10 @@ pub fn parse_list(
 }
 
 /// The lines of a list or query file that are neither blank nor `#` comments, with their
-/// 1-based numbers and without a trailing CR. Every reader of these files walks lines with this,
-/// so all of them skip, number and report the same lines.
+/// 1-based numbers and without a trailing CR (or the leading UTF-8 byte-order mark). Every reader
+/// of these files walks lines with this, so all of them skip, number and report the same lines.
 pub(crate) fn data_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    bytes
+    without_bom(bytes)
         .split(|&b| b == b'\n')
         .enumerate()
         .map(|(i, raw)| (i + 1, raw.strip_suffix(b"\r").unwrap_or(raw)))
@@ -488,6 +564,8 @@ pub(crate) struct LineFields {
     pub(crate) quality: Option<Quality>,
     /// The file name column (PDQ CLI); empty in other formats.
     pub(crate) name: String,
+    /// The collab column (CSV); empty in other formats.
+    pub(crate) collab: String,
     /// The category column (CSV); empty in other formats.
     pub(crate) category: String,
     /// The tags column, space-separated (CSV); empty in other formats.
@@ -500,6 +578,7 @@ impl LineFields {
             value,
             quality: None,
             name: String::new(),
+            collab: String::new(),
             category: String::new(),
             tags: String::new(),
         }
@@ -516,6 +595,7 @@ impl LineFields {
                 .map_err(|error| LineError::BadField { column, error })
         };
         let source_id = text(&self.name, "filename")?;
+        let collab = text(&self.collab, "collab")?;
         let category = text(&self.category, "category")?;
         let tags = self
             .tags
@@ -529,8 +609,7 @@ impl LineFields {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ListItem::new(self.value, self.quality)?
             .with_source_id(source_id)
-            .with_category(category)
-            .with_tags(tags))
+            .with_label(Label::new(collab, category, tags)))
     }
 }
 
@@ -554,11 +633,13 @@ pub(crate) fn read_line(
                 Ok(None)
             };
         }
-        let [kind, value, _collab, category, tags] = <[String; 5]>::try_from(fields)
+        let [kind, value, collab, category, tags] = <[String; 5]>::try_from(fields)
             .map_err(|fields| columns(CSV_HEADER.len(), fields.len()))?;
         check_signal_type(&kind, signal_type)?;
-        // The collaboration names the supplier: it belongs to the bank, not the entry.
+        // The collaboration is the entry's: one bank may hold a list merged from several
+        // collaborations (python-threatexchange's CSV has one row per collaboration and value).
         return Ok(Some(LineFields {
+            collab,
             category,
             tags,
             ..LineFields::value(Signal::parse(signal_type, &value)?)
@@ -687,15 +768,18 @@ fn abbreviated(value: &Signal) -> String {
     }
 }
 
-/// Writes `items` (all of `signal_type`) in `format`. For CSV, `collab` fills the `collab` column
-/// (the bank's organisation, typically) and a header is written; fields are quoted where RFC 4180
-/// needs it (a vPDQ `signal_str` always is). Values are lowercase hex, and vPDQ values their
-/// canonical `signal_str` (what python-threatexchange writes).
+/// Writes `items` (all of `signal_type`) in `format`. For CSV a header is written, then one row
+/// per label of each item (its own collab, category and tags; one row of empty columns for an
+/// item without labels); for PDQ CLI output one line per source id (the file name; one line with
+/// an empty name for an item without). Fields are quoted where RFC 4180 needs it (a vPDQ
+/// `signal_str` always is). Values are lowercase hex, and vPDQ values their canonical
+/// `signal_str` (what python-threatexchange writes). Reading the text back with [`parse_list`]
+/// merges an item's lines into the same item again ([`Format::projection`] of it).
 ///
 /// ```
 /// use hashguard_hashlist::{parse_list, write_list, Format, ListItem, Signal, SignalType};
 /// let item = ListItem::new(Signal::parse(SignalType::Sha256, &"0a".repeat(32))?, None)?;
-/// let text = write_list(Format::LocalFile, SignalType::Sha256, &[item.clone()], None)?;
+/// let text = write_list(Format::LocalFile, SignalType::Sha256, &[item.clone()])?;
 /// assert_eq!(text, format!("sha256 {}\n", "0a".repeat(32)));
 /// let back = parse_list(text.as_bytes(), SignalType::Sha256, None)?;
 /// assert_eq!(back.items(), &[item]);
@@ -705,7 +789,6 @@ pub fn write_list(
     format: Format,
     signal_type: SignalType,
     items: &[ListItem],
-    collab: Option<&Text>,
 ) -> Result<String, WriteError> {
     if !format.holds(signal_type) {
         return Err(WriteError::FormatSignalType {
@@ -736,8 +819,13 @@ pub fn write_list(
                 let quality = i.quality().ok_or_else(|| WriteError::MissingQuality {
                     value: i.value().clone(),
                 })?;
-                let name = i.source_id().map(Text::as_str).unwrap_or("");
-                out.push_str(&format!("{},{quality},{name}\n", i.value()));
+                let value = i.value().to_string();
+                if i.source_ids().is_empty() {
+                    out.push_str(&format!("{value},{quality},\n"));
+                }
+                for name in i.source_ids() {
+                    out.push_str(&format!("{value},{quality},{name}\n"));
+                }
             }
         }
         Format::Csv => {
@@ -746,19 +834,25 @@ pub fn write_list(
                 .from_writer(Vec::new());
             let err = |e: csv::Error| WriteError::Csv(e.to_string());
             w.write_record(CSV_HEADER).map_err(err)?;
-            let collab = collab.map(Text::as_str).unwrap_or("");
+            let no_label = [Label::new(None, None, Vec::new())];
             for i in items {
-                let tags: Vec<&str> = i.tags().iter().map(Tag::as_str).collect();
                 let value = i.value().to_string();
-                let category = i.category().map(Text::as_str).unwrap_or("");
-                w.write_record([
-                    signal_type.as_str(),
-                    value.as_str(),
-                    collab,
-                    category,
-                    tags.join(" ").as_str(),
-                ])
-                .map_err(err)?;
+                let labels = if i.labels().is_empty() {
+                    &no_label[..]
+                } else {
+                    i.labels()
+                };
+                for label in labels {
+                    let tags: Vec<&str> = label.tags().iter().map(Tag::as_str).collect();
+                    w.write_record([
+                        signal_type.as_str(),
+                        value.as_str(),
+                        label.collab().map_or("", Text::as_str),
+                        label.category().map_or("", Text::as_str),
+                        tags.join(" ").as_str(),
+                    ])
+                    .map_err(err)?;
+                }
             }
             let bytes = w.into_inner().map_err(|e| WriteError::Csv(e.to_string()))?;
             out = String::from_utf8(bytes).map_err(|e| WriteError::Csv(e.to_string()))?;

@@ -15,9 +15,16 @@
 //!   a newline that would break a line format.
 //! - **Nothing is dropped silently.** [`parse_list`] returns either every item of a file or every
 //!   bad line with its 1-based number and a typed [`LineError`] (bad hex, wrong length, quality
-//!   under 50, duplicate, unknown signal type, wrong column count, ...). A file with one bad line
+//!   under 50, unknown signal type, wrong column count, ...). A file with one bad line
 //!   yields no item, so a caller cannot import half a list. Blank lines and `#` comments are the
 //!   only lines skipped, and that is documented per format on [`Format`].
+//! - **A repeated value is one item that keeps every line's metadata.** Real lists repeat values
+//!   (merged sources, several images with one hash, python-threatexchange's CSV with one row per
+//!   collaboration), and python-threatexchange reads them. [`parse_list`] merges the lines of a
+//!   value into one [`ListItem`]: the union of their source ids (PDQ CLI file names) and of their
+//!   [`Label`]s (CSV collab, category, tags), and the highest quality; [`ParsedList::merged`]
+//!   counts the merged lines. [`parse_list_with`] and [`Repeats::Refuse`] refuse repeats
+//!   instead ([`LineError::Duplicate`]), for those who want a list to be a set.
 //! - **Formats are detected, never trusted blindly.** [`Format::detect`] guesses from the first
 //!   data line; a wrong guess can only turn into rejected lines, and callers can name the format.
 //! - **Versions are immutable and only grow.** [`plan_import`] turns a newer list version into
@@ -72,7 +79,7 @@
 //! let entries = apply(&[], &changes);
 //! assert_eq!(entries.len(), 2);
 //! let items: Vec<ListItem> = entries.iter().map(|e| e.item().clone()).collect();
-//! let csv = write_list(Format::Csv, SignalType::Pdq, &items, None)?;
+//! let csv = write_list(Format::Csv, SignalType::Pdq, &items)?;
 //! assert!(csv.starts_with("signal_type,signal_str,collab,category,tags\n"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -97,10 +104,10 @@ pub use consensus::{
     ConsensusParamsError,
 };
 pub use diff::{apply, plan_import, Changes, ImportPlan, VersionError};
-pub use entry::{Entry, EntryError, ItemError, ListItem, Version};
+pub use entry::{Entry, EntryError, ItemError, Label, ListItem, Version};
 pub use format::{
-    parse_list, write_list, BadLine, Format, LineError, ParseError, ParsedList, UnknownFormat,
-    WriteError, CSV_HEADER,
+    parse_list, parse_list_with, write_list, BadLine, Format, LineError, ParseError, ParsedList,
+    Repeats, UnknownFormat, WriteError, CSV_HEADER, MAX_LINE_BYTES,
 };
 pub use matcher::{Hit, Lookup, MatchRules, Matcher, MatcherError};
 pub use queries::{detect_signal_type, parse_queries, QueryLine};

@@ -25,7 +25,14 @@ fn every_bad_line_is_reported_and_nothing_is_returned() {
         format!("pdq {}", pdq_hex(0x01)),  // 10 ok
     ]
     .join("\n");
-    let err = parse_list(text.as_bytes(), SignalType::Pdq, None).unwrap_err();
+    // Refusing repeats, the repeated value is a bad line too; merging them, it is not.
+    let merged = parse_list(text.as_bytes(), SignalType::Pdq, None).unwrap_err();
+    let ParseError::BadLines { lines: merged, .. } = merged else {
+        panic!("{merged:?}")
+    };
+    let merged: Vec<usize> = merged.iter().map(|b| b.line).collect();
+    assert_eq!(merged, [3, 4, 6, 7, 8]);
+    let err = parse_list_with(text.as_bytes(), SignalType::Pdq, None, Repeats::Refuse).unwrap_err();
     let ParseError::BadLines { format, lines } = err else {
         panic!("{err:?}")
     };
@@ -130,7 +137,7 @@ fn csv_rules() {
         "1".repeat(32)
     );
     let ParseError::BadLines { format, lines } =
-        parse_list(text.as_bytes(), SignalType::Md5, None).unwrap_err()
+        parse_list_with(text.as_bytes(), SignalType::Md5, None, Repeats::Refuse).unwrap_err()
     else {
         panic!()
     };
@@ -138,7 +145,7 @@ fn csv_rules() {
     let got: Vec<usize> = lines.iter().map(|b| b.line).collect();
     assert_eq!(got, [4, 5, 6, 7], "{lines:?}");
     assert_eq!(lines[0].reason, LineError::Duplicate { first_line: 2 });
-    // The good lines alone import, with category and sorted tags.
+    // The good lines alone import, with collab, category and sorted tags.
     let text = format!(
         "md5,{md5},Stand-in Org,standin,b a\nmd5,{},x,\"two words, comma\",t\n",
         "1".repeat(32)
@@ -146,11 +153,15 @@ fn csv_rules() {
     let list = parse_list(text.as_bytes(), SignalType::Md5, None).unwrap();
     let i = &list.items()[0];
     assert_eq!(i.value().to_string(), md5.to_lowercase());
-    assert_eq!(i.category().unwrap().as_str(), "standin");
-    let tags: Vec<&str> = i.tags().iter().map(Tag::as_str).collect();
+    let [label] = i.labels() else {
+        panic!("{:?}", i.labels())
+    };
+    assert_eq!(label.collab().unwrap().as_str(), "Stand-in Org");
+    assert_eq!(label.category().unwrap().as_str(), "standin");
+    let tags: Vec<&str> = label.tags().iter().map(Tag::as_str).collect();
     assert_eq!(tags, ["a", "b"]);
     assert_eq!(
-        list.items()[1].category().unwrap().as_str(),
+        list.items()[1].labels()[0].category().unwrap().as_str(),
         "two words, comma"
     );
     // A wrong header is reported too.
@@ -226,19 +237,23 @@ fn arb_item(signal_type: SignalType) -> impl Strategy<Value = ListItem> {
     } else {
         Just(None).boxed()
     };
-    (
-        value,
-        quality,
+    let label = (
         proptest::option::of(arb_text()),
         proptest::option::of(arb_text()),
         proptest::collection::vec(arb_tag(), 0..4),
     )
-        .prop_map(|(v, q, s, c, t)| {
+        .prop_map(|(collab, category, tags)| Label::new(collab, category, tags));
+    (
+        value,
+        quality,
+        proptest::collection::vec(arb_text(), 0..3),
+        proptest::collection::vec(label, 0..3),
+    )
+        .prop_map(|(v, q, s, l)| {
             ListItem::new(v, q.map(|q| Quality::new(q).unwrap()))
                 .unwrap()
-                .with_source_id(s)
-                .with_category(c)
-                .with_tags(t)
+                .with_source_ids(s)
+                .with_labels(l)
         })
 }
 
@@ -275,8 +290,7 @@ proptest! {
     /// the format named and with the format detected.
     #[test]
     fn round_trip((signal_type, format, items) in arb_case()) {
-        let collab = Text::new("Stand-in Org").unwrap();
-        let text = write_list(format, signal_type, &items, Some(&collab)).unwrap();
+        let text = write_list(format, signal_type, &items).unwrap();
         let want: Vec<ListItem> = items.iter().map(|i| format.projection(i)).collect();
         let named = parse_list(text.as_bytes(), signal_type, Some(format)).unwrap();
         prop_assert_eq!(named.items(), &want[..]);
@@ -321,7 +335,7 @@ fn shared_standin_lists() {
         assert_eq!(list.format(), Format::PlainHex);
         assert!(!list.items().is_empty());
         for format in [Format::PlainHex, Format::LocalFile, Format::Csv] {
-            let text = write_list(format, SignalType::Pdq, list.items(), None).unwrap();
+            let text = write_list(format, SignalType::Pdq, list.items()).unwrap();
             let back = parse_list(text.as_bytes(), SignalType::Pdq, None).unwrap();
             assert_eq!(back.items(), list.items());
         }

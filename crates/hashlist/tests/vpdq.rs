@@ -101,7 +101,7 @@ fn lists_are_byte_identical_to_python_threatexchange() {
     // local_file: what the tool writes, and what it reads back.
     let local = read("vpdq_local_file.txt");
     assert_eq!(
-        write_list(Format::LocalFile, SignalType::Vpdq, &items, None).unwrap(),
+        write_list(Format::LocalFile, SignalType::Vpdq, &items).unwrap(),
         local
     );
     let parsed = parse_list(local.as_bytes(), SignalType::Vpdq, None).unwrap();
@@ -116,13 +116,13 @@ fn lists_are_byte_identical_to_python_threatexchange() {
     for (got, want) in parsed.items().iter().zip(&items) {
         assert_eq!(got.value(), want.value());
     }
-    let first = &parsed.items()[0];
+    let first = &parsed.items()[0].labels()[0];
+    assert_eq!(first.collab().unwrap().as_str(), "Stand-in Org");
     assert_eq!(first.category().unwrap().as_str(), "Stand-in, category");
     let tags: Vec<&str> = first.tags().iter().map(Tag::as_str).collect();
     assert_eq!(tags, ["standin", "video"]);
-    let collab = Text::new("Stand-in Org").unwrap();
     assert_eq!(
-        write_list(Format::Csv, SignalType::Vpdq, parsed.items(), Some(&collab)).unwrap(),
+        write_list(Format::Csv, SignalType::Vpdq, parsed.items()).unwrap(),
         csv
     );
 }
@@ -152,7 +152,7 @@ fn every_bad_vpdq_line_is_reported_with_its_reason() {
     ];
     let text = lines.join("\n");
     let Err(ParseError::BadLines { format, lines: bad }) =
-        parse_list(text.as_bytes(), SignalType::Vpdq, None)
+        parse_list_with(text.as_bytes(), SignalType::Vpdq, None, Repeats::Refuse)
     else {
         panic!("must be refused")
     };
@@ -227,7 +227,7 @@ fn every_bad_vpdq_line_is_reported_with_its_reason() {
     ]
     .join("\r\n");
     let Err(ParseError::BadLines { format, lines: bad }) =
-        parse_list(csv.as_bytes(), SignalType::Vpdq, None)
+        parse_list_with(csv.as_bytes(), SignalType::Vpdq, None, Repeats::Refuse)
     else {
         panic!("must be refused")
     };
@@ -267,7 +267,7 @@ fn plain_hex_and_pdq_cli_refuse_vpdq() {
             })
         );
         assert_eq!(
-            write_list(format, SignalType::Vpdq, std::slice::from_ref(&item), None),
+            write_list(format, SignalType::Vpdq, std::slice::from_ref(&item)),
             Err(WriteError::FormatSignalType {
                 format,
                 signal_type: SignalType::Vpdq
@@ -424,7 +424,7 @@ proptest! {
             prop_assert_eq!(a.cmp(b) == std::cmp::Ordering::Equal, a == b);
         }
         for format in [Format::LocalFile, Format::Csv] {
-            let text = write_list(format, SignalType::Vpdq, &items, None).unwrap();
+            let text = write_list(format, SignalType::Vpdq, &items).unwrap();
             let named = parse_list(text.as_bytes(), SignalType::Vpdq, Some(format)).unwrap();
             prop_assert_eq!(named.items(), &items[..]);
             let detected = parse_list(text.as_bytes(), SignalType::Vpdq, None).unwrap();

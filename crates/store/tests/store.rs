@@ -175,6 +175,8 @@ suite!(
     vpdq_bank_versions_and_formats,
     vpdq_rows_are_checked,
     vpdq_import_over_the_batch_byte_limit,
+    csv_metadata_survives_import_and_export,
+    repeated_values_are_one_entry,
 );
 
 fn bank(name: &str, org: &str, j: &str, t: SignalType) -> Bank {
@@ -270,7 +272,7 @@ async fn malformed_list_imports_nothing(store: Store, _url: String) {
         pdq_file(&[1], 90)
     );
     let Err(ParseError::BadLines { lines, .. }) =
-        parse_list(text.as_bytes(), SignalType::Pdq, None)
+        parse_list_with(text.as_bytes(), SignalType::Pdq, None, Repeats::Refuse)
     else {
         panic!("the list must be refused")
     };
@@ -278,6 +280,14 @@ async fn malformed_list_imports_nothing(store: Store, _url: String) {
     assert_eq!(got, [3, 4, 5, 6]);
     assert_eq!(lines[0].reason, LineError::LowQuality(30));
     assert_eq!(lines[3].reason, LineError::Duplicate { first_line: 1 });
+    // Merging repeats, the repeated line 6 is no longer bad; the others still are.
+    let Err(ParseError::BadLines { lines, .. }) =
+        parse_list(text.as_bytes(), SignalType::Pdq, None)
+    else {
+        panic!("the list must be refused")
+    };
+    let got: Vec<usize> = lines.iter().map(|l| l.line).collect();
+    assert_eq!(got, [3, 4, 5]);
     // Nothing reached the store.
     assert!(store.entries(b.name()).await.unwrap().is_empty());
     assert!(store.imports(b.name()).await.unwrap().is_empty());
@@ -473,7 +483,7 @@ async fn export_round_trip_through_every_format(store: Store, _url: String) {
         .unwrap();
     let items = store.export(b.name(), None).await.unwrap();
     // PDQ CLI output carries everything this list has: re-importing it is a no-op.
-    let out = write_list(Format::PdqCli, SignalType::Pdq, &items, None).unwrap();
+    let out = write_list(Format::PdqCli, SignalType::Pdq, &items).unwrap();
     assert_eq!(
         import_text(&store, b.name(), SignalType::Pdq, &out, v(1))
             .await
@@ -481,7 +491,7 @@ async fn export_round_trip_through_every_format(store: Store, _url: String) {
         ImportOutcome::NoOp
     );
     for format in Format::ALL {
-        let out = write_list(format, SignalType::Pdq, &items, Some(b.organisation())).unwrap();
+        let out = write_list(format, SignalType::Pdq, &items).unwrap();
         let back = parse_list(out.as_bytes(), SignalType::Pdq, None).unwrap();
         let want: Vec<ListItem> = items.iter().map(|i| format.projection(i)).collect();
         assert_eq!(back.items(), &want[..], "{format}");
@@ -726,13 +736,7 @@ async fn vpdq_bank_versions_and_formats(store: Store, _url: String) {
         want1
     );
     // The same version again, in CSV this time: a no-op.
-    let csv = write_list(
-        Format::Csv,
-        SignalType::Vpdq,
-        &want1,
-        Some(b.organisation()),
-    )
-    .unwrap();
+    let csv = write_list(Format::Csv, SignalType::Vpdq, &want1).unwrap();
     assert_eq!(
         import_text(&store, b.name(), SignalType::Vpdq, &csv, v(1))
             .await
@@ -777,7 +781,7 @@ async fn vpdq_bank_versions_and_formats(store: Store, _url: String) {
         )
     );
     // Exported text equals the imported text, value for value (canonical signal_str).
-    let text = write_list(Format::LocalFile, SignalType::Vpdq, &live, None).unwrap();
+    let text = write_list(Format::LocalFile, SignalType::Vpdq, &live).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     let mut want_lines: Vec<&str> = v2.lines().collect();
     lines.sort();
@@ -978,24 +982,26 @@ async fn migrate_from_v1(url: String, cleanup: Cleanup) {
         ("me", "local-file")
     );
     let entries = store.entries(&name).await.unwrap();
-    let got: Vec<(String, Option<Version>, Vec<String>)> = entries
+    let got: Vec<(String, Option<Version>, Vec<Label>)> = entries
         .iter()
         .map(|e| {
             (
                 e.value().to_string(),
                 e.removed_in(),
-                e.item().tags().iter().map(|t| t.to_string()).collect(),
+                e.item().labels().to_vec(),
             )
         })
         .collect();
+    // A row written before the collab column (migration 0003) reads as one label without one.
+    let old_label = Label::new(
+        None,
+        Some(Text::new("cat").unwrap()),
+        vec!["y".parse().unwrap(), "x".parse().unwrap()],
+    );
     assert_eq!(
         got,
         vec![
-            (
-                a.clone(),
-                Some(v(2)),
-                vec!["x".to_string(), "y".to_string()]
-            ),
+            (a.clone(), Some(v(2)), vec![old_label]),
             (c.clone(), None, vec![])
         ]
     );
@@ -1061,4 +1067,103 @@ async fn migrate_from_v1_postgres() {
         return;
     };
     migrate_from_v1(url, cleanup).await;
+}
+
+/// A CSV list exports back unchanged: each entry's own collab, category and tags (not the bank's
+/// organisation), also for a value listed by two collaborations (two rows, as
+/// python-threatexchange writes them) and for rows with empty columns. A change of collab alone
+/// is a change of the entry (tombstone and re-add), so the history keeps both.
+async fn csv_metadata_survives_import_and_export(store: Store, _url: String) {
+    let b = bank("standin", "Stand-in Org", "GB", SignalType::Pdq);
+    store.create_bank(&b).await.unwrap();
+    // Rows in the order export writes them: by value, then label.
+    let mut ids: Vec<Hash256> = (20..24).map(pdq).collect();
+    ids.sort_by_key(|h| h.to_string());
+    let [h0, h1, h2, h3] = [ids[0], ids[1], ids[2], ids[3]];
+    let csv = format!(
+        "signal_type,signal_str,collab,category,tags\n\
+         pdq,{h0},Collab A,POSITIVE_CLASS,standin x\n\
+         pdq,{h0},\"Collab B, Inc.\",INVESTIGATION_SEED,\n\
+         pdq,{h1},,,\n\
+         pdq,{h2},Collab C,,y\n\
+         pdq,{h3},,two words,\n"
+    );
+    let out = import_text(&store, b.name(), SignalType::Pdq, &csv, v(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, ImportOutcome::Imported { added: 4, .. }),
+        "{out:?}"
+    );
+    let items = store.export(b.name(), None).await.unwrap();
+    assert_eq!(
+        write_list(Format::Csv, SignalType::Pdq, &items).unwrap(),
+        csv
+    );
+    // The same rows in another order are the same version.
+    let mut shuffled: Vec<&str> = csv.lines().collect();
+    shuffled[1..].reverse();
+    let shuffled = shuffled.join("\n") + "\n";
+    assert_eq!(
+        import_text(&store, b.name(), SignalType::Pdq, &shuffled, v(1))
+            .await
+            .unwrap(),
+        ImportOutcome::NoOp
+    );
+    // Only h2's collab changes: one entry replaced, three unchanged.
+    let v2 = csv.replace("Collab C", "Collab D");
+    let out = import_text(&store, b.name(), SignalType::Pdq, &v2, v(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ImportOutcome::Imported {
+            version: v(2),
+            added: 1,
+            removed: 1,
+            unchanged: 3
+        }
+    );
+    let old = store.export(b.name(), Some(v(1))).await.unwrap();
+    assert_eq!(write_list(Format::Csv, SignalType::Pdq, &old).unwrap(), csv);
+    let new = store.export(b.name(), None).await.unwrap();
+    assert_eq!(write_list(Format::Csv, SignalType::Pdq, &new).unwrap(), v2);
+}
+
+/// PDQ CLI output of several images with one hash is one entry that keeps every file name
+/// through the database; exported, it gives one line per name, and re-importing that is a no-op.
+async fn repeated_values_are_one_entry(store: Store, _url: String) {
+    let b = bank("standin", "Stand-in Org", "GB", SignalType::Pdq);
+    store.create_bank(&b).await.unwrap();
+    let (h, g) = (pdq(30), pdq(31));
+    let text = format!("{h},90,b.jpg\n{g},80,c.jpg\n{h},95,a.jpg\n{h},90,b.jpg\n");
+    let list = parse_list(text.as_bytes(), SignalType::Pdq, None).unwrap();
+    assert_eq!((list.items().len(), list.merged()), (2, 2));
+    let meta = ImportMeta::new("t", None, text.as_bytes());
+    let out = store.import(b.name(), &list, v(1), &meta).await.unwrap();
+    assert!(
+        matches!(out, ImportOutcome::Imported { added: 2, .. }),
+        "{out:?}"
+    );
+    let items = store.export(b.name(), None).await.unwrap();
+    let merged = items.iter().find(|i| i.value() == &Signal::Pdq(h)).unwrap();
+    let names: Vec<&str> = merged.source_ids().iter().map(Text::as_str).collect();
+    assert_eq!(names, ["a.jpg", "b.jpg"]);
+    assert_eq!(merged.quality().map(|q| q.get()), Some(95));
+    let out = write_list(Format::PdqCli, SignalType::Pdq, &items).unwrap();
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    let mut want = vec![
+        format!("{h},95,a.jpg"),
+        format!("{h},95,b.jpg"),
+        format!("{g},80,c.jpg"),
+    ];
+    want.sort();
+    assert_eq!(lines, want);
+    assert_eq!(
+        import_text(&store, b.name(), SignalType::Pdq, &out, v(1))
+            .await
+            .unwrap(),
+        ImportOutcome::NoOp
+    );
 }

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     match parse_list(bytes, signal_type, format) {
         Ok(list) => {
             assert!(list.line_numbers().iter().all(|&l| l >= 1 && l <= lines));
-            let text = write_list(list.format(), signal_type, list.items(), None)
+            let text = write_list(list.format(), signal_type, list.items())
                 .expect("an accepted list can be written in its own format");
             let back = parse_list(text.as_bytes(), signal_type, Some(list.format()))
                 .expect("a written list parses");
