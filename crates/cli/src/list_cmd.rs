@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use hashguard_hashlist::{
     consensus, parse_list_with, plan_import, write_list, Bank, BankEntries, BankKind, BankName,
     ConsensusParams, Format, ImportPlan, ListItem, ParseError, ParsedList, Repeats, SignalType,
-    Version,
+    Version, MAX_LINE_BYTES,
 };
 use hashguard_store::{ImportMeta, ImportOutcome, Store};
 
@@ -124,9 +124,14 @@ struct ImportArgs {
     /// Format of the file (default: detected from its first data line).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
-    /// Version number to record (default: the next one; an unchanged list imports nothing).
+    /// Version number to record, 1 to 2^53 (default: the next one; an unchanged list imports
+    /// nothing).
     #[arg(long)]
     version: Option<u64>,
+    /// Import a list with no entry (an empty or comments-only file), which removes every entry
+    /// of the bank; refused without this flag.
+    #[arg(long)]
+    allow_empty: bool,
     /// Who imports it, for the audit trail (default: $USER).
     #[arg(long)]
     by: Option<String>,
@@ -143,9 +148,111 @@ pub struct ListReadArgs {
     /// collab/category/tags), and one line on stderr says how many were merged.
     #[arg(long)]
     pub strict: bool,
+    /// Largest list file to read, in bytes, or with a suffix K, M, G (powers of 1024); for
+    /// `match`, query files too. A file or stream that grows past it is refused as soon as it
+    /// does, as is a line longer than 16 MiB (longer than any list line can be).
+    #[arg(long, value_name = "SIZE", default_value = "2G", value_parser = parse_size)]
+    pub max_list_size: u64,
+}
+
+/// A size in bytes: digits, optionally followed by K, M, G or T (powers of 1024; `KiB`, `kb`
+/// and the like are read the same).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 500M, 2G, 1048576)"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use K, M, G or T)"
+            ))
+        }
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Why reading a list file stopped.
+#[derive(Debug)]
+enum ReadLimit {
+    /// The file grew past the size limit.
+    Size(u64),
+    /// Line `line` grew past [`MAX_LINE_BYTES`].
+    Line(usize),
+    /// Reading failed.
+    Io(std::io::Error),
+}
+
+/// Reads `reader` to its end, but stops as soon as it has given more than `max_bytes`, or a line
+/// of more than [`MAX_LINE_BYTES`] (so `/dev/zero` or a binary file costs one limit's worth of
+/// memory, not all it has).
+fn read_limited(mut reader: impl Read, max_bytes: u64) -> Result<Vec<u8>, ReadLimit> {
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let (mut line, mut line_len) = (1usize, 0usize);
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ReadLimit::Io(e)),
+        };
+        if out.len() as u64 + n as u64 > max_bytes {
+            return Err(ReadLimit::Size(max_bytes));
+        }
+        for &b in &chunk[..n] {
+            if b == b'\n' {
+                line += 1;
+                line_len = 0;
+            } else {
+                line_len += 1;
+                if line_len > MAX_LINE_BYTES {
+                    return Err(ReadLimit::Line(line));
+                }
+            }
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
 }
 
 impl ListReadArgs {
+    /// Reads the list or query file `path` (`-`: standard input) whole, within the limits: a
+    /// directory, a file over `--max-list-size` and a line over 16 MiB are refused with an error
+    /// naming the file and the limit, before more than that is read.
+    pub fn read(&self, path: &Path) -> anyhow::Result<Vec<u8>> {
+        let name = path.display();
+        let result = if path.as_os_str() == "-" {
+            read_limited(std::io::stdin().lock(), self.max_list_size)
+        } else {
+            let meta = std::fs::metadata(path).with_context(|| format!("cannot read {name}"))?;
+            anyhow::ensure!(
+                !meta.is_dir(),
+                "{name} is a directory; a list is one file (give the file inside it)"
+            );
+            let file = std::fs::File::open(path).with_context(|| format!("cannot read {name}"))?;
+            read_limited(file, self.max_list_size)
+        };
+        result.map_err(|e| match e {
+            ReadLimit::Size(max) => anyhow::anyhow!(
+                "{name} is larger than {max} bytes, the --max-list-size limit; nothing was read from it (raise the limit to read a larger list)"
+            ),
+            ReadLimit::Line(line) => anyhow::anyhow!(
+                "{name}:{line}: a line longer than {MAX_LINE_BYTES} bytes, longer than any list line can be (the longest is a vPDQ value of {} frames); not a list file, nothing was read from it",
+                hashguard_hashlist::MAX_VPDQ_FRAMES
+            ),
+            ReadLimit::Io(e) => anyhow::Error::new(e).context(format!("cannot read {name}")),
+        })
+    }
+
     /// Parses the list file `path` (already read into `bytes`): every bad line reported as
     /// `FILE:LINE: reason` (see [`report_parse_error`]), and repeats merged or refused as
     /// `--strict` says; the number of merged lines goes to stderr.
@@ -310,18 +417,6 @@ async fn update(store: &Store, a: UpdateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_file_or_stdin(path: &Path) -> anyhow::Result<Vec<u8>> {
-    if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("cannot read standard input")?;
-        Ok(buf)
-    } else {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-    }
-}
-
 /// Prints every bad line of a refused list, `FILE:LINE: reason`, and the summary error.
 pub fn report_parse_error(file: &Path, err: ParseError) -> anyhow::Error {
     if let ParseError::BadLines { format, lines } = &err {
@@ -341,23 +436,37 @@ pub fn report_parse_error(file: &Path, err: ParseError) -> anyhow::Error {
 async fn import(store: &Store, a: ImportArgs) -> anyhow::Result<ExitCode> {
     let name = bank_name(&a.name)?;
     let bank = existing_bank(store, &name).await?;
-    let bytes = read_file_or_stdin(&a.file)?;
+    let bytes = a.read.read(&a.file)?;
     let list = a.read.parse(
         &a.file,
         &bytes,
         bank.signal_type(),
         a.format.map(Format::from),
     )?;
+    if list.items().is_empty() && !a.allow_empty {
+        let live = store.export(&name, None).await?.len();
+        anyhow::bail!(
+            "{}: no entry (an empty or comments-only file); importing it would remove all {live} entries of bank {name}. Nothing was imported; pass --allow-empty to import an empty list",
+            a.file.display()
+        );
+    }
     let latest = store.latest_version(&name).await?;
     let version = match (a.version, latest) {
-        (Some(v), _) => Version::new(v).context("versions start at 1")?,
+        (Some(v), _) => Version::chosen(v).with_context(|| {
+            format!(
+                "--version {v}: a list's version must be 1 to {} (2^53), so that the bank can always take a next version",
+                Version::MAX_CHOSEN
+            )
+        })?,
         (None, None) => Version::FIRST,
         (None, Some(latest)) => {
             // An unchanged list is the latest version again: a no-op, not a new version.
             let entries = store.entries(&name).await?;
             match plan_import(Some(latest), &entries, list.items(), latest) {
                 Ok(ImportPlan::NoOp) => latest,
-                _ => latest.next().context("version numbers exhausted")?,
+                _ => latest.next().with_context(|| {
+                    format!("version numbers exhausted: bank {name} is at version {latest}, the largest there is (an explicit version this large is refused now); import into a new bank")
+                })?,
             }
         }
     };

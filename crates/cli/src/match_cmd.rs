@@ -49,7 +49,7 @@ pub struct MatchArgs {
     /// Signal type of the list file (default: named by its lines, else pdq).
     #[arg(long, requires = "list")]
     signal_type: Option<String>,
-    /// How the list file is read (`--strict`).
+    /// How the list file is read (`--strict`, `--max-list-size`).
     #[command(flatten)]
     list_read: ListReadArgs,
     /// Match the hash lines of this file (any list format) instead of images; prints
@@ -167,7 +167,7 @@ pub fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn load_list_file(path: &Path, args: &MatchArgs) -> anyhow::Result<Banks> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = args.list_read.read(path)?;
     let format = args.list_format.map(Into::into);
     let signal_type = match &args.signal_type {
         Some(t) => t.parse()?,
@@ -480,8 +480,7 @@ fn match_hash_lines(
     banks: &Banks,
     queries_path: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(queries_path)
-        .with_context(|| format!("cannot read {}", queries_path.display()))?;
+    let bytes = args.list_read.read(queries_path)?;
     let signal_type = banks.matcher.banks()[0].0.signal_type;
     anyhow::ensure!(
         signal_type != SignalType::Vpdq,

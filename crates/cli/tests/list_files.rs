@@ -229,3 +229,357 @@ fn csv_import_exports_back_unchanged() {
     run(&["export", "standin", "--format", "csv", "-o", &s(&out)]);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), csv);
 }
+
+/// A list or query file may start with a UTF-8 byte-order mark (Windows editors write one):
+/// `list import`, `match --list` and `match --hashes` read it as if it were not there.
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.png");
+    blocks_png(3, &a);
+    let h = pdq_of(&a);
+    let bom = "\u{feff}";
+    let local = dir.path().join("bom.txt");
+    std::fs::write(&local, format!("{bom}pdq {h}\npdq {}\n", "0f".repeat(32))).unwrap();
+    let csv = dir.path().join("bom.csv");
+    std::fs::write(
+        &csv,
+        format!("{bom}signal_type,signal_str,collab,category,tags\npdq,{h},Collab,,\n"),
+    )
+    .unwrap();
+    let queries = dir.path().join("queries.txt");
+    std::fs::write(&queries, format!("{bom}{h}\n")).unwrap();
+
+    for (list, line) in [(&local, 1), (&csv, 2)] {
+        let got = hashguard_ok(&["match", "--list", &s(list), &s(&a)]);
+        assert_eq!(got, format!("{},{},{h},pdq,0\n", s(&a), s(list)));
+        let pairs = hashguard_ok(&["match", "--list", &s(list), "--hashes", &s(&queries)]);
+        assert_eq!(pairs, format!("1,{line},0\n"));
+    }
+    let db = s(&dir.path().join("lists.db"));
+    hashguard_ok(&[
+        "list",
+        "--db",
+        &db,
+        "create",
+        "b",
+        "--org",
+        "O",
+        "--jurisdiction",
+        "GB",
+    ]);
+    hashguard_ok(&["list", "--db", &db, "import", "b", &s(&local)]);
+    let exported = hashguard_ok(&["list", "--db", &db, "export", "b", "--format", "hex"]);
+    assert!(exported.lines().any(|l| l == h), "{exported}");
+    hashguard_ok(&["list", "--db", &db, "import", "b", &s(&csv)]);
+    let exported = hashguard_ok(&["list", "--db", &db, "export", "b", "--format", "csv"]);
+    assert!(
+        exported.ends_with(&format!("pdq,{h},Collab,,\n")),
+        "{exported}"
+    );
+}
+
+fn db_list(db: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["list", "--db", db];
+    all.extend_from_slice(args);
+    hashguard(&all)
+}
+
+fn live_and_versions(db: &str, bank: &str) -> (u64, u64) {
+    let out = db_list(db, &["stats", bank, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (v["live"].as_u64().unwrap(), v["versions"].as_u64().unwrap())
+}
+
+/// Importing an empty or comments-only file would remove every entry of the bank: refused with
+/// a message saying so, unless `--allow-empty`.
+#[test]
+fn an_empty_import_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = s(&dir.path().join("lists.db"));
+    assert!(
+        db_list(&db, &["create", "b", "--org", "O", "--jurisdiction", "GB"])
+            .status
+            .success()
+    );
+    let full = dir.path().join("full.txt");
+    std::fs::write(
+        &full,
+        format!("md5 {}\nmd5 {}\n", "a".repeat(32), "b".repeat(32)),
+    )
+    .unwrap();
+    assert!(db_list(
+        &db,
+        &[
+            "create",
+            "m",
+            "--org",
+            "O",
+            "--jurisdiction",
+            "GB",
+            "--signal-type",
+            "md5"
+        ]
+    )
+    .status
+    .success());
+    assert!(db_list(&db, &["import", "m", &s(&full)]).status.success());
+    assert_eq!(live_and_versions(&db, "m"), (2, 1));
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let comments = dir.path().join("comments.txt");
+    std::fs::write(&comments, "# stand-in list, nothing listed yet\n\n   \n").unwrap();
+    for file in [&empty, &comments] {
+        let out = db_list(&db, &["import", "m", &s(file)]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(&s(file))
+                && err.contains("remove all 2 entries")
+                && err.contains("--allow-empty"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(live_and_versions(&db, "m"), (2, 1), "nothing imported");
+    }
+    let out = db_list(&db, &["import", "m", &s(&comments), "--allow-empty"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(live_and_versions(&db, "m"), (0, 2));
+}
+
+/// `export --version N` for a version the bank does not have yet is an error, not the latest.
+#[test]
+fn exporting_a_version_after_the_latest_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = s(&dir.path().join("lists.db"));
+    assert!(
+        db_list(&db, &["create", "b", "--org", "O", "--jurisdiction", "GB"])
+            .status
+            .success()
+    );
+    let out = db_list(&db, &["export", "b", "--version", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bank b has no version 1 (nothing was imported into it yet)"),
+        "{}",
+        stderr(&out)
+    );
+    let list = dir.path().join("v1.txt");
+    std::fs::write(&list, format!("pdq {}\n", "3c".repeat(32))).unwrap();
+    assert!(db_list(&db, &["import", "b", &s(&list)]).status.success());
+    let out = db_list(&db, &["export", "b", "--version", "5"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        err.contains("bank b has no version 5 (its latest is 1)"),
+        "{err}"
+    );
+    let out = db_list(&db, &["export", "b", "--version", "1"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("pdq {}\n", "3c".repeat(32))
+    );
+}
+
+/// An explicit version is at most 2^53, so the bank can always take a next version: the probe
+/// `--version 9223372036854775807` is refused (it used to be accepted and then every later
+/// import failed), and after the largest explicit version the next import still works.
+#[test]
+fn explicit_versions_leave_room_for_a_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = s(&dir.path().join("lists.db"));
+    assert!(
+        db_list(&db, &["create", "b", "--org", "O", "--jurisdiction", "GB"])
+            .status
+            .success()
+    );
+    let v1 = dir.path().join("v1.txt");
+    std::fs::write(&v1, format!("pdq {}\n", "3c".repeat(32))).unwrap();
+    let v2 = dir.path().join("v2.txt");
+    std::fs::write(&v2, format!("pdq {}\n", "c3".repeat(32))).unwrap();
+    for refused in ["9223372036854775807", "9007199254740993", "0"] {
+        let out = db_list(&db, &["import", "b", &s(&v1), "--version", refused]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "--version {refused}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(live_and_versions(&db, "b"), (0, 0));
+    }
+    let out = db_list(
+        &db,
+        &["import", "b", &s(&v1), "--version", "9007199254740992"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = db_list(&db, &["import", "b", &s(&v2)]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("imported version 9007199254740993"), "{err}");
+}
+
+/// Runs hashguard with a 4 GiB address-space limit and a deadline, so that a command that reads
+/// an endless stream whole fails the test instead of taking the machine's memory.
+fn hashguard_bounded(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 4194304; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_hashguard"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code(), err);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("hashguard {args:?} still running after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// List and query files are read with limits: `/dev/zero` (one endless line), a long line, a
+/// file over `--max-list-size` and a directory each give one clear error naming the file and the
+/// limit, at once and without a panic.
+#[test]
+fn list_files_are_read_within_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = s(&dir.path().join("lists.db"));
+    assert!(
+        db_list(&db, &["create", "b", "--org", "O", "--jurisdiction", "GB"])
+            .status
+            .success()
+    );
+    let good = dir.path().join("good.txt");
+    let lines: String = (0..30_000u32)
+        .map(|i| {
+            format!(
+                "pdq {:064x}\n",
+                u128::from(i) * 0x9e37_79b9_7f4a_7c15_u128 + 1
+            )
+        })
+        .collect();
+    std::fs::write(&good, &lines).unwrap();
+    let image = dir.path().join("a.png");
+    blocks_png(4, &image);
+
+    let zero_cases: [&[&str]; 3] = [
+        &["list", "--db", &db, "import", "b", "/dev/zero"],
+        &["match", "--list", "/dev/zero", image.to_str().unwrap()],
+        &[
+            "match",
+            "--list",
+            good.to_str().unwrap(),
+            "--hashes",
+            "/dev/zero",
+        ],
+    ];
+    for args in zero_cases {
+        let (code, err) = hashguard_bounded(args);
+        assert_ne!(code, Some(0), "{args:?}: {err}");
+        assert!(
+            err.contains("/dev/zero:1: a line longer than 16777216 bytes")
+                && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+
+    let long = dir.path().join("long.txt");
+    std::fs::write(
+        &long,
+        format!("pdq {}\n{}\n", "ab".repeat(32), "a".repeat(17 << 20)),
+    )
+    .unwrap();
+    let (code, err) = hashguard_bounded(&["match", "--list", &s(&long), &s(&image)]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:2: a line longer than", long.display())),
+        "{err}"
+    );
+
+    // 30,000 lines of 69 bytes: over a 1M limit, under the default and under 4M.
+    let (code, err) = hashguard_bounded(&[
+        "match",
+        "--list",
+        &s(&good),
+        "--max-list-size",
+        "1M",
+        &s(&image),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} is larger than 1048576 bytes, the --max-list-size limit",
+            good.display()
+        )),
+        "{err}"
+    );
+    let (code, err) = hashguard_bounded(&[
+        "list",
+        "--db",
+        &db,
+        "import",
+        "b",
+        &s(&good),
+        "--max-list-size",
+        "1M",
+    ]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("the --max-list-size limit"), "{err}");
+    assert_eq!(live_and_versions(&db, "b"), (0, 0));
+    let (code, err) = hashguard_bounded(&[
+        "list",
+        "--db",
+        &db,
+        "import",
+        "b",
+        &s(&good),
+        "--max-list-size",
+        "4M",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = hashguard_bounded(&["match", "--list", &s(&good), &s(&image)]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // A directory is not a list.
+    for args in [
+        vec![
+            "list",
+            "--db",
+            db.as_str(),
+            "import",
+            "b",
+            dir.path().to_str().unwrap(),
+        ],
+        vec![
+            "match",
+            "--list",
+            dir.path().to_str().unwrap(),
+            image.to_str().unwrap(),
+        ],
+    ] {
+        let (code, err) = hashguard_bounded(&args);
+        assert_ne!(code, Some(0), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{} is a directory; a list is one file",
+                dir.path().display()
+            )),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -35,6 +35,27 @@ impl Version {
     pub fn next(self) -> Option<Version> {
         Version::new(self.0 + 1)
     }
+
+    /// The largest version number a list may be given explicitly: 2^53. Automatic numbering
+    /// (the latest version plus one) continues above it up to `i64::MAX`, so a bank given the
+    /// largest explicit version can still take 2^63 - 2^53 - 1 more versions: a chosen number
+    /// can never leave a bank without a next version. 2^53 is also the largest integer every
+    /// JSON reader holds exactly (`stats --json` prints versions as numbers), and far above
+    /// any list's own numbering (dates, Unix times in seconds or milliseconds).
+    pub const MAX_CHOSEN: u64 = 1 << 53;
+
+    /// A version chosen by the caller (a list's own version number): 1 to
+    /// [`Version::MAX_CHOSEN`].
+    ///
+    /// ```
+    /// use hashguard_hashlist::Version;
+    /// assert!(Version::chosen(Version::MAX_CHOSEN).is_some());
+    /// assert!(Version::chosen(Version::MAX_CHOSEN + 1).is_none());
+    /// assert!(Version::chosen(Version::MAX_CHOSEN).unwrap().next().is_some());
+    /// ```
+    pub fn chosen(v: u64) -> Option<Version> {
+        (v <= Self::MAX_CHOSEN).then_some(()).and(Version::new(v))
+    }
 }
 
 impl fmt::Display for Version {

@@ -137,6 +137,19 @@ pub enum StoreError {
     /// No bank of that name.
     #[error("no bank named {0}")]
     NoSuchBank(BankName),
+    /// An export asked for a version after the bank's latest (or of a bank with no version).
+    #[error("bank {bank} has no version {version} ({})", match .latest {
+        Some(latest) => format!("its latest is {latest}"),
+        None => "nothing was imported into it yet".to_string(),
+    })]
+    NoSuchVersion {
+        /// The bank.
+        bank: BankName,
+        /// The version asked for.
+        version: Version,
+        /// The bank's latest version.
+        latest: Option<Version>,
+    },
     /// The list's signal type is not the bank's.
     #[error("bank {bank} holds {expected} values, the list holds {found}")]
     SignalTypeMismatch {
@@ -671,13 +684,25 @@ impl Store {
     /// The bank's list at `version` (default: the latest), ordered by value (vPDQ: by digest):
     /// the items to write
     /// with [`hashguard_hashlist::write_list`]. A version that was never imported but lies between
-    /// two imported ones gives the list as it stood then.
+    /// two imported ones gives the list as it stood then; a version after the latest is
+    /// [`StoreError::NoSuchVersion`] (the list it would name does not exist yet, and answering
+    /// with the latest would pass one version off as another).
     pub async fn export(
         &self,
         name: &BankName,
         version: Option<Version>,
     ) -> Result<Vec<ListItem>, StoreError> {
         let entries = self.entries(name).await?;
+        if let Some(version) = version {
+            let latest = self.latest_version(name).await?;
+            if latest.is_none_or(|latest| version > latest) {
+                return Err(StoreError::NoSuchVersion {
+                    bank: name.clone(),
+                    version,
+                    latest,
+                });
+            }
+        }
         Ok(entries
             .into_iter()
             .filter(|e| match version {

@@ -177,6 +177,7 @@ suite!(
     vpdq_import_over_the_batch_byte_limit,
     csv_metadata_survives_import_and_export,
     repeated_values_are_one_entry,
+    export_of_a_version_after_the_latest_is_refused,
 );
 
 fn bank(name: &str, org: &str, j: &str, t: SignalType) -> Bank {
@@ -1166,4 +1167,27 @@ async fn repeated_values_are_one_entry(store: Store, _url: String) {
             .unwrap(),
         ImportOutcome::NoOp
     );
+}
+
+/// Exporting a version after the bank's latest (or of a bank without versions) is an error that
+/// says so, not the latest list under another number.
+async fn export_of_a_version_after_the_latest_is_refused(store: Store, _url: String) {
+    let b = bank("standin", "Stand-in Org", "GB", SignalType::Pdq);
+    store.create_bank(&b).await.unwrap();
+    let err = store.export(b.name(), Some(v(1))).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NoSuchVersion { latest: None, .. }),
+        "{err:?}"
+    );
+    import_text(&store, b.name(), SignalType::Pdq, &pdq_file(&[1], 90), v(3))
+        .await
+        .unwrap();
+    let err = store.export(b.name(), Some(v(5))).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bank standin has no version 5 (its latest is 3)"
+    );
+    // Versions up to the latest, imported or not, are the list as it stood then.
+    assert!(store.export(b.name(), Some(v(2))).await.unwrap().is_empty());
+    assert_eq!(store.export(b.name(), Some(v(3))).await.unwrap().len(), 1);
 }
