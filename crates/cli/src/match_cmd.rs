@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use hashguard_hashing::{Hashed, Hasher};
 use hashguard_hashlist::{
     detect_signal_type, parse_queries, BankKind, Hit, ListItem, Lookup, MatchRules, Matcher,
     QueryLine, Signal, SignalType,
@@ -17,7 +18,7 @@ use hashguard_vpdq::{Feature, MatchRule, VideoBankIndex, DEFAULT_QUALITY};
 use rayon::prelude::*;
 
 use crate::db::{runtime, Access, DbArgs};
-use crate::hashing::{for_each_in_order, hash_input, progress_bar, worker_pool, Hashed, MediaArgs};
+use crate::hashing::{for_each_in_order, hash_input, progress_bar, worker_pool, MediaArgs};
 use crate::inputs::{expand, Input};
 use crate::list_cmd::{report_parse_error, FormatArg, ListReadArgs};
 use crate::output::{csv_field, csv_path, json_path};
@@ -271,7 +272,7 @@ fn match_media(args: &MatchArgs, banks: &Banks) -> anyhow::Result<ExitCode> {
         anyhow::bail!("`-` (standard input) can be given only once");
     }
     let pool = &worker_pool(args.threads, inputs.len())?;
-    let settings = args.media.settings(args.dihedral, true);
+    let options = args.media.options(args.dihedral, true);
     let progress = progress_bar(inputs.len());
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -281,9 +282,9 @@ fn match_media(args: &MatchArgs, banks: &Banks) -> anyhow::Result<ExitCode> {
         &progress,
         &inputs,
         &mut out,
-        Scratch::new,
-        |scratch, input| {
-            hash_input(input, &settings).map(|hashed| {
+        || (Hasher::new(options), Scratch::new()),
+        |(hasher, scratch), input| {
+            hash_input(hasher, input).map(|hashed| {
                 let queries = queries_of(&hashed, args.min_quality);
                 let mut matched = lookup_all(&banks.matcher, &queries, scratch);
                 if let Hashed::Video { features, .. } = &hashed {
@@ -352,6 +353,7 @@ fn queries_of(hashed: &Hashed, min_quality: u8) -> Vec<Query> {
             hash,
             dihedral,
             digests,
+            ..
         } => {
             if hash.quality >= min_quality {
                 out.push(Query {
