@@ -85,8 +85,15 @@ fn hex(code: [u64; 4]) -> String {
 
 /// Runs the binary with a deadline: a hang is a failure, not a stuck test.
 fn hashguard_within(args: &[&str], limit: Duration) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hashguard"))
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hashguard"));
+    command.args(args);
+    run_within(command, limit)
+}
+
+/// Runs `command` with its output captured; kills it and fails the test if it has not
+/// finished within `limit`.
+fn run_within(mut command: Command, limit: Duration) -> std::process::Output {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -100,7 +107,7 @@ fn hashguard_within(args: &[&str], limit: Duration) -> std::process::Output {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
             panic!(
-                "hashguard {args:?} did not finish within {limit:?}: {}",
+                "{command:?} did not finish within {limit:?}: {}",
                 stderr(&out)
             );
         }
@@ -502,17 +509,7 @@ fn reading_commands_work_in_a_directory_that_cannot_be_written() {
             Command::new(env!("CARGO_BIN_EXE_hashguard"))
         };
         command.args(args);
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            assert!(started.elapsed() < Duration::from_secs(20), "hung");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
+        run_within(command, Duration::from_secs(20))
     };
     let stats = run(&["list", "--db", &d, "stats"]);
     let export = run(&["list", "--db", &d, "export", "b"]);
