@@ -178,6 +178,11 @@ suite!(
     csv_metadata_survives_import_and_export,
     repeated_values_are_one_entry,
     export_of_a_version_after_the_latest_is_refused,
+    concurrent_imports_get_consecutive_versions,
+    import_next_numbers_versions,
+    a_held_lock_is_busy_after_the_busy_timeout,
+    delete_bank_removes_its_history,
+    rename_bank_keeps_its_history,
 );
 
 fn bank(name: &str, org: &str, j: &str, t: SignalType) -> Bank {
@@ -1190,4 +1195,356 @@ async fn export_of_a_version_after_the_latest_is_refused(store: Store, _url: Str
     // Versions up to the latest, imported or not, are the list as it stood then.
     assert!(store.export(b.name(), Some(v(2))).await.unwrap().is_empty());
     assert_eq!(store.export(b.name(), Some(v(3))).await.unwrap().len(), 1);
+}
+
+/// Two imports into one bank at the same time, through two stores (as two processes would),
+/// each letting the store choose the version: both succeed, one after the other, with the
+/// versions after the latest, and the bank ends as the list that got the higher one.
+async fn concurrent_imports_get_consecutive_versions(store: Store, url: String) {
+    let b = bank("standin", "Stand-in Org", "GB", SignalType::Pdq);
+    store.create_bank(&b).await.unwrap();
+    let first = pdq_file(&[1, 2, 3], 90);
+    let list = parse_list(first.as_bytes(), SignalType::Pdq, None).unwrap();
+    let meta = ImportMeta::new("t", None, first.as_bytes());
+    let n = store
+        .import_next(b.name(), &list, &meta)
+        .await
+        .unwrap()
+        .version;
+    assert_eq!(n, v(1));
+    let other = Store::open(&url).await.unwrap();
+    // Big enough that the two transactions overlap, different so neither is a no-op.
+    let texts = [
+        pdq_file(&(1_000..4_000).collect::<Vec<u64>>(), 90),
+        pdq_file(&(2_000..5_000).collect::<Vec<u64>>(), 80),
+    ];
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let mut tasks = Vec::new();
+    for (s, text) in [store.clone(), other.clone()]
+        .into_iter()
+        .zip(texts.clone())
+    {
+        let (start, name) = (start.clone(), b.name().clone());
+        tasks.push(tokio::spawn(async move {
+            let list = parse_list(text.as_bytes(), SignalType::Pdq, None).unwrap();
+            let meta = ImportMeta::new("t", None, text.as_bytes());
+            start.wait().await;
+            s.import_next(&name, &list, &meta).await
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        let done = tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("an import finishes within 120 s")
+            .expect("the import task does not panic");
+        results.push(done.expect("both imports succeed"));
+    }
+    let mut versions: Vec<Version> = results.iter().map(|r| r.version).collect();
+    versions.sort();
+    assert_eq!(versions, [v(2), v(3)]);
+    for r in &results {
+        assert!(
+            matches!(r.outcome, ImportOutcome::Imported { version, .. } if version == r.version),
+            "{r:?}"
+        );
+    }
+    // The audit trail has both, and the bank holds the list that got version 3.
+    let imports = store.imports(b.name()).await.unwrap();
+    assert_eq!(
+        imports.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [v(1), v(2), v(3)]
+    );
+    let last = if results[0].version == v(3) { 0 } else { 1 };
+    assert_eq!(
+        imports[2].file_sha256,
+        ImportMeta::new("t", None, texts[last].as_bytes()).file_sha256()
+    );
+    let want = parse_list(texts[last].as_bytes(), SignalType::Pdq, None).unwrap();
+    assert_eq!(
+        sorted_values(&store.export(b.name(), None).await.unwrap()),
+        sorted_values(want.items())
+    );
+    other.close().await;
+}
+
+/// `import_next`: version 1 for a new bank, the latest plus one for a change, the latest (a
+/// no-op) for the same content, and an error, not a wrap-around, at the largest version.
+async fn import_next_numbers_versions(store: Store, _url: String) {
+    let b = bank("standin", "Stand-in Org", "GB", SignalType::Md5);
+    store.create_bank(&b).await.unwrap();
+    let next = |text: String| {
+        let store = store.clone();
+        let name = b.name().clone();
+        async move {
+            let list = parse_list(text.as_bytes(), SignalType::Md5, None).unwrap();
+            store
+                .import_next(&name, &list, &ImportMeta::new("t", None, text.as_bytes()))
+                .await
+        }
+    };
+    let one = format!("md5 {}\n", "a".repeat(32));
+    let two = format!("{one}md5 {}\n", "b".repeat(32));
+    let got = next(one.clone()).await.unwrap();
+    assert_eq!(got.version, v(1));
+    assert!(matches!(
+        got.outcome,
+        ImportOutcome::Imported { added: 1, .. }
+    ));
+    assert_eq!(
+        next(one.clone()).await.unwrap(),
+        NextImport {
+            version: v(1),
+            outcome: ImportOutcome::NoOp
+        }
+    );
+    let got = next(two.clone()).await.unwrap();
+    assert_eq!(
+        got.outcome,
+        ImportOutcome::Imported {
+            version: v(2),
+            added: 1,
+            removed: 0,
+            unchanged: 1
+        }
+    );
+    // After a chosen version, the next one follows it.
+    import_text(&store, b.name(), SignalType::Md5, &one, v(10))
+        .await
+        .unwrap();
+    assert_eq!(next(two.clone()).await.unwrap().version, v(11));
+    // At the largest version: the same content is a no-op, other content an error.
+    let max = Version::new(i64::MAX as u64).unwrap();
+    import_text(&store, b.name(), SignalType::Md5, &one, max)
+        .await
+        .unwrap();
+    assert_eq!(next(one.clone()).await.unwrap().version, max);
+    let err = next(two).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::VersionsExhausted { latest, .. } if latest == max),
+        "{err:?}"
+    );
+    assert_eq!(store.latest_version(b.name()).await.unwrap(), Some(max));
+    // No bank, wrong type: the same errors as `import`.
+    let list = parse_list(one.as_bytes(), SignalType::Md5, None).unwrap();
+    let meta = ImportMeta::new("t", None, one.as_bytes());
+    assert!(matches!(
+        store
+            .import_next(&"nope".parse().unwrap(), &list, &meta)
+            .await,
+        Err(StoreError::NoSuchBank(_))
+    ));
+    let p = bank("images", "Stand-in Org", "GB", SignalType::Pdq);
+    store.create_bank(&p).await.unwrap();
+    assert!(matches!(
+        store.import_next(p.name(), &list, &meta).await,
+        Err(StoreError::SignalTypeMismatch { .. })
+    ));
+}
+
+/// A writer that holds the bank's lock longer than another's busy timeout makes the other fail
+/// with `Busy` after about that timeout (not at once, not never), and with the lock gone the
+/// import succeeds.
+async fn a_held_lock_is_busy_after_the_busy_timeout(store: Store, url: String) {
+    let b = bank("standin", "Stand-in Org", "GB", SignalType::Md5);
+    store.create_bank(&b).await.unwrap();
+    let timeout = Duration::from_millis(300);
+    let options = StoreOptions::default()
+        .with_busy_timeout(timeout)
+        .with_max_connections(std::num::NonZeroU32::new(2).unwrap());
+    let impatient = Store::open_with_options(&url, options).await.unwrap();
+    assert_eq!(impatient.options(), options);
+    let raw = AnyPool::connect(&url).await.unwrap();
+    let mut holder = raw.begin().await.unwrap();
+    // Takes SQLite's write lock and PostgreSQL's row lock on the bank.
+    sqlx::query("UPDATE banks SET threshold = threshold WHERE name = $1")
+        .bind(b.name().as_str())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let text = format!("md5 {}\n", "a".repeat(32));
+    let list = parse_list(text.as_bytes(), SignalType::Md5, None).unwrap();
+    let meta = ImportMeta::new("t", None, text.as_bytes());
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        impatient.import_next(b.name(), &list, &meta),
+    )
+    .await
+    .expect("the busy timeout ends the wait")
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Busy(t) if t == timeout),
+        "{err:?}"
+    );
+    assert!(started.elapsed() >= timeout / 2, "{:?}", started.elapsed());
+    holder.rollback().await.unwrap();
+    assert_eq!(
+        impatient
+            .import_next(b.name(), &list, &meta)
+            .await
+            .unwrap()
+            .version,
+        v(1)
+    );
+    raw.close().await;
+    impatient.close().await;
+}
+
+async fn count_rows(url: &str, table: &str, bank: &str) -> i64 {
+    let raw = AnyPool::connect(url).await.unwrap();
+    let n = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE bank = $1"))
+        .bind(bank)
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    raw.close().await;
+    n
+}
+
+/// Deleting a bank removes its entries (live and tombstones), its versions and itself, and
+/// nothing of another bank; the name can then be used again for a new bank.
+async fn delete_bank_removes_its_history(store: Store, url: String) {
+    let a = bank("standin-a", "Stand-in Org A", "GB", SignalType::Pdq);
+    let keep = bank("standin-b", "Stand-in Org B", "US", SignalType::Pdq);
+    for x in [&a, &keep] {
+        store.create_bank(x).await.unwrap();
+    }
+    import_text(
+        &store,
+        a.name(),
+        SignalType::Pdq,
+        &pdq_file(&[1, 2, 3], 90),
+        v(1),
+    )
+    .await
+    .unwrap();
+    import_text(
+        &store,
+        a.name(),
+        SignalType::Pdq,
+        &pdq_file(&[2, 4], 90),
+        v(2),
+    )
+    .await
+    .unwrap();
+    import_text(
+        &store,
+        keep.name(),
+        SignalType::Pdq,
+        &pdq_file(&[1, 2], 90),
+        v(1),
+    )
+    .await
+    .unwrap();
+    let kept_entries = store.entries(keep.name()).await.unwrap();
+    let kept_imports = store.imports(keep.name()).await.unwrap();
+    assert_eq!(
+        store.delete_bank(a.name()).await.unwrap(),
+        DeletedBank {
+            versions: 2,
+            entries: 4
+        }
+    );
+    assert_eq!(store.bank(a.name()).await.unwrap(), None);
+    assert!(matches!(
+        store.entries(a.name()).await,
+        Err(StoreError::NoSuchBank(_))
+    ));
+    assert!(store.imports(a.name()).await.unwrap().is_empty());
+    assert_eq!(store.latest_version(a.name()).await.unwrap(), None);
+    for table in ["entries", "list_versions"] {
+        assert_eq!(
+            count_rows(&url, table, a.name().as_str()).await,
+            0,
+            "{table}"
+        );
+    }
+    assert_eq!(store.banks().await.unwrap(), vec![keep.clone()]);
+    assert_eq!(store.entries(keep.name()).await.unwrap(), kept_entries);
+    assert_eq!(store.imports(keep.name()).await.unwrap(), kept_imports);
+    // Unknown now: a clear error.
+    let err = store.delete_bank(a.name()).await.unwrap_err();
+    assert_eq!(err.to_string(), "no bank named standin-a");
+    // The name is free again, for a bank that starts from nothing.
+    let again = bank("standin-a", "Stand-in Org C", "FR", SignalType::Md5);
+    store.create_bank(&again).await.unwrap();
+    assert_eq!(store.stats(again.name()).await.unwrap().versions, 0);
+}
+
+/// Renaming a bank keeps its fields, entries and audit trail under the new name; the old name
+/// is gone, a taken or unknown name is refused, and imports continue from the same version.
+async fn rename_bank_keeps_its_history(store: Store, url: String) {
+    let a = bank("standin-a", "Stand-in Org A", "GB", SignalType::Pdq)
+        .with_threshold(12)
+        .unwrap()
+        .with_enabled(false);
+    let b = bank("standin-b", "Stand-in Org B", "US", SignalType::Pdq);
+    for x in [&a, &b] {
+        store.create_bank(x).await.unwrap();
+    }
+    let csv = format!(
+        "signal_type,signal_str,collab,category,tags\npdq,{},Collab A,POSITIVE_CLASS,x\n",
+        pdq(7)
+    );
+    import_text(&store, a.name(), SignalType::Pdq, &csv, v(1))
+        .await
+        .unwrap();
+    import_text(
+        &store,
+        a.name(),
+        SignalType::Pdq,
+        &pdq_file(&[1, 2], 90),
+        v(2),
+    )
+    .await
+    .unwrap();
+    let entries = store.entries(a.name()).await.unwrap();
+    let imports = store.imports(a.name()).await.unwrap();
+    let c: BankName = "standin-c".parse().unwrap();
+    store.rename_bank(a.name(), &c).await.unwrap();
+    let renamed = Bank::new(
+        c.clone(),
+        "Stand-in Org A",
+        "GB".parse().unwrap(),
+        SignalType::Pdq,
+        BankKind::Block,
+    )
+    .unwrap()
+    .with_threshold(12)
+    .unwrap()
+    .with_enabled(false);
+    assert_eq!(store.bank(&c).await.unwrap(), Some(renamed.clone()));
+    assert_eq!(store.bank(a.name()).await.unwrap(), None);
+    assert_eq!(store.entries(&c).await.unwrap(), entries);
+    assert_eq!(store.imports(&c).await.unwrap(), imports);
+    assert_eq!(store.banks().await.unwrap(), vec![b.clone(), renamed]);
+    for table in ["entries", "list_versions"] {
+        assert_eq!(
+            count_rows(&url, table, a.name().as_str()).await,
+            0,
+            "{table}"
+        );
+    }
+    // Taken, unknown, the same name.
+    let err = store.rename_bank(&c, b.name()).await.unwrap_err();
+    assert_eq!(err.to_string(), "bank standin-b exists already");
+    let err = store
+        .rename_bank(a.name(), &"x".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "no bank named standin-a");
+    store.rename_bank(&c, &c).await.unwrap();
+    assert_eq!(store.entries(&c).await.unwrap(), entries);
+    // Imports go on from the renamed bank's versions.
+    let text = pdq_file(&[3], 90);
+    let list = parse_list(text.as_bytes(), SignalType::Pdq, None).unwrap();
+    let next = store
+        .import_next(&c, &list, &ImportMeta::new("t", None, text.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(next.version, v(3));
+    // The old name can be created again, empty.
+    store.create_bank(&a).await.unwrap();
+    assert!(store.entries(a.name()).await.unwrap().is_empty());
 }

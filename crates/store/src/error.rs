@@ -1,0 +1,130 @@
+//! The store's error type.
+
+use std::time::Duration;
+
+use hashguard_hashlist::{BankName, SignalType, Version, VersionError};
+
+use crate::Backend;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database did not answer within the time given (an unreachable host, say).
+    #[error("no answer from the database within {} s", .0.as_secs())]
+    ConnectTimeout(Duration),
+    /// Another writer kept the database (SQLite) or the bank (PostgreSQL) locked for longer
+    /// than the busy timeout ([`StoreOptions::with_busy_timeout`](crate::StoreOptions::with_busy_timeout)).
+    #[error("another writer kept the database locked for more than {} s (the busy timeout); try again", .0.as_secs_f64())]
+    Busy(Duration),
+    /// A reading command found a database without this version's schema changes.
+    #[error("the database lacks {missing} schema migration(s) of this version; a writing command (e.g. `hashguard list import`) upgrades it")]
+    NeedsUpgrade {
+        /// How many migrations are not applied.
+        missing: usize,
+    },
+    /// The URL names neither SQLite nor PostgreSQL.
+    #[error("unsupported database URL (use sqlite://PATH or postgres://...): {0}")]
+    UnsupportedUrl(String),
+    /// A bank of that name exists already.
+    #[error("bank {0} exists already")]
+    BankExists(BankName),
+    /// No bank of that name.
+    #[error("no bank named {0}")]
+    NoSuchBank(BankName),
+    /// An export asked for a version after the bank's latest (or of a bank with no version).
+    #[error("bank {bank} has no version {version} ({})", match .latest {
+        Some(latest) => format!("its latest is {latest}"),
+        None => "nothing was imported into it yet".to_string(),
+    })]
+    NoSuchVersion {
+        /// The bank.
+        bank: BankName,
+        /// The version asked for.
+        version: Version,
+        /// The bank's latest version.
+        latest: Option<Version>,
+    },
+    /// [`Store::import_next`](crate::Store::import_next) found the bank at the largest version
+    /// there is, and the list differs from it.
+    #[error("version numbers exhausted: bank {bank} is at version {latest}, the largest there is; import into a new bank")]
+    VersionsExhausted {
+        /// The bank.
+        bank: BankName,
+        /// Its latest version.
+        latest: Version,
+    },
+    /// The list's signal type is not the bank's.
+    #[error("bank {bank} holds {expected} values, the list holds {found}")]
+    SignalTypeMismatch {
+        /// The bank.
+        bank: BankName,
+        /// The bank's type.
+        expected: SignalType,
+        /// The list's type.
+        found: SignalType,
+    },
+    /// The version cannot be imported (older than the latest, or the latest with other content).
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// A stored row does not validate (written by something other than this crate?).
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// A [`StoreError::Corrupt`].
+pub(crate) fn corrupt(table: &'static str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        detail: detail.to_string(),
+    }
+}
+
+/// `error` as [`StoreError::Busy`] when it says that a lock was not had within the busy timeout:
+/// SQLite's SQLITE_BUSY (primary code 5, any extended code) or PostgreSQL's `lock_not_available`
+/// (55P03, raised by `lock_timeout`).
+pub(crate) fn busy_or(error: sqlx::Error, backend: Backend, timeout: Duration) -> StoreError {
+    let busy = match (&error, backend) {
+        (sqlx::Error::Database(e), Backend::Sqlite) => e
+            .code()
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|c| c & 0xff == 5),
+        (sqlx::Error::Database(e), Backend::Postgres) => e.code().as_deref() == Some("55P03"),
+        _ => false,
+    };
+    if busy {
+        StoreError::Busy(timeout)
+    } else {
+        StoreError::Database(error)
+    }
+}
+
+/// A decoding error of ours carried through sqlx's row mapping (which only passes
+/// `sqlx::Error` on), and taken out again by [`from_mapped`].
+pub(crate) fn into_mapped(error: StoreError) -> sqlx::Error {
+    match error {
+        StoreError::Database(e) => e,
+        other => sqlx::Error::Decode(Box::new(other)),
+    }
+}
+
+/// The inverse of [`into_mapped`].
+pub(crate) fn from_mapped(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Decode(inner) => match inner.downcast::<StoreError>() {
+            Ok(ours) => *ours,
+            Err(other) => StoreError::Database(sqlx::Error::Decode(other)),
+        },
+        other => StoreError::Database(other),
+    }
+}
