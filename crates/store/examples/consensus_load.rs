@@ -6,11 +6,12 @@
 //! from 4 organisations in 2 jurisdictions (GB, GB, US, US). Consecutive banks share half of
 //! their values (bank k lists values `k * n/8 .. k * n/8 + n/4` of one random sequence), so the
 //! consensus view has values listed by 1, 2 and 3 organisations in 1 or 2 jurisdictions. The
-//! lists are plain hex, as most shared lists are. The values are generated (SplitMix64, fixed
+//! lists are plain hex, as most shared lists are, or with `--format pdq-cli` the PDQ CLI's
+//! `hash,quality,file name` (every entry then has a quality and a source id). The values are generated (SplitMix64, fixed
 //! seed): no real list is involved.
 //!
 //! ```text
-//! consensus_load [--db sqlite|postgres|both] [--n N] [--reps R] [--sqlite-file PATH]
+//! consensus_load [--db sqlite|postgres|both] [--n N] [--reps R] [--format hex|pdq-cli] [--sqlite-file PATH]
 //! ```
 //!
 //! `--sqlite-file` keeps the SQLite database in PATH and, when PATH already holds the banks,
@@ -34,6 +35,8 @@ struct Args {
     postgres: bool,
     n: usize,
     reps: usize,
+    /// Each list line as `hash,quality,file name` (PDQ CLI output) instead of the hash alone.
+    pdq_cli: bool,
     /// A SQLite file to use (and keep) instead of a temporary one; its banks are imported only
     /// if it has none yet, so a load can be timed again without importing again.
     sqlite_file: Option<std::path::PathBuf>,
@@ -45,6 +48,7 @@ fn parse_args() -> Result<Args, Error> {
         postgres: true,
         n: 1_900_000,
         reps: 3,
+        pdq_cli: false,
         sqlite_file: None,
     };
     let mut it = std::env::args().skip(1);
@@ -59,10 +63,15 @@ fn parse_args() -> Result<Args, Error> {
             },
             "--n" => args.n = value()?.parse()?,
             "--reps" => args.reps = value()?.parse()?,
+            "--format" => match value()?.as_str() {
+                "hex" => args.pdq_cli = false,
+                "pdq-cli" => args.pdq_cli = true,
+                other => return Err(format!("--format {other}: use hex or pdq-cli").into()),
+            },
             "--sqlite-file" => args.sqlite_file = Some(value()?.into()),
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: consensus_load [--db sqlite|postgres|both] [--n N] [--reps R] [--sqlite-file PATH]"
+                    "unknown argument {other}; usage: consensus_load [--db sqlite|postgres|both] [--n N] [--reps R] [--format hex|pdq-cli] [--sqlite-file PATH]"
                 )
                 .into())
             }
@@ -88,7 +97,7 @@ impl SplitMix {
 }
 
 /// The four banks' list files (plain hex, one value a line).
-fn lists(n: usize) -> Vec<(Bank, String)> {
+fn lists(n: usize, pdq_cli: bool) -> Vec<(Bank, String)> {
     let per_bank = n / 4;
     let step = per_bank / 2;
     let distinct = 3 * step + per_bank;
@@ -122,8 +131,11 @@ fn lists(n: usize) -> Vec<(Bank, String)> {
             )
             .expect("a valid bank");
             let mut text = String::with_capacity(per_bank * 65);
-            for v in &values[k * step..k * step + per_bank] {
+            for (i, v) in values[k * step..k * step + per_bank].iter().enumerate() {
                 text.push_str(v);
+                if pdq_cli {
+                    text.push_str(&format!(",{},{name}-{i}.jpg", 50 + i % 51));
+                }
                 text.push('\n');
             }
             (bank, text)
@@ -132,7 +144,7 @@ fn lists(n: usize) -> Vec<(Bank, String)> {
 }
 
 async fn bench(store: &Store, label: &str, args: &Args) -> Result<(), Error> {
-    let banks = lists(args.n);
+    let banks = lists(args.n, args.pdq_cli);
     let mut total = 0;
     for (bank, text) in &banks {
         if store.bank(bank.name()).await?.is_some() {

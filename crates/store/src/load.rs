@@ -1,6 +1,6 @@
 //! The hot path: a bank's entries, read by the driver's own types (no `sqlx::Any` conversion),
-//! entries without metadata in groups of many per row, and [`Store::load_enabled`], the input
-//! of the matcher and of the consensus view.
+//! many entries per row (all but vPDQ entries, whose payloads can be large), and
+//! [`Store::load_enabled`], the input of the matcher and of the consensus view.
 
 use hashguard_hashlist::{Bank, Entry, SignalType};
 
@@ -18,34 +18,38 @@ pub struct LoadedBank {
     pub entries: Vec<Entry>,
 }
 
-/// A row that holds nothing but its value, versions and quality: every entry of a list without
-/// metadata (plain hex, or PDQ CLI output without file names), which is most of them.
-const PLAIN: &str =
-    "source_id IS NULL AND category IS NULL AND tags = '' AND payload IS NULL AND collab IS NULL";
+/// Separates the fields of one row in a group of [`grouped_sql`]: a control character, which
+/// no stored text can hold (`hashguard-hashlist`'s `Text` and `Tag` refuse them, values are
+/// hex).
+const FIELD: char = '\u{1f}';
 
-/// The other rows (`tags` is never NULL, so this is exactly `NOT PLAIN`).
-const NOT_PLAIN: &str = "(source_id IS NOT NULL OR category IS NOT NULL OR tags <> '' OR payload IS NOT NULL OR collab IS NOT NULL)";
+/// Separates the rows of a group.
+const RECORD: char = '\u{1e}';
 
-/// The plain rows of a bank in groups of about a 4,096th of the bank (by the first three hex
-/// digits of the value): each group is one text of `value,added_in,removed_in,quality` items
-/// separated by `;`, with the count of its rows. One SQL text for both databases
-/// (`string_agg` is PostgreSQL's and, since 3.44, SQLite's). A row per entry would cost more
-/// than the entry is worth: the SQLite driver copies every value of every row on its worker
-/// thread, and fetching 1.9 million rows of 9 columns took 10.1 s on the benchmark machine,
-/// 1.0 s in groups (`docs/store.md`).
-fn plain_sql(live_only: bool) -> String {
+/// The rows of a bank without a payload (every type but vPDQ) in groups of about a 4,096th of
+/// the bank (by the first three hex digits of the value): each group is one text of rows
+/// separated by [`RECORD`], each row its columns separated by [`FIELD`] (a nullable text
+/// column as `+text` or `-` for NULL), with the count of its rows. One SQL text for both
+/// databases (`string_agg` is PostgreSQL's and, since 3.44, SQLite's). A row per entry would
+/// cost more than the entry is worth: the SQLite driver copies every value of every row on its
+/// worker thread, and fetching 1.9 million rows of 9 columns took 10.1 s on the benchmark
+/// machine, 1.0 s in groups (`docs/store.md`).
+fn grouped_sql(live_only: bool) -> String {
+    let f = format!("'{FIELD}'");
     format!(
-        "SELECT COUNT(*), string_agg(value || ',' || CAST(added_in AS TEXT) || ',' || \
-         COALESCE(CAST(removed_in AS TEXT), '') || ',' || COALESCE(CAST(quality AS TEXT), ''), ';') \
-         FROM entries WHERE bank = $1{} AND {PLAIN} GROUP BY substr(value, 1, 3)",
+        "SELECT COUNT(*), string_agg(value || {f} || CAST(added_in AS TEXT) || {f} || \
+         COALESCE(CAST(removed_in AS TEXT), '') || {f} || COALESCE(CAST(quality AS TEXT), '') || {f} || \
+         COALESCE('+' || source_id, '-') || {f} || COALESCE('+' || category, '-') || {f} || \
+         COALESCE('+' || collab, '-') || {f} || tags, '{RECORD}') \
+         FROM entries WHERE bank = $1{} AND payload IS NULL GROUP BY substr(value, 1, 3)",
         if live_only { " AND removed_in IS NULL" } else { "" }
     )
 }
 
-/// The other rows of a bank, one per entry.
-fn other_sql(live_only: bool) -> String {
+/// The rows with a payload (vPDQ: a video's frames can be megabytes), one per entry.
+fn payload_sql(live_only: bool) -> String {
     format!(
-        "SELECT {ENTRY_COLUMNS} FROM entries WHERE bank = $1{} AND {NOT_PLAIN}",
+        "SELECT {ENTRY_COLUMNS} FROM entries WHERE bank = $1{} AND payload IS NOT NULL",
         if live_only {
             " AND removed_in IS NULL"
         } else {
@@ -54,52 +58,51 @@ fn other_sql(live_only: bool) -> String {
     )
 }
 
-/// One item of a group of plain rows.
-struct PlainRow<'a> {
-    value: &'a str,
-    added_in: i64,
-    removed_in: Option<i64>,
-    quality: Option<i64>,
-}
-
-/// The items of a group that [`plain_sql`] made of `count` rows.
+/// The rows of a group that [`grouped_sql`] made of `count` rows.
 fn parse_group<'a>(
     group: &'a str,
     count: i64,
-    out: &mut Vec<PlainRow<'a>>,
+    out: &mut Vec<EntryColumns<'a>>,
 ) -> Result<(), StoreError> {
-    let bad = |item: &str| corrupt("entries", format!("unreadable plain row {item:?}"));
-    let int = |field: &str, item: &str| field.parse::<i64>().map_err(|_| bad(item));
-    let optional = |field: &str, item: &str| {
+    let bad = |row: &str| corrupt("entries", format!("unreadable row {row:?}"));
+    let int = |field: &str, row: &str| field.parse::<i64>().map_err(|_| bad(row));
+    let optional_int = |field: &str, row: &str| {
         (!field.is_empty())
-            .then(|| field.parse::<i64>().map_err(|_| bad(item)))
+            .then(|| field.parse::<i64>().map_err(|_| bad(row)))
             .transpose()
     };
+    let optional_text = |field: &'a str, row: &str| match field.strip_prefix('+') {
+        Some(text) => Ok(Some(text)),
+        None if field == "-" => Ok(None),
+        None => Err(bad(row)),
+    };
     let before = out.len();
-    for item in group.split(';') {
-        let mut fields = item.split(',');
-        let (Some(value), Some(added_in), Some(removed_in), Some(quality), None) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            return Err(bad(item));
+    for row in group.split(RECORD) {
+        let mut fields = row.split(FIELD);
+        let mut next = || fields.next().ok_or_else(|| bad(row));
+        let columns = EntryColumns {
+            value: next()?,
+            added_in: int(next()?, row)?,
+            removed_in: optional_int(next()?, row)?,
+            quality: optional_int(next()?, row)?,
+            source_id: optional_text(next()?, row)?,
+            category: optional_text(next()?, row)?,
+            collab: optional_text(next()?, row)?,
+            tags: next()?,
+            payload: None,
         };
-        out.push(PlainRow {
-            value,
-            added_in: int(added_in, item)?,
-            removed_in: optional(removed_in, item)?,
-            quality: optional(quality, item)?,
-        });
+        if fields.next().is_some() {
+            return Err(bad(row));
+        }
+        out.push(columns);
     }
-    // A value holding `;` or `,` (written behind the store's back) must not pass as two rows.
+    // Every row adds at least one item: as many items as rows means that no text held a
+    // separator (written behind the store's back) that could make one row pass as two.
     if i64::try_from(out.len() - before).ok() != Some(count) {
         return Err(corrupt(
             "entries",
             format!(
-                "a group of {count} plain rows reads as {} items",
+                "a group of {count} rows reads as {} rows",
                 out.len() - before
             ),
         ));
@@ -116,33 +119,33 @@ pub(crate) async fn entries_in(
 ) -> Result<Vec<Entry>, StoreError> {
     let signal_type = bank.signal_type();
     let name = bank.name().as_str();
-    let plain_sql = plain_sql(live_only);
-    let groups: Vec<(i64, String)> = on_conn!(&mut *conn, |c| sqlx::query_as(&plain_sql)
+    let grouped_sql = grouped_sql(live_only);
+    let groups: Vec<(i64, String)> = on_conn!(&mut *conn, |c| sqlx::query_as(&grouped_sql)
         .bind(name)
         .fetch_all(&mut *c)
         .await?);
-    let mut plain = Vec::with_capacity(
+    let mut grouped = Vec::with_capacity(
         groups
             .iter()
             .map(|(count, _)| usize::try_from(*count).unwrap_or(0))
             .sum(),
     );
     for (count, group) in &groups {
-        parse_group(group, *count, &mut plain)?;
+        parse_group(group, *count, &mut grouped)?;
     }
-    plain.sort_unstable_by(|a, b| (a.value, a.added_in).cmp(&(b.value, b.added_in)));
+    grouped.sort_unstable_by(|a, b| (a.value, a.added_in).cmp(&(b.value, b.added_in)));
 
-    // Each other row becomes an entry as it arrives; an invalid row stops the load with its
-    // reason.
-    let other_sql = other_sql(live_only);
-    let mut other: Vec<(String, i64, Entry)> = on_conn!(&mut *conn, |c| sqlx::query(&other_sql)
+    // Each row with a payload becomes an entry as it arrives; an invalid row stops the load
+    // with its reason.
+    let payload_sql = payload_sql(live_only);
+    let mut other: Vec<(String, i64, Entry)> = on_conn!(&mut *conn, |c| sqlx::query(&payload_sql)
         .bind(name)
         .try_map(|row| {
             entry_columns(&row)
                 .map_err(StoreError::from)
                 .and_then(|columns| {
-                    let key = (columns.value.to_string(), columns.added_in);
-                    Ok((key.0, key.1, entry_from_columns(columns, signal_type)?))
+                    let (value, added_in) = (columns.value.to_string(), columns.added_in);
+                    Ok((value, added_in, entry_from_columns(columns, signal_type)?))
                 })
                 .map_err(into_mapped)
         })
@@ -152,26 +155,15 @@ pub(crate) async fn entries_in(
     other.sort_unstable_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
 
     // Both in order: merge them.
-    let mut out = Vec::with_capacity(plain.len() + other.len());
+    let mut out = Vec::with_capacity(grouped.len() + other.len());
     let mut other = other.into_iter().peekable();
-    for row in plain {
+    for row in grouped {
         while let Some((_, _, entry)) = other
             .next_if(|(value, added_in, _)| (value.as_str(), *added_in) < (row.value, row.added_in))
         {
             out.push(entry);
         }
-        let columns = EntryColumns {
-            value: row.value,
-            added_in: row.added_in,
-            removed_in: row.removed_in,
-            quality: row.quality,
-            source_id: None,
-            category: None,
-            tags: "",
-            payload: None,
-            collab: None,
-        };
-        out.push(entry_from_columns(columns, signal_type)?);
+        out.push(entry_from_columns(row, signal_type)?);
     }
     out.extend(other.map(|(_, _, entry)| entry));
     Ok(out)

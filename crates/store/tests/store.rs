@@ -57,6 +57,8 @@ impl TestDb {
 
     /// A URL for a new SQLite database, not opened yet.
     fn empty_sqlite() -> (String, Cleanup) {
+        // The checks reach the database behind the store's back through `sqlx::AnyPool`.
+        sqlx::any::install_default_drivers();
         let dir = std::env::temp_dir().join(format!("hashguard-store-test-{}", unique()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = Store::sqlite_url(&dir.join("test.db"));
@@ -183,6 +185,7 @@ suite!(
     a_held_lock_is_busy_after_the_busy_timeout,
     delete_bank_removes_its_history,
     rename_bank_keeps_its_history,
+    rows_read_in_groups_are_checked,
 );
 
 fn bank(name: &str, org: &str, j: &str, t: SignalType) -> Bank {
@@ -1547,4 +1550,46 @@ async fn rename_bank_keeps_its_history(store: Store, url: String) {
     // The old name can be created again, empty.
     store.create_bank(&a).await.unwrap();
     assert!(store.entries(a.name()).await.unwrap().is_empty());
+}
+
+/// Entries are read many to a row, their columns joined by control characters. A row written
+/// behind the store's back whose text holds such separators (here: a source id that would read
+/// as a second, invented entry) is reported as corrupt, never read as two entries.
+async fn rows_read_in_groups_are_checked(store: Store, url: String) {
+    let b = bank("standin", "Stand-in Org", "GB", SignalType::Pdq);
+    store.create_bank(&b).await.unwrap();
+    import_text(&store, b.name(), SignalType::Pdq, &pdq_file(&[1], 90), v(1))
+        .await
+        .unwrap();
+    let good = store.entries(b.name()).await.unwrap();
+    let raw = AnyPool::connect(&url).await.unwrap();
+    let invented = format!(
+        "x\u{1e}{}\u{1f}1\u{1f}\u{1f}\u{1f}-\u{1f}-\u{1f}-\u{1f}",
+        pdq(2)
+    );
+    for source_id in [invented.as_str(), "a\u{1f}b", "tab\there"] {
+        sqlx::query("UPDATE entries SET source_id = $1 WHERE bank = $2")
+            .bind(source_id)
+            .bind(b.name().as_str())
+            .execute(&raw)
+            .await
+            .unwrap();
+        let err = store.entries(b.name()).await;
+        assert!(
+            matches!(err, Err(StoreError::Corrupt { .. })),
+            "{source_id:?}: {err:?}"
+        );
+        let err = store.load_enabled(None).await;
+        assert!(
+            matches!(err, Err(StoreError::Corrupt { .. })),
+            "{source_id:?}: {err:?}"
+        );
+    }
+    sqlx::query("UPDATE entries SET source_id = 'standin-1.jpg' WHERE bank = $1")
+        .bind(b.name().as_str())
+        .execute(&raw)
+        .await
+        .unwrap();
+    assert_eq!(store.entries(b.name()).await.unwrap(), good);
+    raw.close().await;
 }
