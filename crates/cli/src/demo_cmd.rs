@@ -12,9 +12,10 @@ use anyhow::Context;
 use clap::Args;
 use hashguard_hashing::{Hashed, Hasher, Options};
 use hashguard_hashlist::{parse_list, Bank, BankKind, MatchRules, Matcher, Signal, SignalType};
+use hashguard_protocol::keys::TableKind;
 use hashguard_protocol::prelude::*;
 use hashguard_service::keyset::ConsensusSpec;
-use hashguard_service::publish::{next_epoch, os_rng};
+use hashguard_service::publish::{next_epoch, now, os_rng, SECONDS_PER_DAY};
 use hashguard_store::ImportMeta;
 use rand_chacha::rand_core::Rng;
 
@@ -174,7 +175,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let built = build_table(&spec, &secret, &keyset.keys, &epoch, None, &mut rng)?;
     let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
     let table_bytes: usize = shards.iter().map(|s| s.encode().len()).sum();
-    let table = ClientTable::load(spec, 1, &built.entries(), &shards, 1 << 24)?;
+    // The client accepts the table only through a manifest it checked against the parameters
+    // pinned in its binary.
+    let start = now();
+    let manifest = Manifest::for_table(&built, &epoch, start, start + SECONDS_PER_DAY)?
+        .check_client(&PinnedParams::exactly(params.clone()), start, None)?;
+    let table = ClientTable::load(&manifest, TableKind::Pdq, &shards, 1 << 24)?;
     outln!(
         "   {} consensus values -> {} keys ({} pruned for separation); table {} bytes; the client verifies it and never sees a hash",
         keyset.consensus_values,

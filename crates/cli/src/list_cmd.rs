@@ -8,9 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use hashguard_hashlist::{
-    consensus, parse_list_with, plan_import, write_list, Bank, BankEntries, BankKind, BankName,
-    ConsensusParams, Format, ImportPlan, ListItem, ParseError, ParsedList, Repeats, SignalType,
-    Version, MAX_LINE_BYTES,
+    consensus, parse_list_with, write_list, Bank, BankEntries, BankKind, BankName, ConsensusParams,
+    Format, ListItem, ParseError, ParsedList, Repeats, SignalType, Version, MAX_LINE_BYTES,
 };
 use hashguard_store::{ImportMeta, ImportOutcome, Store};
 
@@ -86,7 +85,7 @@ struct CreateArgs {
     /// Its jurisdiction, an ISO 3166-1 alpha-2 code (e.g. GB, US).
     #[arg(long)]
     jurisdiction: String,
-    /// Signal type: pdq, md5 or sha256.
+    /// Signal type: pdq, md5, sha256 or vpdq.
     #[arg(long, default_value = "pdq")]
     signal_type: String,
     /// Block (report matches) or allow (suppress matches of its entries).
@@ -450,32 +449,27 @@ async fn import(store: &Store, a: ImportArgs) -> anyhow::Result<ExitCode> {
             a.file.display()
         );
     }
-    let latest = store.latest_version(&name).await?;
-    let version = match (a.version, latest) {
-        (Some(v), _) => Version::chosen(v).with_context(|| {
-            format!(
-                "--version {v}: a list's version must be 1 to {} (2^53), so that the bank can always take a next version",
-                Version::MAX_CHOSEN
-            )
-        })?,
-        (None, None) => Version::FIRST,
-        (None, Some(latest)) => {
-            // An unchanged list is the latest version again: a no-op, not a new version.
-            let entries = store.entries(&name).await?;
-            match plan_import(Some(latest), &entries, list.items(), latest) {
-                Ok(ImportPlan::NoOp) => latest,
-                _ => latest.next().with_context(|| {
-                    format!("version numbers exhausted: bank {name} is at version {latest}, the largest there is (an explicit version this large is refused now); import into a new bank")
-                })?,
-            }
-        }
-    };
     let by =
         a.by.or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".to_string());
     let source = a.file.display().to_string();
     let meta = ImportMeta::new(&by, Some(&source), &bytes);
-    match store.import(&name, &list, version, &meta).await? {
+    let (version, outcome) = match a.version {
+        Some(v) => {
+            let version = Version::chosen(v).with_context(|| {
+                format!(
+                    "--version {v}: a list's version must be 1 to {} (2^53), so that the bank can always take a next version",
+                    Version::MAX_CHOSEN
+                )
+            })?;
+            (version, store.import(&name, &list, version, &meta).await?)
+        }
+        None => {
+            let next = store.import_next(&name, &list, &meta).await?;
+            (next.version, next.outcome)
+        }
+    };
+    match outcome {
         ImportOutcome::NoOp => eprintln!(
             "{name}: {} is version {version} already; nothing imported",
             a.file.display()

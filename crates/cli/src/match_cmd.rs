@@ -1,6 +1,8 @@
 //! `hashguard match`: hash images (PDQ, plus MD5 and SHA-256 of the bytes for exact banks) and
-//! videos (MD5/SHA-256 of the bytes) and print every match in the enabled banks of the database
-//! or in one list file; or, with `--hashes`, match the lines of a query file against a list file.
+//! videos (vPDQ frames, plus MD5 and SHA-256 of the bytes) and print every match in the enabled
+//! banks of the database or in one list file; or, with `--hashes`, match the lines of a query
+//! file against a list file. The matching is `hashguard_service::banks`; this file parses the
+//! flags and prints.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,13 +10,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use hashguard_hashing::{Hashed, Hasher};
-use hashguard_hashlist::{
-    detect_signal_type, parse_queries, BankKind, Hit, ListItem, Lookup, MatchRules, Matcher,
-    QueryLine, Signal, SignalType,
-};
+use hashguard_hashing::Hasher;
+use hashguard_hashlist::{detect_signal_type, parse_queries, Hit, Lookup, QueryLine, SignalType};
 use hashguard_index::Scratch;
-use hashguard_vpdq::{Feature, MatchRule, VideoBankIndex, DEFAULT_QUALITY};
+use hashguard_service::banks::{BankSet, Query, VideoHit};
 use rayon::prelude::*;
 
 use crate::db::{runtime, Access, DbArgs};
@@ -47,7 +46,8 @@ pub struct MatchArgs {
     /// Format of the list file (default: detected).
     #[arg(long, value_enum, requires = "list")]
     list_format: Option<FormatArg>,
-    /// Signal type of the list file (default: named by its lines, else pdq).
+    /// Signal type of the list file: pdq, md5, sha256 or vpdq (default: named by its lines,
+    /// else pdq).
     #[arg(long, requires = "list")]
     signal_type: Option<String>,
     /// How the list file is read (`--strict`, `--max-list-size`).
@@ -79,80 +79,6 @@ pub struct MatchArgs {
     media: MediaArgs,
 }
 
-/// The banks to match against, with what to print for each.
-struct Banks {
-    matcher: Matcher,
-    /// One frame index per enabled vPDQ bank: (bank, kind, index of the bank's items).
-    videos: Vec<(usize, BankKind, VideoBankIndex<usize>)>,
-    /// The bank column per bank: its name, or the list file's path.
-    labels: Vec<String>,
-    /// For a list file: each item's line number.
-    lines: Option<Vec<usize>>,
-}
-
-impl Banks {
-    fn new(
-        banks: Vec<(MatchRules, Vec<ListItem>)>,
-        radius: Option<u32>,
-        labels: Vec<String>,
-        lines: Option<Vec<usize>>,
-    ) -> anyhow::Result<Banks> {
-        let mut videos = Vec::new();
-        for (b, (rules, items)) in banks.iter().enumerate() {
-            if rules.signal_type != SignalType::Vpdq || !rules.enabled {
-                continue;
-            }
-            let entries = items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, item)| item.value().as_vpdq().map(|v| (i, v.shared_features())));
-            let index = VideoBankIndex::build_with(entries, rules.threshold, DEFAULT_QUALITY)
-                .with_context(|| format!("bank {}", labels[b]))?;
-            videos.push((b, rules.kind, index));
-        }
-        Ok(Banks {
-            matcher: Matcher::new(banks, radius)?,
-            videos,
-            labels,
-            lines,
-        })
-    }
-
-    /// Every vPDQ bank entry the video matches under the python-threatexchange rule; block
-    /// matches and the allow banks that matched.
-    fn match_video(&self, features: &[Feature]) -> (Vec<VideoHit>, Vec<usize>) {
-        let mut block = Vec::new();
-        let mut allow = Vec::new();
-        for (bank, kind, index) in &self.videos {
-            for m in index.matches(features, MatchRule::ThreatExchange) {
-                let Some(&item) = index.id(m.entry) else {
-                    continue;
-                };
-                match kind {
-                    BankKind::Block => block.push(VideoHit {
-                        bank: *bank,
-                        item,
-                        query_percent: m.query_percent,
-                        compared_percent: m.compared_percent,
-                    }),
-                    BankKind::Allow => allow.push(*bank),
-                }
-            }
-        }
-        (block, allow)
-    }
-
-    /// The id a match names: the list's id for the entry, else the value (for a video, the
-    /// SHA-256 of its `signal_str`, which is also the store's key for it).
-    fn entry_id(&self, item: &ListItem) -> String {
-        match (item.source_id(), item.value()) {
-            (Some(id), _) => id.as_str().to_string(),
-            (None, Signal::Vpdq(v)) => format!("sha256:{}", v.sha256_hex()),
-            (None, value) => value.to_string(),
-        }
-    }
-}
-
 /// Runs `hashguard match`; exits 1 if any input failed.
 pub fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
     // A bad --threads is a usage error before any list is loaded.
@@ -167,7 +93,7 @@ pub fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load_list_file(path: &Path, args: &MatchArgs) -> anyhow::Result<Banks> {
+fn load_list_file(path: &Path, args: &MatchArgs) -> anyhow::Result<BankSet> {
     let bytes = args.list_read.read(path)?;
     let format = args.list_format.map(Into::into);
     let signal_type = match &args.signal_type {
@@ -175,98 +101,33 @@ fn load_list_file(path: &Path, args: &MatchArgs) -> anyhow::Result<Banks> {
         None => detect_signal_type(&bytes, format).unwrap_or(SignalType::Pdq),
     };
     let list = args.list_read.parse(path, &bytes, signal_type, format)?;
-    let rules = MatchRules {
-        signal_type,
-        kind: BankKind::Block,
-        threshold: signal_type.default_threshold(),
-        enabled: true,
-    };
     let lines = list.line_numbers().to_vec();
-    Banks::new(
-        vec![(rules, list.into_items())],
+    Ok(BankSet::from_list(
+        signal_type,
+        list.into_items(),
+        lines,
+        path.display().to_string(),
         args.radius,
-        vec![path.display().to_string()],
-        Some(lines),
-    )
+    )?)
 }
 
-fn load_database(args: &MatchArgs) -> anyhow::Result<Banks> {
-    let loaded = runtime()?.block_on(async {
+fn load_database(args: &MatchArgs) -> anyhow::Result<BankSet> {
+    let banks = runtime()?.block_on(async {
         let store = args.db.open(Access::Read).await?;
-        let loaded = store.load_enabled(None).await;
+        let banks = BankSet::load(&store, args.radius).await;
         store.close().await;
-        anyhow::Ok(loaded?)
+        anyhow::Ok(banks?)
     })?;
-    if loaded.iter().all(|l| l.bank.kind() != BankKind::Block) {
+    if !banks.has_block_bank() {
         eprintln!(
             "hashguard: warning: the {} has no enabled block bank; nothing can match",
             args.db.describe()
         );
     }
-    let labels = loaded.iter().map(|l| l.bank.name().to_string()).collect();
-    let banks = loaded
-        .into_iter()
-        .map(|l| {
-            let items = l.entries.iter().map(|e| e.item().clone()).collect();
-            (MatchRules::from(&l.bank), items)
-        })
-        .collect();
-    Banks::new(banks, args.radius, labels, None)
+    Ok(banks)
 }
 
-/// One value looked up for an input.
-struct Query {
-    value: Signal,
-    quality: Option<u8>,
-    /// For a dihedral variant of the image's PDQ hash, its name (`rot90`, `flipx`, ...).
-    variant: Option<&'static str>,
-}
-
-/// A video's match with one vPDQ bank entry.
-struct VideoHit {
-    bank: usize,
-    item: usize,
-    query_percent: f64,
-    compared_percent: f64,
-}
-
-/// What one input matched: the reported matches (one per bank entry, at the smallest distance
-/// over the queries), and the allow banks that suppressed block matches.
-#[derive(Default)]
-struct Matched {
-    reported: Vec<(usize, Hit)>,
-    videos: Vec<VideoHit>,
-    suppressed_by: Vec<usize>,
-}
-
-/// Looks up every query and keeps, per bank entry, the closest reported match.
-fn lookup_all(matcher: &Matcher, queries: &[Query], scratch: &mut Scratch) -> Matched {
-    let mut best: std::collections::BTreeMap<(usize, usize), (usize, Hit)> = Default::default();
-    let mut matched = Matched::default();
-    for (qi, q) in queries.iter().enumerate() {
-        let lookup = matcher.lookup_with(&q.value, scratch);
-        if lookup.suppressed() {
-            matched
-                .suppressed_by
-                .extend(lookup.allow.iter().map(|h| h.bank));
-        }
-        for hit in lookup.reported() {
-            let slot = best.entry((hit.bank, hit.item)).or_insert((qi, *hit));
-            if hit.distance < slot.1.distance {
-                *slot = (qi, *hit);
-            }
-        }
-    }
-    matched.suppressed_by.sort_unstable();
-    matched.suppressed_by.dedup();
-    matched.reported = best.into_values().collect();
-    matched
-        .reported
-        .sort_by_key(|(_, h)| (h.distance, h.bank, h.item));
-    matched
-}
-
-fn match_media(args: &MatchArgs, banks: &Banks) -> anyhow::Result<ExitCode> {
+fn match_media(args: &MatchArgs, banks: &BankSet) -> anyhow::Result<ExitCode> {
     let inputs = expand(&args.paths);
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         anyhow::bail!("`-` (standard input) can be given only once");
@@ -284,27 +145,16 @@ fn match_media(args: &MatchArgs, banks: &Banks) -> anyhow::Result<ExitCode> {
         &mut out,
         || (Hasher::new(options), Scratch::new()),
         |(hasher, scratch), input| {
-            hash_input(hasher, input).map(|hashed| {
-                let queries = queries_of(&hashed, args.min_quality);
-                let mut matched = lookup_all(&banks.matcher, &queries, scratch);
-                if let Hashed::Video { features, .. } = &hashed {
-                    let (videos, allow) = banks.match_video(features);
-                    if allow.is_empty() {
-                        matched.videos = videos;
-                    } else if !videos.is_empty() {
-                        matched.suppressed_by.extend(allow);
-                    }
-                }
-                (queries, matched)
-            })
+            hash_input(hasher, input)
+                .map(|hashed| banks.match_media(&hashed, args.min_quality, scratch))
         },
-        |out, input, (queries, matched)| {
+        |out, input, matched| {
             let name = &input.display_name();
             if !matched.suppressed_by.is_empty() {
                 let allow: Vec<&str> = matched
                     .suppressed_by
                     .iter()
-                    .map(|&b| banks.labels[b].as_str())
+                    .map(|&b| banks.label(b))
                     .collect();
                 progress.suspend(|| {
                     eprintln!(
@@ -314,15 +164,14 @@ fn match_media(args: &MatchArgs, banks: &Banks) -> anyhow::Result<ExitCode> {
                 });
             }
             for (qi, hit) in &matched.reported {
-                let line = match_line(args.format, banks, input, &queries[*qi], hit);
+                let line = match_line(args.format, banks, input, &matched.queries[*qi], hit);
                 out.write_all(&line).context("cannot write output")?;
             }
             for hit in &matched.videos {
                 let line = video_line(args.format, banks, input, hit);
                 out.write_all(&line).context("cannot write output")?;
             }
-            matched_inputs +=
-                usize::from(!matched.reported.is_empty() || !matched.videos.is_empty());
+            matched_inputs += usize::from(matched.any());
             Ok(())
         },
     )?;
@@ -344,47 +193,6 @@ fn match_media(args: &MatchArgs, banks: &Banks) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The values to look up for one hashed input: its PDQ hash (if good enough) and, with
-/// `--dihedral`, its seven rotated and mirrored variants; then its digests.
-fn queries_of(hashed: &Hashed, min_quality: u8) -> Vec<Query> {
-    let mut out = Vec::new();
-    let digests = match hashed {
-        Hashed::Image {
-            hash,
-            dihedral,
-            digests,
-            ..
-        } => {
-            if hash.quality >= min_quality {
-                out.push(Query {
-                    value: Signal::Pdq(hash.hash),
-                    quality: Some(hash.quality),
-                    variant: None,
-                });
-                for (name, h) in dihedral.iter().flat_map(|d| d.named_variants()) {
-                    out.push(Query {
-                        value: Signal::Pdq(h),
-                        quality: Some(hash.quality),
-                        variant: Some(name),
-                    });
-                }
-            }
-            digests
-        }
-        Hashed::Video { digests, .. } => digests,
-    };
-    if let Some(d) = digests {
-        for value in [Signal::Md5(d.md5), Signal::Sha256(d.sha256)] {
-            out.push(Query {
-                value,
-                quality: None,
-                variant: None,
-            });
-        }
-    }
-    out
-}
-
 /// A CSV line that starts with the input's exact name.
 fn csv_line(input: &Input, rest: std::fmt::Arguments<'_>) -> Vec<u8> {
     let mut line = csv_path(input);
@@ -392,12 +200,12 @@ fn csv_line(input: &Input, rest: std::fmt::Arguments<'_>) -> Vec<u8> {
     line
 }
 
-fn match_line(format: Format, banks: &Banks, input: &Input, query: &Query, hit: &Hit) -> Vec<u8> {
-    let Some(item) = banks.matcher.item(hit) else {
+fn match_line(format: Format, banks: &BankSet, input: &Input, query: &Query, hit: &Hit) -> Vec<u8> {
+    let Some(item) = banks.item(hit.bank, hit.item) else {
         return Vec::new();
     };
-    let bank = &banks.labels[hit.bank];
-    let entry_id = banks.entry_id(item);
+    let bank = banks.label(hit.bank);
+    let entry_id = BankSet::entry_id(item);
     let signal_type = query.value.signal_type();
     match format {
         Format::Csv => csv_line(
@@ -424,8 +232,8 @@ fn match_line(format: Format, banks: &Banks, input: &Input, query: &Query, hit: 
             if let Some(v) = query.variant {
                 obj["variant"] = v.into();
             }
-            if let Some(lines) = &banks.lines {
-                obj["list_line"] = lines[hit.item].into();
+            if let Some(line) = banks.list_line(hit.item) {
+                obj["list_line"] = line.into();
             }
             json_path(&mut obj, input);
             format!("{obj}\n").into_bytes()
@@ -435,17 +243,12 @@ fn match_line(format: Format, banks: &Banks, input: &Input, query: &Query, hit: 
 
 /// One vPDQ match: the CSV's last column is the query match percentage (the share of the
 /// video's distinct good frames that match the entry); JSON gives both percentages.
-fn video_line(format: Format, banks: &Banks, input: &Input, hit: &VideoHit) -> Vec<u8> {
-    let Some(item) = banks
-        .matcher
-        .banks()
-        .get(hit.bank)
-        .and_then(|b| b.1.get(hit.item))
-    else {
+fn video_line(format: Format, banks: &BankSet, input: &Input, hit: &VideoHit) -> Vec<u8> {
+    let Some(item) = banks.item(hit.bank, hit.item) else {
         return Vec::new();
     };
-    let bank = &banks.labels[hit.bank];
-    let entry_id = banks.entry_id(item);
+    let bank = banks.label(hit.bank);
+    let entry_id = BankSet::entry_id(item);
     match format {
         Format::Csv => csv_line(
             input,
@@ -464,8 +267,8 @@ fn video_line(format: Format, banks: &Banks, input: &Input, hit: &VideoHit) -> V
                 "query_percent": hit.query_percent,
                 "compared_percent": hit.compared_percent,
             });
-            if let Some(lines) = &banks.lines {
-                obj["list_line"] = lines[hit.item].into();
+            if let Some(line) = banks.list_line(hit.item) {
+                obj["list_line"] = line.into();
             }
             json_path(&mut obj, input);
             format!("{obj}\n").into_bytes()
@@ -479,11 +282,11 @@ const QUERY_CHUNK: usize = 256;
 
 fn match_hash_lines(
     args: &MatchArgs,
-    banks: &Banks,
+    banks: &BankSet,
     queries_path: &Path,
 ) -> anyhow::Result<ExitCode> {
     let bytes = args.list_read.read(queries_path)?;
-    let signal_type = banks.matcher.banks()[0].0.signal_type;
+    let signal_type = banks.first_signal_type().unwrap_or(SignalType::Pdq);
     anyhow::ensure!(
         signal_type != SignalType::Vpdq,
         "--hashes matches single hash values; a vpdq list is matched by giving videos instead"
@@ -491,7 +294,6 @@ fn match_hash_lines(
     let queries = parse_queries(&bytes, signal_type, None)
         .map_err(|e| report_parse_error(queries_path, e))?;
     let pool = worker_pool(args.threads, queries.len())?;
-    let lines = banks.lines.as_deref().unwrap_or_default();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut pairs = 0u64;
@@ -500,8 +302,8 @@ fn match_hash_lines(
             chunk
                 .par_iter()
                 .map_init(Scratch::new, |scratch, q| {
-                    let lookup = banks.matcher.lookup_with(&q.value, scratch);
-                    query_result_lines(args.format, banks, lines, q, &lookup)
+                    let lookup = banks.lookup(&q.value, scratch);
+                    query_result_lines(args.format, banks, q, &lookup)
                 })
                 .collect()
         });
@@ -515,7 +317,7 @@ fn match_hash_lines(
     eprintln!(
         "hashguard: {pairs} pair(s) within the radius, {} queries against {} listed values",
         queries.len(),
-        lines.len()
+        banks.list_len()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -523,15 +325,14 @@ fn match_hash_lines(
 /// One query's result lines, closest first (then by list line), and how many there are.
 fn query_result_lines(
     format: Format,
-    banks: &Banks,
-    lines: &[usize],
+    banks: &BankSet,
     q: &QueryLine,
     lookup: &Lookup,
 ) -> (u64, String) {
     let mut hits: Vec<(usize, u32, &Hit)> = lookup
         .block
         .iter()
-        .map(|h| (lines[h.item], h.distance, h))
+        .map(|h| (banks.list_line(h.item).unwrap_or(0), h.distance, h))
         .collect();
     hits.sort_by_key(|&(line, distance, _)| (distance, line));
     let mut text = String::new();
@@ -540,8 +341,7 @@ fn query_result_lines(
             Format::Csv => text.push_str(&format!("{},{list_line},{distance}\n", q.line)),
             Format::Json => {
                 let matched = banks
-                    .matcher
-                    .item(hit)
+                    .item(hit.bank, hit.item)
                     .map(|i| i.value().to_string())
                     .unwrap_or_default();
                 let obj = serde_json::json!({

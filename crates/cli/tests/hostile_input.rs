@@ -593,7 +593,7 @@ fn built_table(dir: &Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
 /// can be detected without signatures, each with the check that caught it.
 #[test]
 fn table_verify_refuses_edited_manifests_and_build_records() {
-    use hashguard_protocol::manifest::Manifest;
+    use hashguard_protocol::manifest::{Manifest, ManifestFields};
     let dir = tempfile::tempdir().unwrap();
     let (db, table, key) = built_table(dir.path());
     let verify = || {
@@ -686,38 +686,43 @@ fn table_verify_refuses_edited_manifests_and_build_records() {
     let manifest_path = table.join("manifest.bin");
     let original = std::fs::read(&manifest_path).unwrap();
     let manifest = Manifest::decode(&original).unwrap();
-    let with = |edit: &dyn Fn(&mut Manifest)| {
-        let mut m = manifest.clone();
-        edit(&mut m);
-        std::fs::write(&manifest_path, m.encode()).unwrap();
-        std::fs::write(&summary_path, m.to_string()).unwrap();
+    let write_and_verify = |bytes: &[u8], text: &str| {
+        std::fs::write(&manifest_path, bytes).unwrap();
+        std::fs::write(&summary_path, text).unwrap();
         let out = verify();
         std::fs::write(&manifest_path, &original).unwrap();
         std::fs::write(&summary_path, &summary).unwrap();
         out
     };
+    // Edits a valid manifest can carry: re-encoded through the checking constructor.
+    let with = |edit: &dyn Fn(&mut ManifestFields)| {
+        let mut fields = manifest.clone().into_fields();
+        edit(&mut fields);
+        let edited = Manifest::new(fields).unwrap();
+        write_and_verify(&edited.encode(), &edited.to_string())
+    };
     for (what, edit, caught_by) in [
         (
             "a later epoch",
-            &(|m: &mut Manifest| {
+            &(|m: &mut ManifestFields| {
                 m.epoch = 2;
                 m.prev_manifest_hash = [7; 32];
-            }) as &dyn Fn(&mut Manifest),
+            }) as &dyn Fn(&mut ManifestFields),
             "chain: FAILED",
         ),
         (
             "a longer window",
-            &|m: &mut Manifest| m.not_after += 86_400,
+            &|m: &mut ManifestFields| m.not_after += 86_400,
             "build.json: FAILED",
         ),
         (
             "an earlier start",
-            &|m: &mut Manifest| m.not_before -= 1,
+            &|m: &mut ManifestFields| m.not_before -= 1,
             "build.json: FAILED",
         ),
         (
             "an expired window",
-            &|m: &mut Manifest| {
+            &|m: &mut ManifestFields| {
                 m.not_before = 1_000;
                 m.not_after = 2_000;
             },
@@ -732,24 +737,30 @@ fn table_verify_refuses_edited_manifests_and_build_records() {
             "{what}: {caught_by} missing from\n{text}"
         );
     }
-    for (what, edit, reason) in [
-        (
-            "epoch 0",
-            &(|m: &mut Manifest| m.epoch = 0) as &dyn Fn(&mut Manifest),
-            "epoch 0",
-        ),
+    // Edits no Manifest value can hold, so a forger writes the bytes: the wire layout is
+    // magic (8), version (2), deployment id (16), epoch (u32 LE at 26), not_before (u64 LE at
+    // 30), not_after (u64 LE at 38), prev_manifest_hash (32 at 46).
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut b = original.clone();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        b
+    };
+    assert_eq!(original[26..30], manifest.epoch().to_le_bytes());
+    assert_eq!(original[30..38], manifest.not_before().to_le_bytes());
+    for (what, bytes, reason) in [
+        ("epoch 0", patched(26, &0u32.to_le_bytes()), "epoch 0"),
         (
             "not_after before not_before",
-            &|m: &mut Manifest| m.not_after = m.not_before - 1,
+            patched(38, &(manifest.not_before() - 1).to_le_bytes()),
             "validity window",
         ),
         (
             "a previous hash at epoch 1",
-            &|m: &mut Manifest| m.prev_manifest_hash = [1; 32],
+            patched(46, &[1; 32]),
             "prev_manifest_hash of epoch 1",
         ),
     ] {
-        let out = with(edit);
+        let out = write_and_verify(&bytes, &summary);
         assert_eq!(
             out.status.code(),
             Some(2),

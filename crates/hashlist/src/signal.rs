@@ -86,7 +86,7 @@ impl SignalType {
     /// (`hashguard_vpdq::MatchRule` documents it and the C++ reference's variant).
     pub fn default_threshold(self) -> u32 {
         match self {
-            SignalType::Pdq | SignalType::Vpdq => 31,
+            SignalType::Pdq | SignalType::Vpdq => hashguard_pdq::MATCH_THRESHOLD,
             SignalType::Md5 | SignalType::Sha256 => 0,
         }
     }
@@ -273,7 +273,7 @@ impl fmt::Display for Signal {
 
 /// The lowest PDQ quality the field accepts: hashes of quality under 50 are unreliable and are
 /// dropped by convention (here: rejected with a reason, never silently).
-pub const MIN_PDQ_QUALITY: u8 = 50;
+pub const MIN_PDQ_QUALITY: u8 = hashguard_pdq::QUALITY_THRESHOLD;
 
 /// A PDQ quality score, 0..=100.
 ///

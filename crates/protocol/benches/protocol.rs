@@ -61,14 +61,15 @@ struct Fixture {
 fn fixture(params: Params, n_keys: usize, shards: u16) -> Fixture {
     let mut r = ChaCha20Rng::seed_from_u64(1);
     let secret = OpeningKey::generate(&mut r);
-    let spec = TableSpec {
-        deployment_id: [1; 16],
-        kind: TableKind::Pdq,
-        params: params.clone(),
-        public_key: secret.public_key(),
-        shard_count: shards,
-        shard_salt: [2; 32],
-    };
+    let spec = TableSpec::new(
+        [1; 16],
+        TableKind::Pdq,
+        params.clone(),
+        secret.public_key(),
+        shards,
+        [2; 32],
+    )
+    .expect("spec");
     let listed: Vec<Hash256> = (0..n_keys).map(|_| random_hash(&mut r)).collect();
     let raw: Vec<u64> = listed.iter().map(|h| pdq_key(h, &params)).collect();
     let kept = prune_separated(&raw, params.k(), params.sep()).kept;
@@ -83,7 +84,12 @@ fn fixture(params: Params, n_keys: usize, shards: u16) -> Fixture {
     };
     let built = build_table(&spec, &secret, &keys, &epoch, None, &mut r).expect("build");
     let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
-    let table = ClientTable::load(spec, 1, &built.entries(), &shards, u64::MAX).expect("load");
+    // The client loads a table only through a manifest it checked.
+    let manifest = Manifest::for_table(&built, &epoch, 0, u64::MAX)
+        .expect("manifest")
+        .check_client(&PinnedParams::exactly(params.clone()), 0, None)
+        .expect("checked");
+    let table = ClientTable::load(&manifest, TableKind::Pdq, &shards, u64::MAX).expect("load");
     let listed = listed
         .into_iter()
         .filter(|h| kept.binary_search(&pdq_key(h, &params)).is_ok())
@@ -156,14 +162,15 @@ fn bench_build(c: &mut Criterion) {
     let params = Params::v1(Policy::Intervene);
     let mut r = ChaCha20Rng::seed_from_u64(3);
     let secret = OpeningKey::generate(&mut r);
-    let spec = TableSpec {
-        deployment_id: [1; 16],
-        kind: TableKind::Pdq,
-        params: params.clone(),
-        public_key: secret.public_key(),
-        shard_count: 1,
-        shard_salt: [2; 32],
-    };
+    let spec = TableSpec::new(
+        [1; 16],
+        TableKind::Pdq,
+        params.clone(),
+        secret.public_key(),
+        1,
+        [2; 32],
+    )
+    .expect("spec");
     let n = 16_384usize;
     let keys: Vec<KeyBytes> = (0..n)
         .map(|_| KeyBytes::from_pdq_key(r.next_u64() >> 16, params.k()))
@@ -451,14 +458,15 @@ fn fixed_work() -> bool {
         "build" => {
             let mut r = ChaCha20Rng::seed_from_u64(3);
             let secret = OpeningKey::generate(&mut r);
-            let spec = TableSpec {
-                deployment_id: [1; 16],
-                kind: TableKind::Pdq,
-                params: params.clone(),
-                public_key: secret.public_key(),
-                shard_count: 1,
-                shard_salt: [2; 32],
-            };
+            let spec = TableSpec::new(
+                [1; 16],
+                TableKind::Pdq,
+                params.clone(),
+                secret.public_key(),
+                1,
+                [2; 32],
+            )
+            .expect("spec");
             let keys: Vec<KeyBytes> = (0..16_384)
                 .map(|_| KeyBytes::from_pdq_key(r.next_u64() >> 16, params.k()))
                 .collect();

@@ -19,10 +19,11 @@
 //!   binary-fuse OKVS in H-space, blinded by α, its Merkle roots and batched DLEQ proof, the
 //!   published `TableShard` and manifest, the organisations' re-derivation check, and the
 //!   client's fully verified [`table::ClientTable`].
-//! - [`client`]: account state, dedup, synthetic decisions (`silent` only), voucher assembly.
+//! - [`sender`]: the uploading client's side: account state, dedup, synthetic decisions
+//!   (`silent` only), voucher assembly.
 //! - [`voucher`]: the voucher, L1Plain and payload wire formats.
-//! - [`server`]: opening, the per-account threshold store, the consented check.
-//! - [`review`]: the post-decryption gate (full distance and second hash) and two-reviewer rule.
+//! - [`opener`]: the opening service's side: opening, the per-account threshold store, the
+//!   consented check.
 //!
 //! # Design decisions, and why
 //! - **Keys, not distances.** Private matching at Hamming distance 31 on 256 bits is out of
@@ -53,7 +54,7 @@
 //!   match bit below T statistically.
 //! - **Strict, typed wire formats.** Each format is a type with `encode` and `decode` side by
 //!   side ([`voucher`], [`table::TableShard`], [`manifest::Manifest`],
-//!   [`client::AccountState`]); decoders check exact lengths, canonical points and scalars,
+//!   [`sender::AccountState`]); decoders check exact lengths, canonical points and scalars,
 //!   field elements below ℓ, and return [`wire::DecodeError`], never panicking.
 //! - **Secrets.** α, seeds, adkey, polynomial coefficients, β, γ, rkey, derived AEAD keys and
 //!   payloads are zeroized on drop (best effort: dalek scalars are `Copy`). Point arithmetic on
@@ -74,15 +75,18 @@
 //!     threshold: 2, s_max: 0, q_min: 50, r_dedup: 8, sep: 3, synth_a: 0, synth_b: 0, vd_len: 256,
 //! })?;
 //! let secret = OpeningKey::generate(&mut rng);
-//! let spec = TableSpec { deployment_id: [1; 16], kind: TableKind::Pdq, params: params.clone(),
-//!                        public_key: secret.public_key(), shard_count: 2, shard_salt: [2; 32] };
+//! let spec = TableSpec::new([1; 16], TableKind::Pdq, params.clone(), secret.public_key(), 2, [2; 32])?;
 //! // A listed image's PDQ hash and the key it gives.
 //! let listed = Hash256::from_words([rng.next_u64(), rng.next_u64(), rng.next_u64(), rng.next_u64()]);
 //! let key = KeyBytes::from_pdq_key(pdq_key(&listed, &params), params.k());
 //! let epoch = EpochInput { epoch: 1, prev_manifest_hash: [0; 32], beacon: [3; 32] };
 //! let built = build_table(&spec, &secret, &[key], &epoch, None, &mut rng)?;
 //! let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
-//! let table = ClientTable::load(spec, 1, &built.entries(), &shards, 1_000_000)?;
+//! // The client takes a table only through a manifest it checked (window, chain, pinned
+//! // parameters); here valid from time 0 on, checked at time 0.
+//! let manifest = Manifest::for_table(&built, &epoch, 0, u64::MAX)?
+//!     .check_client(&PinnedParams::exactly(params.clone()), 0, None)?;
+//! let table = ClientTable::load(&manifest, TableKind::Pdq, &shards, 1_000_000)?;
 //!
 //! // The client uploads the listed image; the server opens its voucher.
 //! let mut client = Client::new(AccountState::generate(&mut rng), params.clone());
@@ -107,16 +111,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod client;
 mod dhf;
 pub mod dleq;
 pub mod keys;
 pub mod manifest;
 pub mod merkle;
 pub mod okvs;
+pub mod opener;
 pub mod params;
-pub mod review;
-pub mod server;
+pub mod sender;
 mod shamir;
 pub mod suite;
 pub mod table;
@@ -128,16 +131,16 @@ pub use shamir::interpolate_at_zero;
 
 /// The types most callers need.
 pub mod prelude {
-    pub use crate::client::{
-        AccountState, BuiltVoucher, Client, ClientError, ConsentReveal, ExactDigest, HeldSecrets,
-        Item, PdqInput,
-    };
     pub use crate::keys::{pdq_key, probe_keys, prune_separated, KeyBytes, TableKind};
-    pub use crate::manifest::{Manifest, TableDescriptor};
-    pub use crate::params::{low_frequency_positions, Params, ParamsSpec, PinnedParams, Policy};
-    pub use crate::server::{
+    pub use crate::manifest::{Manifest, ManifestFields, TableDescriptor, VerifiedManifest};
+    pub use crate::opener::{
         check_consent, AccountShares, AddOutcome, OpenOutcome, OpenedRecord, Opener,
         ThresholdOutcome,
+    };
+    pub use crate::params::{low_frequency_positions, Params, ParamsSpec, PinnedParams, Policy};
+    pub use crate::sender::{
+        AccountState, BuiltVoucher, Client, ClientError, ConsentReveal, ExactDigest, HeldSecrets,
+        Item, PdqInput,
     };
     pub use crate::table::{
         build_table, BuiltTable, ClientTable, EpochInput, OpeningKey, PublicKey, TableShard,

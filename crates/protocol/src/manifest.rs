@@ -8,32 +8,73 @@ use crate::merkle;
 use crate::okvs::Layout;
 use crate::params::{Params, ParamsError, PinnedParams};
 use crate::suite::{sha256, SUITE_ID};
-use crate::table::{PublicKey, ShardEntry, TableSpec};
+use crate::table::{BuiltTable, EpochInput, PublicKey, ShardEntry, TableSpec};
 use crate::wire::{DecodeError, Reader, Writer};
 
 /// Magic bytes at the start of every manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"PDQTPSI\0";
 /// Manifest format version.
 pub const MANIFEST_VERSION: u16 = 1;
-/// Most shards per table a manifest may describe.
-pub const MAX_SHARDS: u16 = 4096;
+pub use crate::table::MAX_SHARDS;
 /// Most revoked epochs a manifest may list.
 pub const MAX_REVOKES: u16 = 4096;
 
-/// One table of the manifest.
+/// Most tables a manifest may describe: one per [`TableKind`].
+pub const MAX_TABLES: usize = 3;
+
+/// One table of the manifest: its key space, shard salt and one entry per shard. The shard
+/// count S is the number of entries (1..=[`MAX_SHARDS`]); every entry's layout is the one its
+/// key count gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableDescriptor {
-    /// Key space.
-    pub kind: TableKind,
-    /// Shard count S.
-    pub shard_count: u16,
-    /// Deployment-constant shard salt.
-    pub shard_salt: [u8; 32],
-    /// Per-shard entries, in shard order (length S).
-    pub shards: Vec<ShardEntry>,
+    kind: TableKind,
+    shard_salt: [u8; 32],
+    shards: Vec<ShardEntry>,
 }
 
 impl TableDescriptor {
+    /// A table of `kind` with `shards` in shard order; refuses no shards, more than
+    /// [`MAX_SHARDS`], or an entry whose `m` or segment length is not the layout of its `n_keys`.
+    pub fn new(
+        kind: TableKind,
+        shard_salt: [u8; 32],
+        shards: Vec<ShardEntry>,
+    ) -> Result<Self, ManifestError> {
+        if shards.is_empty() || shards.len() > usize::from(MAX_SHARDS) {
+            return Err(ManifestError::Invalid("shard_count"));
+        }
+        for e in &shards {
+            let layout = usize::try_from(e.n_keys)
+                .ok()
+                .and_then(Layout::for_keys)
+                .ok_or(ManifestError::Invalid("n_s"))?;
+            if layout.m != e.m || layout.segment_length != e.segment_length {
+                return Err(ManifestError::Invalid("shard layout"));
+            }
+        }
+        Ok(TableDescriptor {
+            kind,
+            shard_salt,
+            shards,
+        })
+    }
+    /// Key space.
+    pub fn kind(&self) -> TableKind {
+        self.kind
+    }
+    /// Shard count S (the number of entries).
+    pub fn shard_count(&self) -> u16 {
+        // The constructor bounds the count by MAX_SHARDS, so this never saturates.
+        u16::try_from(self.shards.len()).unwrap_or(u16::MAX)
+    }
+    /// Deployment-constant shard salt.
+    pub fn shard_salt(&self) -> &[u8; 32] {
+        &self.shard_salt
+    }
+    /// Per-shard entries, in shard order.
+    pub fn shards(&self) -> &[ShardEntry] {
+        &self.shards
+    }
     /// Σ n_s (exact; never rounded: R/E9).
     pub fn n_keys(&self) -> u64 {
         self.shards.iter().map(|s| u64::from(s.n_keys)).sum()
@@ -65,50 +106,184 @@ pub enum ManifestError {
     /// The manifest revokes its own epoch or its chain does not continue the last one.
     #[error("manifest chain broken: {0}")]
     Chain(&'static str),
+    /// A field is out of its range (see [`Manifest::new`]).
+    #[error("invalid manifest: {0}")]
+    Invalid(&'static str),
 }
 
-/// The unsigned manifest.
+/// The fields of a manifest, for [`Manifest::new`] (which checks them) and from
+/// [`Manifest::into_fields`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
+pub struct ManifestFields {
     /// Deployment identifier.
     pub deployment_id: [u8; 16],
-    /// List epoch.
+    /// List epoch (from 1).
     pub epoch: u32,
     /// Not valid before (Unix seconds).
     pub not_before: u64,
     /// Not valid at or after (Unix seconds).
     pub not_after: u64,
-    /// SHA-256 of the previous manifest's encoding (zeros for the first).
+    /// SHA-256 of the previous manifest's encoding (zeros for epoch 1 only).
     pub prev_manifest_hash: [u8; 32],
     /// Public parameters, including the policy.
     pub params: Params,
     /// L = α·G.
     pub public_key: PublicKey,
-    /// The tables (at most one per kind; the PDQ table first if present).
+    /// The tables (at most one per kind).
     pub tables: Vec<TableDescriptor>,
     /// Epochs revoked by this manifest.
     pub revokes: Vec<u32>,
 }
 
+/// The unsigned manifest. Every value of this type satisfies [`Manifest::new`]'s checks, so
+/// its encoding always decodes back to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    f: ManifestFields,
+}
+
+/// A manifest that passed [`Manifest::check_client`]: the only way to get one, and the only
+/// manifest [`ClientTable::load`](crate::table::ClientTable::load) accepts, so a voucher can
+/// never be built from an unchecked table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedManifest(Manifest);
+
+impl VerifiedManifest {
+    /// The checked manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for VerifiedManifest {
+    type Target = Manifest;
+    fn deref(&self) -> &Manifest {
+        &self.0
+    }
+}
+
 impl Manifest {
+    /// Checks the fields: epochs count from 1 and the previous hash is zero exactly for epoch
+    /// 1; `not_before < not_after`; at most one table per kind; at most [`MAX_REVOKES`]
+    /// revoked epochs.
+    pub fn new(f: ManifestFields) -> Result<Self, ManifestError> {
+        if f.epoch == 0 {
+            return Err(ManifestError::Invalid("epoch 0 (epochs start at 1)"));
+        }
+        if (f.epoch == 1) != (f.prev_manifest_hash == [0u8; 32]) {
+            return Err(ManifestError::Invalid(if f.epoch == 1 {
+                "prev_manifest_hash of epoch 1 (the first epoch has no predecessor)"
+            } else {
+                "prev_manifest_hash (zero after epoch 1)"
+            }));
+        }
+        if f.not_after <= f.not_before {
+            return Err(ManifestError::Invalid(
+                "validity window (not_after is not after not_before)",
+            ));
+        }
+        if f.tables.len() > MAX_TABLES {
+            return Err(ManifestError::Invalid("table count"));
+        }
+        for (i, t) in f.tables.iter().enumerate() {
+            if f.tables[..i].iter().any(|u| u.kind == t.kind) {
+                return Err(ManifestError::Invalid("duplicate table kind"));
+            }
+        }
+        if f.revokes.len() > usize::from(MAX_REVOKES) {
+            return Err(ManifestError::Invalid("revokes"));
+        }
+        Ok(Manifest { f })
+    }
+
+    /// The manifest of one freshly built table: its spec's deployment, parameters and key,
+    /// the epoch's number and chain link, the validity window `[not_before, not_after)`, one
+    /// entry per shard and no revocations.
+    pub fn for_table(
+        built: &BuiltTable,
+        epoch: &EpochInput,
+        not_before: u64,
+        not_after: u64,
+    ) -> Result<Self, ManifestError> {
+        let spec = &built.spec;
+        Manifest::new(ManifestFields {
+            deployment_id: *spec.deployment_id(),
+            epoch: epoch.epoch,
+            not_before,
+            not_after,
+            prev_manifest_hash: epoch.prev_manifest_hash,
+            params: spec.params().clone(),
+            public_key: *spec.public_key(),
+            tables: vec![TableDescriptor::new(
+                spec.kind(),
+                *spec.shard_salt(),
+                built.entries(),
+            )?],
+            revokes: Vec::new(),
+        })
+    }
+
+    /// The fields (to derive another manifest from this one).
+    pub fn into_fields(self) -> ManifestFields {
+        self.f
+    }
+    /// Deployment identifier.
+    pub fn deployment_id(&self) -> &[u8; 16] {
+        &self.f.deployment_id
+    }
+    /// List epoch.
+    pub fn epoch(&self) -> u32 {
+        self.f.epoch
+    }
+    /// Not valid before (Unix seconds).
+    pub fn not_before(&self) -> u64 {
+        self.f.not_before
+    }
+    /// Not valid at or after (Unix seconds).
+    pub fn not_after(&self) -> u64 {
+        self.f.not_after
+    }
+    /// SHA-256 of the previous manifest's encoding (zeros for epoch 1).
+    pub fn prev_manifest_hash(&self) -> &[u8; 32] {
+        &self.f.prev_manifest_hash
+    }
+    /// Public parameters.
+    pub fn params(&self) -> &Params {
+        &self.f.params
+    }
+    /// L = α·G.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.f.public_key
+    }
+    /// The tables.
+    pub fn tables(&self) -> &[TableDescriptor] {
+        &self.f.tables
+    }
+    /// Epochs revoked by this manifest.
+    pub fn revokes(&self) -> &[u32] {
+        &self.f.revokes
+    }
+
     /// Canonical encoding (`manifest_core`).
     pub fn encode(&self) -> Vec<u8> {
+        let f = &self.f;
         let mut w = Writer::with_capacity(512);
         w.bytes(&MANIFEST_MAGIC);
         w.u16(MANIFEST_VERSION);
-        w.bytes(&self.deployment_id);
-        w.u32(self.epoch);
-        w.u64(self.not_before);
-        w.u64(self.not_after);
-        w.bytes(&self.prev_manifest_hash);
+        w.bytes(&f.deployment_id);
+        w.u32(f.epoch);
+        w.u64(f.not_before);
+        w.u64(f.not_after);
+        w.bytes(&f.prev_manifest_hash);
         w.u8(SUITE_ID);
         w.u8(3);
-        self.params.write(&mut w);
-        w.bytes(&self.public_key.to_bytes());
-        w.u8(self.tables.len() as u8);
-        for t in &self.tables {
+        f.params.write(&mut w);
+        w.bytes(&f.public_key.to_bytes());
+        // Manifest::new bounds both counts (MAX_TABLES, MAX_REVOKES), so neither saturates.
+        w.u8(u8::try_from(f.tables.len()).unwrap_or(u8::MAX));
+        for t in &f.tables {
             w.u8(t.kind.to_byte());
-            w.u16(t.shard_count);
+            w.u16(t.shard_count());
             w.bytes(&t.shard_salt);
             w.u64(t.n_keys());
             w.bytes(&t.table_root());
@@ -122,8 +297,8 @@ impl Manifest {
                 w.bytes(&s.proof.to_bytes());
             }
         }
-        w.u16(self.revokes.len() as u16);
-        for &e in &self.revokes {
+        w.u16(u16::try_from(f.revokes.len()).unwrap_or(u16::MAX));
+        for &e in &f.revokes {
             w.u32(e);
         }
         w.buf
@@ -150,22 +325,6 @@ impl Manifest {
         let not_before = r.u64("not_before")?;
         let not_after = r.u64("not_after")?;
         let prev_manifest_hash: [u8; 32] = r.array("prev_manifest_hash")?;
-        // Epochs count from 1; the first has no predecessor and every later one names its own.
-        if epoch == 0 {
-            return Err(DecodeError::InvalidValue("epoch 0 (epochs start at 1)"));
-        }
-        if (epoch == 1) != (prev_manifest_hash == [0u8; 32]) {
-            return Err(DecodeError::InvalidValue(if epoch == 1 {
-                "prev_manifest_hash of epoch 1 (the first epoch has no predecessor)"
-            } else {
-                "prev_manifest_hash (zero after epoch 1)"
-            }));
-        }
-        if not_after <= not_before {
-            return Err(DecodeError::InvalidValue(
-                "validity window (not_after is not after not_before)",
-            ));
-        }
         let suite = r.u8("suite")?;
         if suite != SUITE_ID {
             return Err(DecodeError::UnsupportedSuite(suite));
@@ -176,11 +335,11 @@ impl Manifest {
         let params = Params::read(&mut r)?;
         let public_key = PublicKey::from_bytes(&r.array("L")?)?;
         let n_tables = r.u8("table count")?;
-        if n_tables > 3 {
+        if usize::from(n_tables) > MAX_TABLES {
             return Err(DecodeError::TooLarge {
                 what: "table count",
                 got: u64::from(n_tables),
-                limit: 3,
+                limit: MAX_TABLES as u64,
             });
         }
         let mut tables: Vec<TableDescriptor> = Vec::with_capacity(usize::from(n_tables));
@@ -203,11 +362,6 @@ impl Manifest {
                 let n = r.u32("n_s")?;
                 let m = r.u32("m_s")?;
                 let segment_length = r.u32("segment_length")?;
-                let layout =
-                    Layout::for_keys(n as usize).ok_or(DecodeError::InvalidValue("n_s"))?;
-                if layout.m != m || layout.segment_length != segment_length {
-                    return Err(DecodeError::InvalidValue("shard layout"));
-                }
                 let build_id = r.array("build_id")?;
                 let root = r.array("root")?;
                 let proof = DleqProof::from_bytes(&r.array("dleq_proof")?)?;
@@ -221,12 +375,7 @@ impl Manifest {
                     proof,
                 });
             }
-            let t = TableDescriptor {
-                kind,
-                shard_count,
-                shard_salt,
-                shards,
-            };
+            let t = TableDescriptor::new(kind, shard_salt, shards).map_err(invalid)?;
             if t.n_keys() != n_keys {
                 return Err(DecodeError::InvalidValue("n_keys"));
             }
@@ -248,7 +397,7 @@ impl Manifest {
             revokes.push(r.u32("revoked epoch")?);
         }
         r.finish()?;
-        Ok(Manifest {
+        Manifest::new(ManifestFields {
             deployment_id,
             epoch,
             not_before,
@@ -259,6 +408,7 @@ impl Manifest {
             tables,
             revokes,
         })
+        .map_err(invalid)
     }
 
     /// SHA-256 of the encoding (the next manifest's `prev_manifest_hash`).
@@ -273,19 +423,21 @@ impl Manifest {
 
     /// The table of a kind, if present.
     pub fn table(&self, kind: TableKind) -> Option<&TableDescriptor> {
-        self.tables.iter().find(|t| t.kind == kind)
+        self.f.tables.iter().find(|t| t.kind == kind)
     }
 
     /// The [`TableSpec`] of a table, if present.
     pub fn table_spec(&self, kind: TableKind) -> Option<TableSpec> {
-        self.table(kind).map(|t| TableSpec {
-            deployment_id: self.deployment_id,
+        let t = self.table(kind)?;
+        TableSpec::new(
+            self.f.deployment_id,
             kind,
-            params: self.params.clone(),
-            public_key: self.public_key,
-            shard_count: t.shard_count,
-            shard_salt: t.shard_salt,
-        })
+            self.f.params.clone(),
+            self.f.public_key,
+            t.shard_count(),
+            t.shard_salt,
+        )
+        .ok()
     }
 
     /// The client-side checks of this crate's share of R/E10: parameters equal the pinned
@@ -294,30 +446,39 @@ impl Manifest {
     /// epoch (9). Signatures, co-signatures and log proofs (1-4) are checked by the
     /// transparency part before this.
     pub fn check_client(
-        &self,
+        self,
         pinned: &PinnedParams,
         now: u64,
         last: Option<(u32, [u8; 32])>,
-    ) -> Result<(), ManifestError> {
-        pinned.check(&self.params)?;
-        if now < self.not_before || now >= self.not_after {
+    ) -> Result<VerifiedManifest, ManifestError> {
+        let f = &self.f;
+        pinned.check(&f.params)?;
+        if now < f.not_before || now >= f.not_after {
             return Err(ManifestError::NotCurrent);
         }
         if let Some((last_epoch, last_hash)) = last {
-            if self.epoch <= last_epoch {
+            if f.epoch <= last_epoch {
                 return Err(ManifestError::Rollback {
-                    got: self.epoch,
+                    got: f.epoch,
                     last: last_epoch,
                 });
             }
-            if self.epoch == last_epoch + 1 && self.prev_manifest_hash != last_hash {
+            if f.epoch == last_epoch + 1 && f.prev_manifest_hash != last_hash {
                 return Err(ManifestError::Chain("prev_manifest_hash"));
             }
         }
-        if self.revokes.contains(&self.epoch) {
+        if f.revokes.contains(&f.epoch) {
             return Err(ManifestError::Chain("manifest revokes its own epoch"));
         }
-        Ok(())
+        Ok(VerifiedManifest(self))
+    }
+}
+
+/// A constructor's refusal as a decoding error.
+fn invalid(e: ManifestError) -> DecodeError {
+    match e {
+        ManifestError::Invalid(what) => DecodeError::InvalidValue(what),
+        _ => DecodeError::InvalidValue("manifest"),
     }
 }
 
@@ -329,15 +490,16 @@ fn hex(b: &[u8]) -> String {
 /// parameters, and per table its kind, shard count, key count and root.
 impl std::fmt::Display for Manifest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let p = &self.params;
-        writeln!(f, "deployment {}", hex(&self.deployment_id))?;
+        let m = &self.f;
+        let p = &m.params;
+        writeln!(f, "deployment {}", hex(&m.deployment_id))?;
         writeln!(
             f,
             "epoch {} valid [{}, {}) prev {}",
-            self.epoch,
-            self.not_before,
-            self.not_after,
-            hex(&self.prev_manifest_hash)
+            m.epoch,
+            m.not_before,
+            m.not_after,
+            hex(&m.prev_manifest_hash)
         )?;
         writeln!(
             f,
@@ -352,19 +514,19 @@ impl std::fmt::Display for Manifest {
             p.q_min(),
             p.sep()
         )?;
-        writeln!(f, "L {}", hex(&self.public_key.to_bytes()))?;
-        for t in &self.tables {
+        writeln!(f, "L {}", hex(&m.public_key.to_bytes()))?;
+        for t in &m.tables {
             writeln!(
                 f,
                 "table {:?}: {} shards, {} keys, root {}",
                 t.kind,
-                t.shard_count,
+                t.shard_count(),
                 t.n_keys(),
                 hex(&t.table_root())
             )?;
         }
-        if !self.revokes.is_empty() {
-            writeln!(f, "revokes epochs {:?}", self.revokes)?;
+        if !m.revokes.is_empty() {
+            writeln!(f, "revokes epochs {:?}", m.revokes)?;
         }
         Ok(())
     }

@@ -313,7 +313,7 @@ impl Params {
             w,
             threshold: t,
             s_max,
-            q_min: 50,
+            q_min: hashguard_pdq::QUALITY_THRESHOLD,
             r_dedup: 8,
             sep: 2 * f + 1,
             synth_a: a,

@@ -70,14 +70,15 @@ fn end_to_end_real_pdq_reencoded_copies_open_unrelated_never() {
     let mut r = ChaCha20Rng::seed_from_u64(2026);
     let params = Params::v1(Policy::Intervene);
     let secret = OpeningKey::generate(&mut r);
-    let spec = TableSpec {
-        deployment_id: [0xe2; 16],
-        kind: TableKind::Pdq,
-        params: params.clone(),
-        public_key: secret.public_key(),
-        shard_count: 4,
-        shard_salt: [0x11; 32],
-    };
+    let spec = TableSpec::new(
+        [0xe2; 16],
+        TableKind::Pdq,
+        params.clone(),
+        secret.public_key(),
+        4,
+        [0x11; 32],
+    )
+    .expect("spec");
     let originals: Vec<RgbImage> = LISTED.iter().map(|n| load(n)).collect();
     let listed: Vec<PdqFloats> = originals.iter().map(floats).collect();
     // Stand-in list: the originals' keys plus 1000 random filler keys, separated.
@@ -110,7 +111,11 @@ fn end_to_end_real_pdq_reencoded_copies_open_unrelated_never() {
     };
     let built = build_table(&spec, &secret, &keys, &epoch, None, &mut r).expect("build");
     let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
-    let table = ClientTable::load(spec, 1, &built.entries(), &shards, 1 << 24).expect("load");
+    let manifest = Manifest::for_table(&built, &epoch, 0, u64::MAX)
+        .expect("manifest")
+        .check_client(&PinnedParams::exactly(params.clone()), 0, None)
+        .expect("checked");
+    let table = ClientTable::load(&manifest, TableKind::Pdq, &shards, 1 << 24).expect("load");
 
     let opener = Opener::new(secret, params.clone());
     let layout = VoucherLayout::pdq(&params);

@@ -7,7 +7,8 @@ use common::*;
 use hashguard_protocol::prelude::*;
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
-    let dir = format!("{}/fuzz/corpus/{target}", env!("CARGO_MANIFEST_DIR"));
+    // The workspace's one fuzz crate, two folders up from this crate.
+    let dir = format!("{}/../../fuzz/corpus/{target}", env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(format!("{dir}/{name}"), bytes).expect("write");
 }
@@ -47,22 +48,14 @@ fn write_fuzz_seeds() {
             &client.state().encode(),
         );
         write("manifest", &format!("params-{tag}"), &w.params.encode());
-        let m = Manifest {
-            deployment_id: [1; 16],
-            epoch: 1,
-            not_before: 0,
-            not_after: 10,
-            prev_manifest_hash: [0; 32],
-            params: w.params.clone(),
-            public_key: w.spec.public_key,
-            tables: vec![TableDescriptor {
-                kind: TableKind::Pdq,
-                shard_count: w.spec.shard_count,
-                shard_salt: w.spec.shard_salt,
-                shards: w.built.entries(),
-            }],
-            revokes: vec![3],
-        };
+        let mut fields = verified_with(&w.spec, w.built.entries(), 1)
+            .expect("manifest")
+            .manifest()
+            .clone()
+            .into_fields();
+        fields.not_after = 10;
+        fields.revokes = vec![3];
+        let m = Manifest::new(fields).expect("manifest");
         write("manifest", &format!("manifest-{tag}"), &m.encode());
         // Full-size P = 79 vouchers.
         let p79 = Params::v1(policy);

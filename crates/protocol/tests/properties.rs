@@ -9,12 +9,11 @@ use common::*;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
-use hashguard_protocol::client::probe_key;
 use hashguard_protocol::manifest::ManifestError;
+use hashguard_protocol::opener::{silent_intake, EpochWindow, SILENT_ACCEPTED};
 use hashguard_protocol::params::{ParamsError, DHF_PRIME};
 use hashguard_protocol::prelude::*;
-use hashguard_protocol::review::{auto_check, CheckFacts, ReviewCase, Verdict};
-use hashguard_protocol::server::{silent_intake, EpochWindow, SILENT_ACCEPTED};
+use hashguard_protocol::sender::probe_key;
 use hashguard_protocol::table::{
     build_table_after, decodes_with_secret, key_set_digest, verify_shard_for_org, BuiltShard,
     PreviousShard, ShardEntry, TableError,
@@ -713,24 +712,26 @@ fn pt10_dedup_and_multi_device() {
 // PT11: table and manifest validation.
 // ---------------------------------------------------------------------------------------------
 
-fn manifest_for(w: &World, e: u32) -> Manifest {
-    Manifest {
-        deployment_id: w.spec.deployment_id,
+fn fields_for(w: &World, e: u32) -> ManifestFields {
+    ManifestFields {
+        deployment_id: *w.spec.deployment_id(),
         epoch: e,
         not_before: 100,
         not_after: 200,
         // Epoch 1 has no predecessor; any later epoch names one.
         prev_manifest_hash: if e == 1 { [0; 32] } else { [0xa5; 32] },
         params: w.params.clone(),
-        public_key: w.spec.public_key,
-        tables: vec![TableDescriptor {
-            kind: TableKind::Pdq,
-            shard_count: w.spec.shard_count,
-            shard_salt: w.spec.shard_salt,
-            shards: w.built.entries(),
-        }],
+        public_key: *w.spec.public_key(),
+        tables: vec![
+            TableDescriptor::new(TableKind::Pdq, *w.spec.shard_salt(), w.built.entries())
+                .expect("descriptor"),
+        ],
         revokes: vec![],
     }
+}
+
+fn manifest_for(w: &World, e: u32) -> Manifest {
+    Manifest::new(fields_for(w, e)).expect("valid manifest")
 }
 
 #[test]
@@ -738,13 +739,27 @@ fn pt11_table_and_manifest_validation() {
     let w = world(Policy::Intervene, 3, 20, 110);
     let shards: Vec<TableShard> = w.built.shards.iter().map(|s| s.shard.clone()).collect();
     let entries = w.built.entries();
-    let ok = ClientTable::load(w.spec.clone(), 1, &entries, &shards, 1 << 20);
+    let ok = load_entries(&w.spec, entries.clone(), &shards, 1, 1 << 20);
     assert!(ok.is_ok());
+    // Another kind than the manifest's table is no table.
+    let manifest = verified_with(&w.spec, entries.clone(), 1).expect("manifest");
+    assert!(matches!(
+        ClientTable::load(&manifest, TableKind::ExactSha256, &shards, 1 << 20),
+        Err(TableError::NoTable(TableKind::ExactSha256))
+    ));
+    // Fewer shards than the manifest lists.
+    assert!(matches!(
+        ClientTable::load(&manifest, TableKind::Pdq, &shards[..1], 1 << 20),
+        Err(TableError::ShardMismatch {
+            what: "shard count",
+            ..
+        })
+    ));
     // Root mismatch: one point replaced by another valid point.
     let mut bad = shards.clone();
     bad[0].points[3] = bad[0].points[4];
     assert!(matches!(
-        ClientTable::load(w.spec.clone(), 1, &entries, &bad, 1 << 20),
+        load_entries(&w.spec, entries.clone(), &bad, 1, 1 << 20),
         Err(TableError::ShardMismatch { what: "root", .. })
     ));
     // Identity point, even with a root that matches it.
@@ -753,7 +768,7 @@ fn pt11_table_and_manifest_validation() {
     let mut e2 = entries.clone();
     e2[1].root = bad[1].root();
     assert!(matches!(
-        ClientTable::load(w.spec.clone(), 1, &e2, &bad, 1 << 20),
+        load_entries(&w.spec, e2, &bad, 1, 1 << 20),
         Err(TableError::ShardMismatch {
             what: "identity point",
             ..
@@ -761,13 +776,16 @@ fn pt11_table_and_manifest_validation() {
     ));
     // Too many keys.
     assert!(matches!(
-        ClientTable::load(w.spec.clone(), 1, &entries, &shards, 3),
+        load_entries(&w.spec, entries.clone(), &shards, 1, 3),
         Err(TableError::TooManyKeys { .. })
     ));
-    // Layout that is not binary_fuse_size(n).
+    // Layout that is not binary_fuse_size(n): no manifest can describe it.
     let mut e3 = entries.clone();
     e3[0].n_keys += 1;
-    assert!(ClientTable::load(w.spec.clone(), 1, &e3, &shards, 1 << 20).is_err());
+    assert_eq!(
+        TableDescriptor::new(TableKind::Pdq, *w.spec.shard_salt(), e3),
+        Err(ManifestError::Invalid("shard layout"))
+    );
     // L = identity is not a valid public key.
     assert!(PublicKey::from_bytes(&[0u8; 32]).is_err());
     // Manifest: round-trip, pinned parameters, T floor, time, rollback, chain.
@@ -778,51 +796,70 @@ fn pt11_table_and_manifest_validation() {
         Manifest::decode(&manifest_for(&w, 1).encode()),
         Ok(manifest_for(&w, 1))
     );
-    // Strict decoding refuses what no build writes: epoch 0, a first epoch with a
-    // predecessor, a later epoch without one, an empty or inverted validity window.
-    let refused = |edit: &dyn Fn(&mut Manifest)| {
-        let mut bad = manifest_for(&w, 5);
-        edit(&mut bad);
-        Manifest::decode(&bad.encode())
+    // What no build writes: epoch 0, a first epoch with a predecessor, a later epoch without
+    // one, an empty or inverted validity window. The constructor refuses the fields, and
+    // strict decoding refuses their bytes (patched in place: epoch is a u32 LE at 26,
+    // not_after a u64 LE at 38, prev_manifest_hash 32 bytes at 46).
+    assert_eq!(enc[26..30], 5u32.to_le_bytes());
+    assert_eq!(enc[38..46], 200u64.to_le_bytes());
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut b = enc.clone();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        Manifest::decode(&b)
     };
-    for (edit, what) in [
+    for (edit, bytes, what) in [
         (
-            &(|m: &mut Manifest| m.epoch = 0) as &dyn Fn(&mut Manifest),
+            &(|m: &mut ManifestFields| m.epoch = 0) as &dyn Fn(&mut ManifestFields),
+            patched(26, &0u32.to_le_bytes()),
             "epoch 0",
         ),
         (
-            &|m: &mut Manifest| m.epoch = 1,
+            &|m: &mut ManifestFields| m.epoch = 1,
+            patched(26, &1u32.to_le_bytes()),
             "prev_manifest_hash of epoch 1",
         ),
         (
-            &|m: &mut Manifest| m.prev_manifest_hash = [0; 32],
+            &|m: &mut ManifestFields| m.prev_manifest_hash = [0; 32],
+            patched(46, &[0; 32]),
             "prev_manifest_hash (zero",
         ),
         (
-            &|m: &mut Manifest| m.not_after = m.not_before,
+            &|m: &mut ManifestFields| m.not_after = m.not_before,
+            patched(38, &100u64.to_le_bytes()),
             "validity window",
         ),
-        (&|m: &mut Manifest| m.not_after = 50, "validity window"),
+        (
+            &|m: &mut ManifestFields| m.not_after = 50,
+            patched(38, &50u64.to_le_bytes()),
+            "validity window",
+        ),
     ] {
-        match refused(edit) {
+        let mut fields = fields_for(&w, 5);
+        edit(&mut fields);
+        match Manifest::new(fields) {
+            Err(ManifestError::Invalid(v)) => assert!(v.starts_with(what), "{v}"),
+            other => panic!("{what}: {other:?}"),
+        }
+        match bytes {
             Err(DecodeError::InvalidValue(v)) => assert!(v.starts_with(what), "{v}"),
             other => panic!("{what}: {other:?}"),
         }
     }
     let pinned = PinnedParams::exactly(w.params.clone());
     assert!(m
-        .check_client(&pinned, 150, Some((4, m.prev_manifest_hash)))
+        .clone()
+        .check_client(&pinned, 150, Some((4, *m.prev_manifest_hash())))
         .is_ok());
     assert_eq!(
-        m.check_client(&pinned, 250, None),
+        m.clone().check_client(&pinned, 250, None),
         Err(ManifestError::NotCurrent)
     );
     assert!(matches!(
-        m.check_client(&pinned, 150, Some((5, [0; 32]))),
+        m.clone().check_client(&pinned, 150, Some((5, [0; 32]))),
         Err(ManifestError::Rollback { .. })
     ));
     assert!(matches!(
-        m.check_client(&pinned, 150, Some((4, [1; 32]))),
+        m.clone().check_client(&pinned, 150, Some((4, [1; 32]))),
         Err(ManifestError::Chain(_))
     ));
     let lower_t = PinnedParams {
@@ -830,19 +867,24 @@ fn pt11_table_and_manifest_validation() {
         t_floor: 4,
     };
     assert!(matches!(
-        m.check_client(&lower_t, 150, None),
+        m.clone().check_client(&lower_t, 150, None),
         Err(ManifestError::Params(
             ParamsError::ThresholdBelowFloor { .. }
         ))
     ));
     let drift = PinnedParams::exactly(params(Policy::Silent, 3));
     assert!(matches!(
-        m.check_client(&drift, 150, None),
+        m.clone().check_client(&drift, 150, None),
         Err(ManifestError::Params(ParamsError::NotPinned(_)))
     ));
-    let mut revoked = m.clone();
+    let mut revoked = fields_for(&w, 5);
     revoked.revokes.push(5);
-    assert!(revoked.check_client(&pinned, 150, None).is_err());
+    assert!(matches!(
+        Manifest::new(revoked)
+            .expect("a manifest may revoke any epoch")
+            .check_client(&pinned, 150, None),
+        Err(ManifestError::Chain(_))
+    ));
     // A manifest whose table_root disagrees with its entries does not decode.
     let mut tampered = enc.clone();
     let root_at = enc.len() - 2 - 2 * (4 * 4 + 32 + 32 + 64) - 32;
@@ -855,53 +897,6 @@ fn pt11_table_and_manifest_validation() {
     );
     // The spec in the manifest reproduces the table's spec.
     assert_eq!(m.table_spec(TableKind::Pdq).as_ref(), Some(&w.spec));
-}
-
-// ---------------------------------------------------------------------------------------------
-// PT12: review gate (G4).
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn pt12_review_gate() {
-    let facts = |d: u32, e1: u64, e2: Option<u64>| CheckFacts {
-        nearest: Some((e1, d)),
-        second_hash_entry: e2,
-    };
-    assert_eq!(
-        auto_check(&facts(31, 7, Some(7))),
-        Verdict::ToReview { entry: 7 }
-    );
-    assert_eq!(
-        auto_check(&facts(32, 7, Some(7))),
-        Verdict::Release,
-        "distance > 31"
-    );
-    assert_eq!(
-        auto_check(&facts(3, 7, None)),
-        Verdict::Release,
-        "no second-hash match"
-    );
-    assert_eq!(
-        auto_check(&facts(3, 7, Some(8))),
-        Verdict::Release,
-        "second hash on another entry"
-    );
-    assert_eq!(
-        auto_check(&CheckFacts {
-            nearest: None,
-            second_hash_entry: Some(1)
-        }),
-        Verdict::Release
-    );
-    let mut case = ReviewCase::new();
-    assert!(!case.reportable());
-    case.confirm(1);
-    case.confirm(1);
-    assert!(!case.reportable(), "one reviewer twice is not two");
-    case.confirm(2);
-    assert!(case.reportable());
-    case.reject(3);
-    assert!(!case.reportable());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1082,10 +1077,15 @@ fn pt15_certification_soundness() {
     assert!(verify_shard_for_org(&w.spec, &rogue.shard, &rogue.entry, &keys_of(0)).is_err());
     // A proof under another α does not verify.
     let other = OpeningKey::generate(&mut r);
-    let spec2 = TableSpec {
-        public_key: other.public_key(),
-        ..w.spec.clone()
-    };
+    let spec2 = TableSpec::new(
+        *w.spec.deployment_id(),
+        w.spec.kind(),
+        w.params.clone(),
+        other.public_key(),
+        w.spec.shard_count(),
+        *w.spec.shard_salt(),
+    )
+    .expect("spec");
     assert!(verify_shard_for_org(&spec2, &b.shard, &b.entry, &keys_of(0)).is_err());
 }
 
@@ -1167,7 +1167,7 @@ fn pt17_invalid_point_rejected_at_load() {
         bad[s].points[j] = CompressedRistretto([0xff; 32]);
         let mut entries = w.built.entries();
         entries[s].root = bad[s].root();
-        let res = ClientTable::load(w.spec.clone(), 1, &entries, &bad, 1 << 20);
+        let res = load_entries(&w.spec, entries, &bad, 1, 1 << 20);
         assert!(
             matches!(
                 res,
@@ -1426,7 +1426,7 @@ fn consent_check_accepts_only_committed_keys() {
     wrong.vd_key[0] ^= 1;
     assert_eq!(
         check_consent(&rec, &wrong, &bv.vd_blob),
-        Err(hashguard_protocol::server::ConsentError::CommitmentMismatch)
+        Err(hashguard_protocol::opener::ConsentError::CommitmentMismatch)
     );
     let mut wrong = reveal.clone();
     wrong.k_adct[31] ^= 1;
@@ -1605,10 +1605,15 @@ fn build_after_published_shards_keeps_exactly_the_unchanged_ones() {
         prev[keep].entry.shard_version + 1
     );
     // Another spec (here: another shard salt) keeps nothing.
-    let other = TableSpec {
-        shard_salt: [0x77; 32],
-        ..w.spec.clone()
-    };
+    let other = TableSpec::new(
+        *w.spec.deployment_id(),
+        w.spec.kind(),
+        w.params.clone(),
+        *w.spec.public_key(),
+        w.spec.shard_count(),
+        [0x77; 32],
+    )
+    .expect("spec");
     let fresh = build_table_after(
         &w.spec,
         &w.secret,

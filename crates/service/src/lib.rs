@@ -1,16 +1,22 @@
 //! What the hashguard server does, without HTTP and without a command line: the part the
 //! `hashguard` binary, the upload server and the organisations' tools share.
 //!
+//! - [`banks`]: the enabled banks of a database (or one list file) indexed for matching media
+//!   and hash values in the clear, and what a match names.
 //! - [`keyset`]: the consensus view of the banks as the protocol's key set K.
 //! - [`publish`]: building the next epoch's table directory (manifest chain, kept shards,
 //!   build record, write order) and the opening key file.
+//! - [`review`]: the gate after decryption (full PDQ distance and the second hash) and the
+//!   two-reviewer rule (G4).
 //! - [`verify`]: every check of a table directory that can be made without signatures, and
 //!   the organisations' check of the proofs against the key set they rebuild.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod banks;
 pub mod keyset;
 pub mod publish;
+pub mod review;
 pub mod verify;
 
 /// Why a table could not be built, read or checked.
@@ -61,6 +67,9 @@ pub enum ServiceError {
     /// The protocol refused the build.
     #[error(transparent)]
     Table(#[from] hashguard_protocol::table::TableError),
+    /// The protocol refused the manifest.
+    #[error(transparent)]
+    Manifest(#[from] hashguard_protocol::manifest::ManifestError),
     /// An option is out of its range.
     #[error("{0}")]
     Invalid(String),

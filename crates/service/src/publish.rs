@@ -188,7 +188,7 @@ impl TableDir {
 
     /// Every shard the manifest's PDQ table lists, decoded.
     pub fn read_shards(&self, table: &TableDescriptor) -> Result<Vec<TableShard>, ServiceError> {
-        (0..table.shards.len())
+        (0..table.shards().len())
             .map(|i| {
                 let path = self.shard_path(i);
                 let bytes = std::fs::read(&path).map_err(ServiceError::io("cannot read", &path))?;
@@ -267,7 +267,7 @@ pub fn next_epoch(
 ) -> Result<(TableSpec, EpochInput), String> {
     let (deployment_id, shard_salt, epoch, prev_manifest_hash) = match previous {
         Some(m) => {
-            if m.public_key != public_key {
+            if *m.public_key() != public_key {
                 return Err(
                     "it was built with another opening key; use its key or another directory"
                         .into(),
@@ -276,14 +276,14 @@ pub fn next_epoch(
             let t = m
                 .table(TableKind::Pdq)
                 .ok_or("the previous manifest has no PDQ table")?;
-            if t.shard_count != shard_count {
+            if t.shard_count() != shard_count {
                 return Err(format!(
                     "the previous epoch has {} shards; a deployment keeps its shard count",
-                    t.shard_count
+                    t.shard_count()
                 ));
             }
-            let epoch = m.epoch.checked_add(1).ok_or("epoch overflow")?;
-            (m.deployment_id, t.shard_salt, epoch, m.hash())
+            let epoch = m.epoch().checked_add(1).ok_or("epoch overflow")?;
+            (*m.deployment_id(), *t.shard_salt(), epoch, m.hash())
         }
         None => {
             let mut id = [0u8; 16];
@@ -298,14 +298,15 @@ pub fn next_epoch(
         rng.fill_bytes(&mut b);
         b
     });
-    let spec = TableSpec {
+    let spec = TableSpec::new(
         deployment_id,
-        kind: TableKind::Pdq,
-        params: params.clone(),
+        TableKind::Pdq,
+        params.clone(),
         public_key,
         shard_count,
         shard_salt,
-    };
+    )
+    .map_err(|e| e.to_string())?;
     let epoch = EpochInput {
         epoch,
         prev_manifest_hash,
@@ -358,18 +359,18 @@ pub fn previous_shards(
         ));
     };
     let digests = match dir.read_record() {
-        Ok(r) if r.epoch == m.epoch && r.shard_key_digests.len() == t.shards.len() => {
+        Ok(r) if r.epoch == m.epoch() && r.shard_key_digests.len() == t.shards().len() => {
             r.shard_key_digests
         }
         _ => {
             return Ok(Err(NoReuse::NoDigests {
-                epoch: m.epoch,
+                epoch: m.epoch(),
                 record: dir.record_path(),
             }))
         }
     };
-    let mut shards = Vec::with_capacity(t.shards.len());
-    for (i, (entry, digest)) in t.shards.iter().zip(&digests).enumerate() {
+    let mut shards = Vec::with_capacity(t.shards().len());
+    for (i, (entry, digest)) in t.shards().iter().zip(&digests).enumerate() {
         let path = dir.shard_path(i);
         let shard = std::fs::read(&path)
             .ok()
@@ -386,14 +387,9 @@ pub fn previous_shards(
             key_digest,
         });
     }
-    let spec = TableSpec {
-        deployment_id: m.deployment_id,
-        kind: TableKind::Pdq,
-        params: m.params.clone(),
-        public_key: m.public_key,
-        shard_count: t.shard_count,
-        shard_salt: t.shard_salt,
-    };
+    let spec = m
+        .table_spec(TableKind::Pdq)
+        .ok_or_else(|| ServiceError::bad_file(&dir.manifest_path(), "invalid PDQ table spec"))?;
     Ok(Ok((spec, shards)))
 }
 
@@ -465,7 +461,7 @@ pub fn publish(
         Some(s) => s,
         // A deployment keeps its shard count: the next epoch takes the previous one's.
         None => match previous.as_ref().and_then(|m| m.table(TableKind::Pdq)) {
-            Some(t) => t.shard_count,
+            Some(t) => t.shard_count(),
             None => u16::try_from(key_set.keys.len().div_ceil(KEYS_PER_SHARD).max(1))
                 .unwrap_or(u16::MAX),
         },
@@ -509,22 +505,7 @@ pub fn publish(
         .ok_or_else(|| {
             ServiceError::Invalid("the validity window reaches past the end of time".into())
         })?;
-    let manifest = Manifest {
-        deployment_id: spec.deployment_id,
-        epoch,
-        not_before: created_at,
-        not_after,
-        prev_manifest_hash: epoch_input.prev_manifest_hash,
-        params,
-        public_key: secret.public_key(),
-        tables: vec![TableDescriptor {
-            kind: TableKind::Pdq,
-            shard_count,
-            shard_salt: spec.shard_salt,
-            shards: built.entries(),
-        }],
-        revokes: Vec::new(),
-    };
+    let manifest = Manifest::for_table(&built, &epoch_input, created_at, not_after)?;
     let (mut kept, mut rebuilt_keys) = (0usize, 0u64);
     for (i, s) in built.shards.iter().enumerate() {
         let unchanged = reusable

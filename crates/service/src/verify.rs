@@ -4,6 +4,7 @@
 
 use hashguard_protocol::keys::{KeyBytes, TableKind};
 use hashguard_protocol::manifest::{Manifest, TableDescriptor};
+use hashguard_protocol::params::PinnedParams;
 use hashguard_protocol::table::{
     key_set_digest, verify_shard_for_org, ClientTable, OpeningKey, TableError, TableShard,
     TableSpec,
@@ -16,27 +17,24 @@ use crate::publish::{BuildRecord, TableDir, BUILD_RECORD_FORMAT, SECONDS_PER_DAY
 /// What one check found, or why it failed.
 pub type CheckResult = Result<String, String>;
 
-/// What every client checks: roots, layouts, counts, every point valid and not the identity.
-pub fn check_client(
-    spec: &TableSpec,
-    manifest: &Manifest,
-    table: &TableDescriptor,
-    shards: &[TableShard],
-) -> CheckResult {
-    ClientTable::load(
-        spec.clone(),
-        manifest.epoch,
-        &table.shards,
-        shards,
-        u64::MAX,
-    )
-    .map(|_| format!("{} shards, roots, layouts, points", shards.len()))
-    .map_err(|e| e.to_string())
+/// What every client checks of the shards: roots, layouts, counts, every point valid and not
+/// the identity. The parameters are pinned as published and the manifest is checked at the
+/// start of its window: the window and the chain are separate checks ([`check_window`],
+/// [`check_chain`]), so one expired epoch is reported once, as expired.
+pub fn check_client(manifest: &Manifest, shards: &[TableShard]) -> CheckResult {
+    let pinned = PinnedParams::exactly(manifest.params().clone());
+    let verified = manifest
+        .clone()
+        .check_client(&pinned, manifest.not_before(), None)
+        .map_err(|e| e.to_string())?;
+    ClientTable::load(&verified, TableKind::Pdq, shards, u64::MAX)
+        .map(|_| format!("{} shards, roots, layouts, points", shards.len()))
+        .map_err(|e| e.to_string())
 }
 
 /// The opening key must be the table's.
 pub fn check_opening_key(secret: &OpeningKey, manifest: &Manifest) -> CheckResult {
-    (secret.public_key() == manifest.public_key)
+    (secret.public_key() == *manifest.public_key())
         .then(String::new)
         .ok_or_else(|| "it is not the key of this table".to_string())
 }
@@ -62,7 +60,7 @@ pub fn check_proofs(
     let results: Vec<Result<(), TableError>> = pool.install(|| {
         shards
             .par_iter()
-            .zip(&table.shards)
+            .zip(table.shards())
             .zip(&per_shard)
             .map(|((shard, entry), ks)| verify_shard_for_org(spec, shard, entry, ks))
             .collect()
@@ -87,18 +85,18 @@ pub fn check_summary(dir: &TableDir, manifest: &Manifest) -> CheckResult {
 
 /// The manifest must be valid now, as clients check it.
 pub fn check_window(manifest: &Manifest, now: u64) -> CheckResult {
-    if now < manifest.not_before {
+    if now < manifest.not_before() {
         Err(format!(
             "not valid before {} (now {now})",
-            manifest.not_before
+            manifest.not_before()
         ))
-    } else if now >= manifest.not_after {
-        Err(format!("expired at {} (now {now})", manifest.not_after))
+    } else if now >= manifest.not_after() {
+        Err(format!("expired at {} (now {now})", manifest.not_after()))
     } else {
         // Whole days rounded up: a table built a second ago for 30 days says 30, not 29.
         Ok(format!(
             "{} more day(s)",
-            (manifest.not_after - now).div_ceil(SECONDS_PER_DAY)
+            (manifest.not_after() - now).div_ceil(SECONDS_PER_DAY)
         ))
     }
 }
@@ -117,36 +115,41 @@ pub fn check_chain(dir: &TableDir, manifest: &Manifest) -> CheckResult {
         })?;
         Manifest::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
     };
-    if &read(manifest.epoch)? != manifest {
+    if &read(manifest.epoch())? != manifest {
         return Err(format!(
             "manifest.bin differs from {}",
-            dir.epoch_manifest_path(manifest.epoch).display()
+            dir.epoch_manifest_path(manifest.epoch()).display()
         ));
     }
     let mut later = manifest.clone();
-    while later.epoch > 1 {
-        let earlier = read(later.epoch - 1)?;
-        if earlier.hash() != later.prev_manifest_hash {
+    while later.epoch() > 1 {
+        let earlier = read(later.epoch() - 1)?;
+        if earlier.hash() != *later.prev_manifest_hash() {
             return Err(format!(
                 "epoch {}'s prev_manifest_hash is not the hash of epoch {}",
-                later.epoch, earlier.epoch
+                later.epoch(),
+                earlier.epoch()
             ));
         }
-        if earlier.deployment_id != later.deployment_id || earlier.public_key != later.public_key {
+        if earlier.deployment_id() != later.deployment_id()
+            || earlier.public_key() != later.public_key()
+        {
             return Err(format!(
                 "epoch {} belongs to another deployment or key than epoch {}",
-                earlier.epoch, later.epoch
+                earlier.epoch(),
+                later.epoch()
             ));
         }
-        if earlier.not_before > later.not_before {
+        if earlier.not_before() > later.not_before() {
             return Err(format!(
                 "epoch {} starts before epoch {}",
-                later.epoch, earlier.epoch
+                later.epoch(),
+                earlier.epoch()
             ));
         }
         later = earlier;
     }
-    Ok(format!("epochs 1 to {}", manifest.epoch))
+    Ok(format!("epochs 1 to {}", manifest.epoch()))
 }
 
 /// The build record's fields that the manifest also states must agree with it.
@@ -161,19 +164,21 @@ pub fn check_record(record: &BuildRecord, manifest: &Manifest) -> CheckResult {
             record.format
         ));
     }
-    if record.protocol_params() != manifest.params {
+    if record.protocol_params() != *manifest.params() {
         wrong.push("params or policy".to_string());
     }
-    if record.epoch != manifest.epoch {
+    if record.epoch != manifest.epoch() {
         wrong.push(format!(
             "epoch {} (the manifest's is {})",
-            record.epoch, manifest.epoch
+            record.epoch,
+            manifest.epoch()
         ));
     }
-    if record.shards != table.shard_count {
+    if record.shards != table.shard_count() {
         wrong.push(format!(
             "shards {} (the manifest has {})",
-            record.shards, table.shard_count
+            record.shards,
+            table.shard_count()
         ));
     }
     if record.keys != table.n_keys() {
@@ -186,24 +191,25 @@ pub fn check_record(record: &BuildRecord, manifest: &Manifest) -> CheckResult {
     if record.distinct_keys.checked_sub(record.pruned_keys) != usize::try_from(record.keys).ok() {
         wrong.push("distinct_keys - pruned_keys is not keys".to_string());
     }
-    if record.created_at != manifest.not_before {
+    if record.created_at != manifest.not_before() {
         wrong.push(format!(
             "created_at {} (the manifest's not_before is {})",
-            record.created_at, manifest.not_before
+            record.created_at,
+            manifest.not_before()
         ));
     }
     if let Some(days) = record.valid_days {
-        if days.checked_mul(SECONDS_PER_DAY) != Some(manifest.not_after - manifest.not_before) {
+        if days.checked_mul(SECONDS_PER_DAY) != Some(manifest.not_after() - manifest.not_before()) {
             wrong.push(format!("valid_days {days} (not the manifest's window)"));
         }
     }
     if !record.shard_key_digests.is_empty()
-        && record.shard_key_digests.len() != usize::from(table.shard_count)
+        && record.shard_key_digests.len() != usize::from(table.shard_count())
     {
         wrong.push(format!(
             "{} shard_key_digests for {} shards",
             record.shard_key_digests.len(),
-            table.shard_count
+            table.shard_count()
         ));
     }
     if wrong.is_empty() {

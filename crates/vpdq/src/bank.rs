@@ -36,9 +36,9 @@ use crate::Feature;
 
 /// The frame distance of the field (a vPDQ bank's default threshold): frames match at Hamming
 /// distance `<= 31` (python-threatexchange) or `< 31` (C++ reference).
-pub const DEFAULT_DISTANCE: u32 = 31;
+pub const DEFAULT_DISTANCE: u32 = hashguard_pdq::MATCH_THRESHOLD;
 /// The field's minimum frame quality: frames under 50 are ignored on both sides.
-pub const DEFAULT_QUALITY: u8 = 50;
+pub const DEFAULT_QUALITY: u8 = hashguard_pdq::QUALITY_THRESHOLD;
 /// A match needs at least this share of the query's frames matched (python-threatexchange's
 /// `VPDQ_QUERY_MATCH_THRESHOLD_PERCENT`).
 pub const QUERY_MATCH_PERCENT: f64 = 80.0;

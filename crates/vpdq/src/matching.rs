@@ -113,7 +113,7 @@ pub fn select_keyframes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hashguard_pdq::Hash256;
+    use hashguard_pdq::{Hash256, MATCH_THRESHOLD, QUALITY_THRESHOLD};
 
     fn feature(frame: u64, words: [u64; 4], quality: u8) -> Feature {
         Feature {
@@ -129,7 +129,7 @@ mod tests {
         let a = [feature(0, [1, 2, 3, 4], 100)];
         let low = [feature(0, [1, 2, 3, 4], 49)];
         for rule in [MatchRule::Reference, MatchRule::ThreatExchange] {
-            let r = match_features(&a, &low, rule, 31, 50);
+            let r = match_features(&a, &low, rule, MATCH_THRESHOLD, QUALITY_THRESHOLD);
             assert_eq!((r.query_percent, r.compared_percent), (0.0, 0.0));
             assert!(!r.is_match(80.0, 0.0));
         }
@@ -142,10 +142,22 @@ mod tests {
         let q = [feature(0, base, 100), feature(1, base, 100)];
         let c = [feature(0, at_31, 100)];
         // ThreatExchange: <= 31 matches, and the duplicate query frame counts once.
-        let te = match_features(&q, &c, MatchRule::ThreatExchange, 31, 50);
+        let te = match_features(
+            &q,
+            &c,
+            MatchRule::ThreatExchange,
+            MATCH_THRESHOLD,
+            QUALITY_THRESHOLD,
+        );
         assert_eq!((te.query_percent, te.compared_percent), (100.0, 100.0));
         // Reference: < 31 does not match.
-        let cpp = match_features(&q, &c, MatchRule::Reference, 31, 50);
+        let cpp = match_features(
+            &q,
+            &c,
+            MatchRule::Reference,
+            MATCH_THRESHOLD,
+            QUALITY_THRESHOLD,
+        );
         assert_eq!((cpp.query_percent, cpp.compared_percent), (0.0, 0.0));
     }
 

@@ -1,8 +1,12 @@
 //! Shared fixtures for the property tests: small parameters so the suite stays fast in debug.
 #![allow(dead_code)]
 
+use hashguard_protocol::manifest::{
+    Manifest, ManifestError, ManifestFields, TableDescriptor, VerifiedManifest,
+};
+use hashguard_protocol::params::PinnedParams;
 use hashguard_protocol::prelude::*;
-use hashguard_protocol::table::{ShardEntry, TableSpec};
+use hashguard_protocol::table::{ShardEntry, TableError, TableSpec};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -66,28 +70,66 @@ pub struct World {
 }
 
 pub fn spec_for(params: &Params, secret: &OpeningKey, kind: TableKind, shards: u16) -> TableSpec {
-    TableSpec {
-        deployment_id: [0xd1; 16],
+    TableSpec::new(
+        [0xd1; 16],
         kind,
-        params: params.clone(),
-        public_key: secret.public_key(),
-        shard_count: shards,
-        shard_salt: [0x5a; 32],
-    }
+        params.clone(),
+        secret.public_key(),
+        shards,
+        [0x5a; 32],
+    )
+    .expect("valid test spec")
 }
 
+/// Epoch `e`'s input: epoch 1 has no predecessor, a later one names one.
 pub fn epoch(e: u32) -> EpochInput {
     EpochInput {
         epoch: e,
-        prev_manifest_hash: [e as u8; 32],
+        prev_manifest_hash: if e == 1 { [0; 32] } else { [e as u8; 32] },
         beacon: [0xbe; 32],
     }
 }
 
+/// The manifest of `spec`'s table with `entries` at epoch `e`, valid from 0 on, checked as a
+/// client checks it against `spec`'s parameters.
+pub fn verified_with(
+    spec: &TableSpec,
+    entries: Vec<ShardEntry>,
+    e: u32,
+) -> Result<VerifiedManifest, ManifestError> {
+    Manifest::new(ManifestFields {
+        deployment_id: *spec.deployment_id(),
+        epoch: e,
+        not_before: 0,
+        not_after: u64::MAX,
+        prev_manifest_hash: epoch(e).prev_manifest_hash,
+        params: spec.params().clone(),
+        public_key: *spec.public_key(),
+        tables: vec![TableDescriptor::new(
+            spec.kind(),
+            *spec.shard_salt(),
+            entries,
+        )?],
+        revokes: vec![],
+    })?
+    .check_client(&PinnedParams::exactly(spec.params().clone()), 0, None)
+}
+
+/// Loads `shards` through a checked manifest that lists `entries`.
+pub fn load_entries(
+    spec: &TableSpec,
+    entries: Vec<ShardEntry>,
+    shards: &[TableShard],
+    e: u32,
+    n_max: u64,
+) -> Result<ClientTable, TableError> {
+    let manifest = verified_with(spec, entries, e).expect("a valid manifest");
+    ClientTable::load(&manifest, spec.kind(), shards, n_max)
+}
+
 pub fn load(spec: &TableSpec, built: &BuiltTable, e: u32) -> ClientTable {
     let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
-    let entries: Vec<ShardEntry> = built.entries();
-    ClientTable::load(spec.clone(), e, &entries, &shards, 1 << 30).expect("honest table loads")
+    load_entries(spec, built.entries(), &shards, e, 1 << 30).expect("honest table loads")
 }
 
 pub fn key_bytes(params: &Params, v: u64) -> KeyBytes {

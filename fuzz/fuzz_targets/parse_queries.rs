@@ -5,7 +5,7 @@
 #![no_main]
 
 use hashguard_hashlist::{detect_signal_type, parse_list, parse_queries, ParseError};
-use hashguard_hashlist_fuzz::split_input;
+use hashguard_fuzz::hashlist::split_input;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

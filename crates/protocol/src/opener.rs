@@ -1,4 +1,4 @@
-//! The server: opening a voucher with α (protocol.md 3.7, R/E5), the per-account threshold store
+//! The opener (the opening service's side of the protocol): opening a voucher with α (protocol.md 3.7, R/E5), the per-account threshold store
 //! with conflict handling and bounded reconstruction, the consented check of one held item
 //! (R/E12), and the `silent` intake whose reply never depends on opening.
 
@@ -9,7 +9,7 @@ use curve25519_dalek::scalar::Scalar;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::client::{open_vd, probe_key, ConsentReveal};
+use crate::sender::{open_vd, probe_key, ConsentReveal};
 
 use crate::dhf;
 use crate::params::{Params, Policy};

@@ -1,7 +1,8 @@
-//! Fuzz target: load an index file from bytes (see `hashguard_index_fuzz::check`).
+//! Fuzz target: load an index file from bytes (see `hashguard_fuzz::index::check`).
 //!
-//! With `--features libfuzzer` (what `cargo fuzz run load` uses) this is a
-//! libFuzzer target. Without it, it is a plain program:
+//! With the default feature `libfuzzer` (what `cargo fuzz run load` uses) this
+//! is a libFuzzer target. Without it (`--no-default-features`), it is a plain
+//! program:
 //! `load FILE...` replays files (e.g. a corpus), and `load --random SECONDS
 //! [SEED]` feeds seeded random inputs, most of them mutations of valid index
 //! images, for that long.
@@ -9,7 +10,7 @@
 
 #[cfg(feature = "libfuzzer")]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    hashguard_index_fuzz::check(data);
+    hashguard_fuzz::index::check(data);
 });
 
 #[cfg(not(feature = "libfuzzer"))]
@@ -36,7 +37,7 @@ fn main() {
                     *first = 2;
                 }
             }
-            hashguard_index_fuzz::check(&data);
+            hashguard_fuzz::index::check(&data);
             runs += 1;
         }
         println!("{runs} random inputs, no failure");
@@ -44,7 +45,7 @@ fn main() {
     }
     for path in &args {
         let data = std::fs::read(path).expect("read input");
-        hashguard_index_fuzz::check(&data);
+        hashguard_fuzz::index::check(&data);
     }
     println!("{} inputs replayed, no failure", args.len());
 }

@@ -4,7 +4,7 @@
 #![no_main]
 
 use hashguard_hashlist::{parse_list, write_list, ParseError};
-use hashguard_hashlist_fuzz::split_input;
+use hashguard_fuzz::hashlist::split_input;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,4 +1,4 @@
-//! The client: account state (protocol.md 3.6), near-duplicate dedup, synthetic decisions
+//! The sender (the uploading client's side of the protocol): account state (protocol.md 3.6), near-duplicate dedup, synthetic decisions
 //! (`silent` only), and voucher construction. Building a voucher produces no output that
 //! depends on membership: the client never learns whether a probe would open.
 
@@ -498,7 +498,7 @@ impl Client {
         binding: &UploadBinding,
         rng: &mut R,
     ) -> Result<BuiltVoucher, ClientError> {
-        if table.spec().kind != TableKind::Pdq || table.spec().params != self.params {
+        if table.spec().kind() != TableKind::Pdq || *table.spec().params() != self.params {
             return Err(ClientError::TableMismatch("not this client's PDQ table"));
         }
         self.check_thumbnail(item)?;
@@ -544,7 +544,7 @@ impl Client {
         binding: &UploadBinding,
         rng: &mut R,
     ) -> Result<Vec<BuiltVoucher>, ClientError> {
-        if table.spec().kind != TableKind::Pdq || table.spec().params != self.params {
+        if table.spec().kind() != TableKind::Pdq || *table.spec().params() != self.params {
             return Err(ClientError::TableMismatch("not this client's PDQ table"));
         }
         if frames.is_empty() || frames.len() > MAX_KEYFRAMES {
@@ -594,13 +594,13 @@ impl Client {
         if self.params.policy() == Policy::Silent {
             return Err(ClientError::ExactUnderSilent);
         }
-        let key = match (table.spec().kind, digest) {
-            (TableKind::ExactSha256, ExactDigest::Sha256(d)) => KeyBytes::new(d),
-            (TableKind::ExactMd5, ExactDigest::Md5(d)) => KeyBytes::new(d),
+        let key = match (table.spec().kind(), digest) {
+            (TableKind::ExactSha256, ExactDigest::Sha256(d)) => KeyBytes::new(&d[..]),
+            (TableKind::ExactMd5, ExactDigest::Md5(d)) => KeyBytes::new(&d[..]),
             _ => None,
         }
         .ok_or(ClientError::TableMismatch("digest kind"))?;
-        if table.spec().params != self.params {
+        if *table.spec().params() != self.params {
             return Err(ClientError::TableMismatch("parameters"));
         }
         self.check_thumbnail(item)?;

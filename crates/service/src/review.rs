@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
-/// Meta's PDQ match threshold δ: full-distance check after decryption.
-pub const MATCH_DISTANCE: u32 = 31;
+/// The full-distance check after decryption uses the field's PDQ match threshold δ.
+pub use hashguard_pdq::MATCH_THRESHOLD as MATCH_DISTANCE;
 
 /// Facts the server established for one decrypted item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,5 +66,54 @@ impl ReviewCase {
     /// G4: at least two distinct reviewers confirmed and nobody rejected.
     pub fn reportable(&self) -> bool {
         self.confirmed.len() >= 2 && self.rejected.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PT12: the review gate (G4).
+    #[test]
+    fn pt12_review_gate() {
+        let facts = |d: u32, e1: u64, e2: Option<u64>| CheckFacts {
+            nearest: Some((e1, d)),
+            second_hash_entry: e2,
+        };
+        assert_eq!(
+            auto_check(&facts(31, 7, Some(7))),
+            Verdict::ToReview { entry: 7 }
+        );
+        assert_eq!(
+            auto_check(&facts(32, 7, Some(7))),
+            Verdict::Release,
+            "distance > 31"
+        );
+        assert_eq!(
+            auto_check(&facts(3, 7, None)),
+            Verdict::Release,
+            "no second-hash match"
+        );
+        assert_eq!(
+            auto_check(&facts(3, 7, Some(8))),
+            Verdict::Release,
+            "second hash on another entry"
+        );
+        assert_eq!(
+            auto_check(&CheckFacts {
+                nearest: None,
+                second_hash_entry: Some(1)
+            }),
+            Verdict::Release
+        );
+        let mut case = ReviewCase::new();
+        assert!(!case.reportable());
+        case.confirm(1);
+        case.confirm(1);
+        assert!(!case.reportable(), "one reviewer twice is not two");
+        case.confirm(2);
+        assert!(case.reportable());
+        case.reject(3);
+        assert!(!case.reportable());
     }
 }

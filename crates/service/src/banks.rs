@@ -1,0 +1,347 @@
+//! The bank set: every enabled bank of a database (or one list file) indexed for matching media
+//! in the clear, with what a match names (the bank, the entry's id, the list line).
+//!
+//! An image is looked up by its PDQ hash (when its quality reaches the floor), optionally by the
+//! seven rotated and mirrored variants of that hash, and by the MD5 and SHA-256 of its bytes; a
+//! video by its vPDQ frames (python-threatexchange's rule) and by its bytes. Per bank entry the
+//! closest match over all of an input's values is kept. Allow banks suppress: when any allow
+//! bank matches an input, none of its block matches is reported.
+
+use std::collections::BTreeMap;
+
+use hashguard_hashing::Hashed;
+use hashguard_hashlist::{
+    BankKind, Hit, ListItem, Lookup, MatchRules, Matcher, MatcherError, Signal, SignalType,
+};
+use hashguard_index::Scratch;
+use hashguard_store::{LoadedBank, Store};
+use hashguard_vpdq::{Feature, MatchRule, VideoBankIndex, VideoIndexError, DEFAULT_QUALITY};
+
+/// Why a bank set could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BankSetError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] hashguard_store::StoreError),
+    /// The PDQ or exact-value banks could not be indexed.
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+    /// A vPDQ bank could not be indexed.
+    #[error("bank {bank}: {source}")]
+    Video {
+        /// The bank's label.
+        bank: String,
+        /// The cause.
+        source: VideoIndexError,
+    },
+    /// The labels (or list lines) do not match the banks (or items) one for one.
+    #[error("{0}")]
+    Shape(&'static str),
+}
+
+/// One value looked up for an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// The value.
+    pub value: Signal,
+    /// The PDQ quality of the image it was computed from (PDQ values only).
+    pub quality: Option<u8>,
+    /// For a dihedral variant of the image's PDQ hash, its name (`rot90`, `flipx`, ...).
+    pub variant: Option<&'static str>,
+}
+
+impl Query {
+    /// The values to look up for one hashed input: its PDQ hash if the quality reaches
+    /// `min_quality`, with the seven variants when they were computed; then the digests of its
+    /// bytes when they were computed.
+    pub fn of(hashed: &Hashed, min_quality: u8) -> Vec<Query> {
+        let mut out = Vec::new();
+        let digests = match hashed {
+            Hashed::Image {
+                hash,
+                dihedral,
+                digests,
+                ..
+            } => {
+                if hash.quality >= min_quality {
+                    out.push(Query {
+                        value: Signal::Pdq(hash.hash),
+                        quality: Some(hash.quality),
+                        variant: None,
+                    });
+                    for (name, h) in dihedral.iter().flat_map(|d| d.named_variants()) {
+                        out.push(Query {
+                            value: Signal::Pdq(h),
+                            quality: Some(hash.quality),
+                            variant: Some(name),
+                        });
+                    }
+                }
+                digests
+            }
+            Hashed::Video { digests, .. } => digests,
+        };
+        if let Some(d) = digests {
+            for value in [Signal::Md5(d.md5), Signal::Sha256(d.sha256)] {
+                out.push(Query {
+                    value,
+                    quality: None,
+                    variant: None,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A video's match with one vPDQ bank entry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoHit {
+    /// The bank's position in the set.
+    pub bank: usize,
+    /// The entry's position in the bank.
+    pub item: usize,
+    /// Share (percent) of the query video's distinct good frames that match the entry.
+    pub query_percent: f64,
+    /// Share (percent) of the entry's frames that match the query.
+    pub compared_percent: f64,
+}
+
+/// What one input matched.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaMatches {
+    /// The values looked up.
+    pub queries: Vec<Query>,
+    /// The reported matches of single values, one per bank entry at its smallest distance over
+    /// the queries, as (index into `queries`, hit), sorted by (distance, bank, item).
+    pub reported: Vec<(usize, Hit)>,
+    /// The reported vPDQ matches.
+    pub videos: Vec<VideoHit>,
+    /// The allow banks that suppressed block matches, sorted, without repeats.
+    pub suppressed_by: Vec<usize>,
+}
+
+impl MediaMatches {
+    /// Whether anything is reported.
+    pub fn any(&self) -> bool {
+        !self.reported.is_empty() || !self.videos.is_empty()
+    }
+}
+
+/// Banks ready to match media and hash values (see the [module documentation](self)).
+pub struct BankSet {
+    matcher: Matcher,
+    /// One frame index per enabled vPDQ bank: (bank, kind, index of the bank's items).
+    videos: Vec<(usize, BankKind, VideoBankIndex<usize>)>,
+    /// Per bank: its name, or the list file's path.
+    labels: Vec<String>,
+    /// For a list file: each item's line number.
+    lines: Option<Vec<usize>>,
+}
+
+impl BankSet {
+    /// Indexes `banks` (rules and items), each named by its label. `radius` overrides every
+    /// PDQ block bank's threshold. `lines`, for a list file, gives each item's line number.
+    pub fn new(
+        banks: Vec<(MatchRules, Vec<ListItem>)>,
+        radius: Option<u32>,
+        labels: Vec<String>,
+        lines: Option<Vec<usize>>,
+    ) -> Result<BankSet, BankSetError> {
+        if labels.len() != banks.len() {
+            return Err(BankSetError::Shape("one label per bank is needed"));
+        }
+        if let Some(lines) = &lines {
+            if banks.len() != 1 || lines.len() != banks[0].1.len() {
+                return Err(BankSetError::Shape(
+                    "list lines are given for one bank, one per item",
+                ));
+            }
+        }
+        let mut videos = Vec::new();
+        for (b, (rules, items)) in banks.iter().enumerate() {
+            if rules.signal_type != SignalType::Vpdq || !rules.enabled {
+                continue;
+            }
+            let entries = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| item.value().as_vpdq().map(|v| (i, v.shared_features())));
+            let index = VideoBankIndex::build_with(entries, rules.threshold, DEFAULT_QUALITY)
+                .map_err(|source| BankSetError::Video {
+                    bank: labels[b].clone(),
+                    source,
+                })?;
+            videos.push((b, rules.kind, index));
+        }
+        Ok(BankSet {
+            matcher: Matcher::new(banks, radius)?,
+            videos,
+            labels,
+            lines,
+        })
+    }
+
+    /// The enabled banks of a database, as loaded by [`Store::load_enabled`].
+    pub fn from_loaded(loaded: Vec<LoadedBank>, radius: Option<u32>) -> Result<Self, BankSetError> {
+        let labels = loaded.iter().map(|l| l.bank.name().to_string()).collect();
+        let banks = loaded
+            .into_iter()
+            .map(|l| {
+                let rules = MatchRules::from(&l.bank);
+                let items = l.entries.into_iter().map(|e| e.item().clone()).collect();
+                (rules, items)
+            })
+            .collect();
+        Self::new(banks, radius, labels, None)
+    }
+
+    /// Loads and indexes every enabled bank of the store.
+    pub async fn load(store: &Store, radius: Option<u32>) -> Result<Self, BankSetError> {
+        let loaded = store.load_enabled(None).await?;
+        Self::from_loaded(loaded, radius)
+    }
+
+    /// One list file as a block bank of its signal type, at the type's default threshold
+    /// unless `radius` is given; `label` names it in matches, `lines` gives each item's line.
+    pub fn from_list(
+        signal_type: SignalType,
+        items: Vec<ListItem>,
+        lines: Vec<usize>,
+        label: String,
+        radius: Option<u32>,
+    ) -> Result<Self, BankSetError> {
+        let rules = MatchRules {
+            signal_type,
+            kind: BankKind::Block,
+            threshold: signal_type.default_threshold(),
+            enabled: true,
+        };
+        Self::new(vec![(rules, items)], radius, vec![label], Some(lines))
+    }
+
+    /// Whether any enabled bank is a block bank (without one, nothing can match).
+    pub fn has_block_bank(&self) -> bool {
+        self.matcher
+            .banks()
+            .iter()
+            .any(|(rules, _)| rules.enabled && rules.kind == BankKind::Block)
+    }
+
+    /// The signal type of the first bank (for a list file, its only bank).
+    pub fn first_signal_type(&self) -> Option<SignalType> {
+        self.matcher
+            .banks()
+            .first()
+            .map(|(rules, _)| rules.signal_type)
+    }
+
+    /// The label of bank `bank`: its name, or the list file's path.
+    pub fn label(&self, bank: usize) -> &str {
+        self.labels.get(bank).map(String::as_str).unwrap_or("")
+    }
+
+    /// The list line of item `item` (list files only).
+    pub fn list_line(&self, item: usize) -> Option<usize> {
+        self.lines.as_ref().and_then(|l| l.get(item).copied())
+    }
+
+    /// How many items the list file has (0 for a database).
+    pub fn list_len(&self) -> usize {
+        self.lines.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The item a hit names.
+    pub fn item(&self, bank: usize, item: usize) -> Option<&ListItem> {
+        self.matcher.banks().get(bank).and_then(|b| b.1.get(item))
+    }
+
+    /// The id a match names: the list's id for the entry, else the value (for a video, the
+    /// SHA-256 of its `signal_str`, which is also the store's key for it).
+    pub fn entry_id(item: &ListItem) -> String {
+        match (item.source_id(), item.value()) {
+            (Some(id), _) => id.as_str().to_string(),
+            (None, Signal::Vpdq(v)) => format!("sha256:{}", v.sha256_hex()),
+            (None, value) => value.to_string(),
+        }
+    }
+
+    /// Looks up one value in every bank.
+    pub fn lookup(&self, value: &Signal, scratch: &mut Scratch) -> Lookup {
+        self.matcher.lookup_with(value, scratch)
+    }
+
+    /// Everything one hashed input matches (see the [module documentation](self)).
+    pub fn match_media(
+        &self,
+        hashed: &Hashed,
+        min_quality: u8,
+        scratch: &mut Scratch,
+    ) -> MediaMatches {
+        let queries = Query::of(hashed, min_quality);
+        let mut matched = self.lookup_all(queries, scratch);
+        if let Hashed::Video { features, .. } = hashed {
+            let (videos, allow) = self.match_video(features);
+            if allow.is_empty() {
+                matched.videos = videos;
+            } else if !videos.is_empty() {
+                matched.suppressed_by.extend(allow);
+                matched.suppressed_by.sort_unstable();
+                matched.suppressed_by.dedup();
+            }
+        }
+        matched
+    }
+
+    /// Looks up every query and keeps, per bank entry, the closest reported match.
+    fn lookup_all(&self, queries: Vec<Query>, scratch: &mut Scratch) -> MediaMatches {
+        let mut best: BTreeMap<(usize, usize), (usize, Hit)> = BTreeMap::new();
+        let mut suppressed_by = Vec::new();
+        for (qi, q) in queries.iter().enumerate() {
+            let lookup = self.matcher.lookup_with(&q.value, scratch);
+            if lookup.suppressed() {
+                suppressed_by.extend(lookup.allow.iter().map(|h| h.bank));
+            }
+            for hit in lookup.reported() {
+                let slot = best.entry((hit.bank, hit.item)).or_insert((qi, *hit));
+                if hit.distance < slot.1.distance {
+                    *slot = (qi, *hit);
+                }
+            }
+        }
+        suppressed_by.sort_unstable();
+        suppressed_by.dedup();
+        let mut reported: Vec<(usize, Hit)> = best.into_values().collect();
+        reported.sort_by_key(|(_, h)| (h.distance, h.bank, h.item));
+        MediaMatches {
+            queries,
+            reported,
+            videos: Vec::new(),
+            suppressed_by,
+        }
+    }
+
+    /// Every vPDQ bank entry the video matches under the python-threatexchange rule: the block
+    /// matches, and the allow banks that matched.
+    fn match_video(&self, features: &[Feature]) -> (Vec<VideoHit>, Vec<usize>) {
+        let mut block = Vec::new();
+        let mut allow = Vec::new();
+        for (bank, kind, index) in &self.videos {
+            for m in index.matches(features, MatchRule::ThreatExchange) {
+                let Some(&item) = index.id(m.entry) else {
+                    continue;
+                };
+                match kind {
+                    BankKind::Block => block.push(VideoHit {
+                        bank: *bank,
+                        item,
+                        query_percent: m.query_percent,
+                        compared_percent: m.compared_percent,
+                    }),
+                    BankKind::Allow => allow.push(*bank),
+                }
+            }
+        }
+        (block, allow)
+    }
+}
