@@ -119,7 +119,9 @@ struct PdqSide {
     radius: u32,
 }
 
-/// Banks ready to be matched against; see the [module documentation](self).
+/// Banks ready to be matched against: PDQ through one index at the largest radius a bank
+/// needs, then each hit kept within its own bank's threshold; MD5 and SHA-256 exactly; allow
+/// banks suppress.
 ///
 /// ```
 /// use hashguard_hashlist::*;

@@ -64,7 +64,9 @@ impl DleqProof {
 }
 
 fn weights(ctx: &[u8; 64], n: usize) -> Vec<Scalar> {
-    (0..n as u32)
+    // Shards hold at most u32::MAX points (m is a u32), so the index never wraps.
+    (0u32..)
+        .take(n)
         .map(|j| hash_to_scalar(dst::DLEQ_W, &[ctx, &j.to_le_bytes()]))
         .collect()
 }

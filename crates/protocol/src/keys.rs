@@ -79,7 +79,7 @@ impl KeyBytes {
         let mut buf = [0u8; 32];
         buf[..bytes.len()].copy_from_slice(bytes);
         Some(KeyBytes {
-            len: bytes.len() as u8,
+            len: u8::try_from(bytes.len()).ok()?,
             buf,
         })
     }
@@ -88,17 +88,20 @@ impl KeyBytes {
         &self.buf[..usize::from(self.len)]
     }
     /// The packed bytes of a k-bit PDQ key value (MSB-first, zero padded: protocol-review m9).
+    /// Keys have at most 64 bits ([`Params`] bounds k); a larger `k` is taken as 64.
     pub fn from_pdq_key(value: u64, k: u8) -> Self {
+        let k = k.min(64);
         let shifted = if k == 0 {
             0
         } else {
             value << (64 - u32::from(k))
         };
         let be = shifted.to_be_bytes();
-        let n = usize::from(k).div_ceil(8);
+        let len = k.div_ceil(8);
+        let n = usize::from(len);
         let mut buf = [0u8; 32];
         buf[..n].copy_from_slice(&be[..n]);
-        KeyBytes { len: n as u8, buf }
+        KeyBytes { len, buf }
     }
 }
 
@@ -240,8 +243,10 @@ pub fn prune_separated(keys: &[u64], k: u8, sep: u8) -> Pruned {
     order.sort_unstable();
     let chunks = usize::from(sep.max(1)).min(usize::from(k.max(1)));
     let kk = u32::from(k);
-    let bounds: Vec<(u32, u32)> = (0..chunks as u32)
-        .map(|c| (c * kk / chunks as u32, (c + 1) * kk / chunks as u32))
+    // chunks ≤ k ≤ 255.
+    let chunks = u32::try_from(chunks).expect("at most k chunks");
+    let bounds: Vec<(u32, u32)> = (0..chunks)
+        .map(|c| (c * kk / chunks, (c + 1) * kk / chunks))
         .collect();
     let chunk_of = |v: u64, (lo, hi): (u32, u32)| -> u64 {
         let width = hi - lo;

@@ -35,10 +35,10 @@ pub fn root_of_leaves(leaves: &[[u8; 32]]) -> [u8; 32] {
 
 /// Root of one shard's points (compressed encodings).
 pub fn shard_root(shard: u16, points: &[[u8; 32]]) -> [u8; 32] {
-    let leaves: Vec<[u8; 32]> = points
-        .iter()
-        .enumerate()
-        .map(|(i, p)| point_leaf(shard, i as u32, p))
+    // A shard holds m ≤ u32::MAX points, so the index never wraps.
+    let leaves: Vec<[u8; 32]> = (0u32..)
+        .zip(points)
+        .map(|(i, p)| point_leaf(shard, i, p))
         .collect();
     root_of_leaves(&leaves)
 }

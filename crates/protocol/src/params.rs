@@ -235,7 +235,9 @@ impl Params {
         let mut seen = [false; 256];
         for &p in key_positions {
             if seen[p as usize] {
-                return Err(ParamsError::BadPositions(k as u8));
+                return Err(ParamsError::BadPositions(
+                    u8::try_from(k).unwrap_or(u8::MAX),
+                ));
             }
             seen[p as usize] = true;
         }
@@ -337,7 +339,8 @@ impl Params {
     }
     /// Key bits k.
     pub fn k(&self) -> u8 {
-        self.spec.key_positions.len() as u8
+        // Params::new bounds k to 1..=64.
+        u8::try_from(self.spec.key_positions.len()).expect("k ≤ 64")
     }
     /// The k PDQ bit positions, in key order (position 0 is the key's most significant bit).
     pub fn key_positions(&self) -> &[u8] {
@@ -353,7 +356,8 @@ impl Params {
     }
     /// Probes per PDQ voucher, P = Σ_{i≤f} C(w, i).
     pub fn probes(&self) -> u16 {
-        probe_count(self.spec.w, self.spec.f) as u16
+        // Params::new bounds P to MAX_PROBES (1024).
+        u16::try_from(probe_count(self.spec.w, self.spec.f)).expect("P ≤ MAX_PROBES")
     }
     /// Threshold T of distinct matches before payloads decrypt.
     pub fn threshold(&self) -> u16 {

@@ -119,11 +119,13 @@ impl AccountState {
         w.bytes(&self.dhf_seed);
         w.u64(self.item_counter);
         w.u32(self.syn_count);
-        w.u32(self.synthetic_ids.len() as u32);
+        // Both counts are bounded far below u32::MAX (MAX_S_MAX synthetic ids, DEDUP_CAPACITY
+        // entries), so the conversions never fail.
+        w.u32(u32::try_from(self.synthetic_ids.len()).expect("at most MAX_S_MAX synthetic ids"));
         for id in &self.synthetic_ids {
             w.bytes(id);
         }
-        w.u32(self.dedup.len() as u32);
+        w.u32(u32::try_from(self.dedup.len()).expect("at most DEDUP_CAPACITY entries"));
         for e in &self.dedup {
             w.u8(u8::from(e.pdq.is_some()) | (u8::from(e.synthetic) << 1));
             for word in e.pdq.unwrap_or([0; 4]) {
@@ -162,7 +164,7 @@ impl AccountState {
             s.synthetic_ids.push(r.array("synthetic id")?);
         }
         let n = r.u32("dedup count")?;
-        if n as usize > DEDUP_CAPACITY {
+        if u64::from(n) > DEDUP_CAPACITY as u64 {
             return Err(DecodeError::TooLarge {
                 what: "dedup entries",
                 got: u64::from(n),
@@ -855,7 +857,9 @@ pub(crate) fn seal_vd(
 ) -> Vec<u8> {
     let k = hkdf::<32>(vd_key, &[b"vd"]);
     let mut plain = Zeroizing::new(vec![0u8; vd_len - crate::suite::TAG_LEN]);
-    plain[..4].copy_from_slice(&(thumb.len() as u32).to_le_bytes());
+    // The caller checked the thumbnail against vd_len (a u32), so its length fits.
+    let n = u32::try_from(thumb.len()).expect("thumbnail shorter than vd_len");
+    plain[..4].copy_from_slice(&n.to_le_bytes());
     plain[4..4 + thumb.len()].copy_from_slice(thumb);
     seal_to_vec(&k, vd_blob_id, &plain)
 }

@@ -65,22 +65,29 @@ static Z_PAD_STATE: std::sync::LazyLock<Sha512> = std::sync::LazyLock::new(|| {
 pub fn expand_message_xmd_sha512(msg: &[&[u8]], dst: &[u8], len: usize) -> Option<Vec<u8>> {
     const B: usize = 64;
     let ell = len.div_ceil(B);
-    if ell == 0 || ell > 255 || len > 65535 || dst.len() > 255 {
+    let (Ok(ell_u8), Ok(len_u16), Ok(dst_len)) = (
+        u8::try_from(ell),
+        u16::try_from(len),
+        u8::try_from(dst.len()),
+    ) else {
+        return None;
+    };
+    if ell_u8 == 0 {
         return None;
     }
-    let dst_len = [dst.len() as u8];
+    let dst_len = [dst_len];
     let mut h = Z_PAD_STATE.clone();
     for part in msg {
         h.update(part);
     }
-    h.update((len as u16).to_be_bytes());
+    h.update(len_u16.to_be_bytes());
     h.update([0u8]);
     h.update(dst);
     h.update(dst_len);
     let b0: [u8; 64] = h.finalize().into();
     let mut out = Vec::with_capacity(ell * B);
     let mut prev = [0u8; 64];
-    for i in 1..=ell {
+    for i in 1..=ell_u8 {
         let mut h = Sha512::new();
         if i == 1 {
             h.update(b0);
@@ -91,7 +98,7 @@ pub fn expand_message_xmd_sha512(msg: &[&[u8]], dst: &[u8], len: usize) -> Optio
             }
             h.update(x);
         }
-        h.update([i as u8]);
+        h.update([i]);
         h.update(dst);
         h.update(dst_len);
         prev = h.finalize().into();

@@ -10,7 +10,9 @@ use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
 use hashguard_protocol::manifest::ManifestError;
-use hashguard_protocol::opener::{silent_intake, EpochWindow, SILENT_ACCEPTED};
+use hashguard_protocol::opener::{
+    silent_intake, EpochVerdict, EpochWindow, RebuildError, SilentReply,
+};
 use hashguard_protocol::params::{ParamsError, DHF_PRIME};
 use hashguard_protocol::prelude::*;
 use hashguard_protocol::sender::probe_key;
@@ -100,6 +102,20 @@ fn run_pt1(policy: Policy, seed: u64, n_items: usize) {
         }
     }
     assert_eq!(opened, expected_open, "opened set equals the ideal");
+    // The state a database holds (the kept records, or the store's bytes) is the store.
+    let bytes = store.encode();
+    assert_eq!(
+        AccountShares::decode(&bytes, &w.params).as_ref(),
+        Ok(&store)
+    );
+    let rebuilt = AccountShares::rebuild(
+        w.params.clone(),
+        store.records().to_vec(),
+        store.is_frozen(),
+    )
+    .expect("the kept records rebuild the store");
+    assert_eq!(rebuilt, store);
+    assert_eq!(rebuilt.try_decrypt(), store.try_decrypt());
     match store.try_decrypt() {
         ThresholdOutcome::Decrypted {
             items,
@@ -779,11 +795,18 @@ fn pt11_table_and_manifest_validation() {
         load_entries(&w.spec, entries.clone(), &shards, 1, 3),
         Err(TableError::TooManyKeys { .. })
     ));
-    // Layout that is not binary_fuse_size(n): no manifest can describe it.
+    // A key count the shard does not hold.
     let mut e3 = entries.clone();
     e3[0].n_keys += 1;
+    assert!(matches!(
+        load_entries(&w.spec, e3, &shards, 1, 1 << 20),
+        Err(TableError::ShardMismatch { .. })
+    ));
+    // A layout that is not binary_fuse_size(n): no manifest can describe it.
+    let mut e4 = entries.clone();
+    e4[0].m += 1;
     assert_eq!(
-        TableDescriptor::new(TableKind::Pdq, *w.spec.shard_salt(), e3),
+        TableDescriptor::new(TableKind::Pdq, *w.spec.shard_salt(), e4),
         Err(ManifestError::Invalid("shard layout"))
     );
     // L = identity is not a valid public key.
@@ -917,6 +940,8 @@ proptest! {
         let _ = hashguard_protocol::voucher::Payload::decode(&bytes);
         let _ = ConsentReveal::decode(&bytes);
         let _ = Params::decode(&bytes);
+        let _ = OpenedRecord::decode(&bytes, &p);
+        let _ = AccountShares::decode(&bytes, &p);
     }
 }
 
@@ -1224,7 +1249,7 @@ fn pt18_silent_response_and_work_independent_of_opening() {
             .build_pdq_voucher(&w.table, &item(Some(p), cid(&mut r), b"t"), &b, &mut r)
             .expect("v");
         let (reply, v) = silent_intake(&bv.voucher.encode(), &layout).expect("valid");
-        assert_eq!(reply, SILENT_ACCEPTED, "reply fixed before opening");
+        assert_eq!(reply, SilentReply::Accepted, "reply fixed before opening");
         let (out, stats) = opener.open_with_stats(&v, &layout, &b);
         assert_eq!(
             stats.probes_tried,
@@ -1282,7 +1307,20 @@ fn pt19_binding_and_invalid_vouchers() {
         previous_in_grace: false,
         revoked: vec![],
     };
-    assert!(!window.accepts(1) && window.accepts(2));
+    assert_eq!(window.check(1), EpochVerdict::Stale { current: 2 });
+    assert_eq!(window.check(3), EpochVerdict::Stale { current: 2 });
+    assert_eq!(window.check(2), EpochVerdict::Open);
+    let grace = EpochWindow {
+        current: 2,
+        previous_in_grace: true,
+        revoked: vec![],
+    };
+    assert_eq!(grace.check(1), EpochVerdict::Open);
+    let revoked = EpochWindow {
+        revoked: vec![1],
+        ..grace
+    };
+    assert_eq!(revoked.check(1), EpochVerdict::Revoked { current: 2 });
     // A malicious client makes a second probe open (it knows nothing of α, but the test does and
     // simulates it): the server reports multiple opens.
     // A malicious client makes a second probe open (the test plays it with α): the server
@@ -1393,6 +1431,108 @@ fn pt20_threshold_store_canonical_and_conflicts() {
         store.try_decrypt(),
         ThresholdOutcome::Decrypted { .. }
     ));
+    // A frozen store keeps its flag through its bytes; the refused records are not kept.
+    let back = AccountShares::decode(&garbage.encode(), garbage.params()).expect("decodes");
+    assert!(back.is_frozen());
+    assert_eq!(back, garbage);
+    assert_eq!(back.records().len(), garbage.cap());
+}
+
+#[test]
+fn pt20_threshold_state_is_stored_as_records_and_bytes() {
+    let t = 3;
+    let (w, mut store, real, _) = store_with(Policy::Intervene, t, 2, 210);
+    let mut c = real[1].clone();
+    c.voucher_id = [0xcc; 16];
+    c.l1.share_y = Scalar::from(5u64).to_bytes();
+    assert_eq!(store.add(c.clone()), AddOutcome::Conflict);
+    // A third share on the conflicted x is a conflict too, and kept (its voucher id is used).
+    let mut c2 = c.clone();
+    c2.voucher_id = [0xcd; 16];
+    assert_eq!(store.add(c2), AddOutcome::Conflict);
+    let records = store.records().to_vec();
+    assert_eq!(records.len(), real.len() + 2);
+    let rebuilt = AccountShares::rebuild(w.params.clone(), records.clone(), false).expect("ok");
+    assert_eq!(rebuilt, store);
+    assert_eq!(rebuilt.distinct(), store.distinct());
+    // One record, as a database row.
+    let row = records[0].encode();
+    assert_eq!(row.len(), OpenedRecord::encoded_len(&w.params));
+    assert_eq!(
+        OpenedRecord::decode(&row, &w.params).as_ref(),
+        Ok(&records[0])
+    );
+    assert!(matches!(
+        OpenedRecord::decode(&row[..row.len() - 1], &w.params),
+        Err(DecodeError::WrongLength { .. })
+    ));
+    let mut bad = row.clone();
+    bad[0] = 2;
+    assert!(matches!(
+        OpenedRecord::decode(&bad, &w.params),
+        Err(DecodeError::UnsupportedVersion { .. })
+    ));
+    let mut bad = row.clone();
+    bad[1 + 16 + 4 + 32..1 + 16 + 4 + 32 + 2].copy_from_slice(&w.params.probes().to_le_bytes());
+    assert_eq!(
+        OpenedRecord::decode(&bad, &w.params),
+        Err(DecodeError::InvalidValue("probe_index"))
+    );
+    // Lists no store kept are refused, and say which record.
+    let mut twice = records.clone();
+    twice.push(records[0].clone());
+    assert_eq!(
+        AccountShares::rebuild(w.params.clone(), twice, false),
+        Err(RebuildError::Refused {
+            index: records.len(),
+            outcome: AddOutcome::ReusedVoucherId
+        })
+    );
+    assert!(matches!(
+        AccountShares::rebuild(w.params.clone(), records.clone(), true),
+        Err(RebuildError::FrozenBelowCap { .. })
+    ));
+    // The store's bytes: exact length, flag, version, and a list the store would keep.
+    let bytes = store.encode();
+    assert_eq!(
+        AccountShares::decode(&bytes, &w.params).as_ref(),
+        Ok(&store)
+    );
+    for cut in [0, 1, 5, 6, bytes.len() - 1] {
+        assert!(
+            AccountShares::decode(&bytes[..cut], &w.params).is_err(),
+            "{cut}"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(AccountShares::decode(&longer, &w.params).is_err());
+    let mut flag = bytes.clone();
+    flag[1] = 2;
+    assert_eq!(
+        AccountShares::decode(&flag, &w.params),
+        Err(DecodeError::InvalidValue("frozen flag"))
+    );
+    // A count that promises more records than the bytes hold allocates nothing and fails.
+    let mut count = bytes.clone();
+    count[2..6].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        AccountShares::decode(&count, &w.params),
+        Err(DecodeError::WrongLength { .. })
+    ));
+    // The first record written twice: the store would refuse the second.
+    let mut dup = bytes[..6].to_vec();
+    let n = u32::try_from(records.len() + 1).expect("small");
+    dup[2..6].copy_from_slice(&n.to_le_bytes());
+    for r in records.iter().chain(std::iter::once(&records[0])) {
+        dup.extend_from_slice(&r.encode());
+    }
+    assert!(matches!(
+        AccountShares::decode(&dup, &w.params),
+        Err(DecodeError::InvalidValue(_))
+    ));
+    // Under other parameters (another s_max) the record length differs: refused.
+    assert!(AccountShares::decode(&bytes, &params(Policy::Silent, t)).is_err());
 }
 
 // ---------------------------------------------------------------------------------------------

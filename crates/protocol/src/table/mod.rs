@@ -9,15 +9,17 @@ mod org;
 mod shard;
 mod spec;
 
+pub(crate) use build::solve_shard;
 pub use build::{
-    build_shard, build_table, build_table_after, key_set_digest, solve_shard, BuiltShard,
-    BuiltTable, EpochInput, PreviousShard,
+    build_shard, build_table, build_table_after, key_set_digest, BuiltShard, BuiltTable,
+    EpochInput, PreviousShard,
 };
 pub use client_view::{decodes_with_secret, ClientTable};
 pub use opening_key::{OpeningKey, PublicKey};
 pub use org::verify_shard_for_org;
 pub use shard::{ShardEntry, ShardHeader, TableShard, TABLE_SHARD_HEADER_LEN, TABLE_SHARD_VERSION};
-pub use spec::{build_id, fill_point, fill_seed, key_point, okvs_seed, TableSpec, MAX_SHARDS};
+pub use spec::{build_id, fill_seed, TableSpec, MAX_SHARDS};
+pub(crate) use spec::{fill_point, key_point, okvs_seed};
 
 use crate::dleq::DleqError;
 use crate::wire::DecodeError;

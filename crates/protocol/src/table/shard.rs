@@ -77,7 +77,7 @@ impl TableShard {
     }
 
     /// Strict decoding. Checks the format and that the layout equals `binary_fuse_size(n_s)`;
-    /// point validity is checked by [`ClientTable::load`] (every point, once).
+    /// point validity is checked by [`ClientTable::load`](super::ClientTable::load) (every point, once).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.u16("version")?;
