@@ -19,8 +19,9 @@ use hashguard_service::publish::{next_epoch, now, os_rng, SECONDS_PER_DAY};
 use hashguard_store::ImportMeta;
 use rand_chacha::rand_core::Rng;
 
-use crate::db::{runtime, Access, DbArgs};
+use crate::db::{runtime, DbArgs};
 use crate::table_cmd::load_key_set;
+use hashguard_store::OpenMode;
 
 /// The bundled stand-in lists: (bank, organisation, jurisdiction, file name, contents).
 const STANDIN: [(&str, &str, &str, &str, &str); 2] = [
@@ -79,10 +80,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     outln!(
         "1. Lists: two stand-in organisations' lists into the {}",
-        db.describe()
+        db.location().describe()
     )?;
     let banks = runtime()?.block_on(async {
-        let store = db.open(Access::Create).await?;
+        let store = db.open(OpenMode::Create).await?;
         let mut banks = Vec::new();
         for (name, org, jurisdiction, file, text) in STANDIN {
             let bank = Bank::new(

@@ -13,7 +13,8 @@ use hashguard_hashlist::{
 };
 use hashguard_store::{ImportMeta, ImportOutcome, Store};
 
-use crate::db::{runtime, Access, DbArgs};
+use crate::db::{runtime, DbArgs};
+use hashguard_store::OpenMode;
 
 /// Arguments of `hashguard list`.
 #[derive(Debug, Args)]
@@ -332,10 +333,10 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         // Only `create` may create a SQLite file; reading commands open it read-only.
         let access = match args.command {
-            ListCommand::Create(_) => Access::Create,
-            ListCommand::Update(_) | ListCommand::Import(_) => Access::Write,
+            ListCommand::Create(_) => OpenMode::Create,
+            ListCommand::Update(_) | ListCommand::Import(_) => OpenMode::Write,
             ListCommand::Export(_) | ListCommand::Stats(_) | ListCommand::Consensus(_) => {
-                Access::Read
+                OpenMode::Read
             }
         };
         let store = args.db.open(access).await?;
@@ -597,13 +598,7 @@ async fn consensus_view(store: &Store, a: ConsensusArgs) -> anyhow::Result<ExitC
     let signal_type: SignalType = a.signal_type.parse()?;
     let params = ConsensusParams::new(a.min_organisations, a.min_jurisdictions, a.distance)?;
     let loaded = store.load_enabled(Some(signal_type)).await?;
-    let banks: Vec<BankEntries<'_>> = loaded
-        .iter()
-        .map(|l| BankEntries {
-            bank: &l.bank,
-            entries: &l.entries,
-        })
-        .collect();
+    let banks: Vec<BankEntries<'_>> = loaded.iter().map(BankEntries::from).collect();
     let view = consensus(signal_type, &banks, &params);
     let items: Vec<ListItem> = view
         .iter()

@@ -16,11 +16,12 @@ use hashguard_index::Scratch;
 use hashguard_service::banks::{BankSet, Query, VideoHit};
 use rayon::prelude::*;
 
-use crate::db::{runtime, Access, DbArgs};
+use crate::db::{runtime, DbArgs};
 use crate::hashing::{for_each_in_order, hash_input, progress_bar, worker_pool, MediaArgs};
 use crate::inputs::{expand, Input};
 use crate::list_cmd::{report_parse_error, FormatArg, ListReadArgs};
 use crate::output::{csv_field, csv_path, json_path};
+use hashguard_store::OpenMode;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,7 +114,7 @@ fn load_list_file(path: &Path, args: &MatchArgs) -> anyhow::Result<BankSet> {
 
 fn load_database(args: &MatchArgs) -> anyhow::Result<BankSet> {
     let banks = runtime()?.block_on(async {
-        let store = args.db.open(Access::Read).await?;
+        let store = args.db.open(OpenMode::Read).await?;
         let banks = BankSet::load(&store, args.radius).await;
         store.close().await;
         anyhow::Ok(banks?)
@@ -121,7 +122,7 @@ fn load_database(args: &MatchArgs) -> anyhow::Result<BankSet> {
     if !banks.has_block_bank() {
         eprintln!(
             "hashguard: warning: the {} has no enabled block bank; nothing can match",
-            args.db.describe()
+            args.db.location().describe()
         );
     }
     Ok(banks)

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::db::{runtime, Access, DbArgs};
+use crate::db::{runtime, DbArgs};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use hashguard_protocol::keys::TableKind;
@@ -16,6 +16,7 @@ use hashguard_service::publish::{
     MAX_VALID_DAYS,
 };
 use hashguard_service::verify::{self, CheckResult};
+use hashguard_store::OpenMode;
 
 /// Arguments of `hashguard table`.
 #[derive(Debug, Args)]
@@ -163,7 +164,7 @@ pub(crate) fn load_key_set(
     params: &Params,
 ) -> anyhow::Result<KeySet> {
     runtime()?.block_on(async {
-        let store = db.open(Access::Read).await?;
+        let store = db.open(OpenMode::Read).await?;
         let key_set = keyset::load_key_set(&store, spec, params).await;
         store.close().await;
         anyhow::Ok(key_set?)
@@ -180,7 +181,7 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         beacon: a
             .beacon
             .as_deref()
-            .map(|b| parse_beacon(b).context("--beacon"))
+            .map(|b| hashguard_service::unhex32(b).map_err(|e| anyhow::anyhow!("--beacon: {e}")))
             .transpose()?,
     };
     let mut rng = os_rng()?;
@@ -233,19 +234,6 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_beacon(text: &str) -> anyhow::Result<[u8; 32]> {
-    let text = text.trim();
-    anyhow::ensure!(
-        text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()),
-        "expected 64 hex digits"
-    );
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
-    }
-    Ok(out)
 }
 
 /// The checks of `table verify`, printed as `NAME: ok (...)` or `NAME: FAILED: ...`.
@@ -340,7 +328,7 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(format!(
                 "{} shards encode exactly the key set of the {} from banks {:?}",
                 shards.len(),
-                a.db.describe(),
+                a.db.location().describe(),
                 record.banks
             ))
         } else {

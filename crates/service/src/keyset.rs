@@ -60,13 +60,7 @@ pub fn key_set(
         .filter(|l| spec.banks.is_empty() || spec.banks.iter().any(|n| n == l.bank.name().as_str()))
         .collect();
     let names = chosen.iter().map(|l| l.bank.name().to_string()).collect();
-    let banks: Vec<BankEntries<'_>> = chosen
-        .iter()
-        .map(|l| BankEntries {
-            bank: &l.bank,
-            entries: &l.entries,
-        })
-        .collect();
+    let banks: Vec<BankEntries<'_>> = chosen.iter().copied().map(BankEntries::from).collect();
     let rule = ConsensusParams::new(
         spec.min_organisations,
         spec.min_jurisdictions,

@@ -104,7 +104,7 @@ pub(crate) fn hex(b: &[u8]) -> String {
 }
 
 /// 32 bytes from 64 hex digits (surrounding whitespace ignored).
-pub(crate) fn unhex32(s: &str) -> Result<[u8; 32], String> {
+pub fn unhex32(s: &str) -> Result<[u8; 32], String> {
     let s = s.trim();
     if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!(

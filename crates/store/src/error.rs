@@ -28,6 +28,13 @@ pub enum StoreError {
         /// How many migrations are not applied.
         missing: usize,
     },
+    /// A SQLite file that does not exist, opened by a caller that may not create one
+    /// ([`OpenMode`](crate::OpenMode)).
+    #[error("no database at {}", .0.display())]
+    NoDatabase(std::path::PathBuf),
+    /// A directory where a SQLite database file was expected.
+    #[error("{} is a directory, not a SQLite database file", .0.display())]
+    NotAFile(std::path::PathBuf),
     /// The URL names neither SQLite nor PostgreSQL.
     #[error("unsupported database URL (use sqlite://PATH or postgres://...): {0}")]
     UnsupportedUrl(String),

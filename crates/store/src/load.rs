@@ -2,7 +2,7 @@
 //! many entries per row (all but vPDQ entries, whose payloads can be large), and
 //! [`Store::load_enabled`], the input of the matcher and of the consensus view.
 
-use hashguard_hashlist::{Bank, Entry, SignalType};
+use hashguard_hashlist::{Bank, BankEntries, Entry, SignalType};
 
 use crate::error::{corrupt, from_mapped, into_mapped, StoreError};
 use crate::pool::{on_conn, Conn};
@@ -16,6 +16,16 @@ pub struct LoadedBank {
     pub bank: Bank,
     /// Its live entries, ordered by value (vPDQ: by digest).
     pub entries: Vec<Entry>,
+}
+
+impl<'a> From<&'a LoadedBank> for BankEntries<'a> {
+    /// The bank and its entries as the consensus view reads them.
+    fn from(loaded: &'a LoadedBank) -> Self {
+        BankEntries {
+            bank: &loaded.bank,
+            entries: &loaded.entries,
+        }
+    }
 }
 
 /// Separates the fields of one row in a group of [`grouped_sql`]: a control character, which
