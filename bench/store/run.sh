@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Times loading the consensus view's input (`Store::load_enabled`) of 1.9 million generated PDQ
 # hashes in 4 banks (4 organisations, 2 jurisdictions, overlapping values) on SQLite and on
-# PostgreSQL: crates/store/examples/consensus_load.rs, built in release mode. Results:
+# PostgreSQL: bench/store/consensus_load.rs, built in release mode. Results:
 # docs/store.md.
 #
 #   bench/store/run.sh [ARGS...]   ARGS go to the program: --db sqlite|postgres|both (default

@@ -33,7 +33,7 @@
 //!   refused. Tombstones keep the history, so any past version can be exported and audited
 //!   ([`Entry::live_at`]).
 //! - **Consensus is defined first, then made fast.** [`consensus_brute_force`] is the definition
-//!   in code; [`consensus()`] uses a pigeonhole bucket filter (proved in its documentation) and is
+//!   in code; [`consensus()`] searches each PDQ value's neighbours in the exact index crate (multi-index hashing) and is
 //!   property-tested to return exactly the same view. See the [`consensus`](mod@consensus) module
 //!   for the exact semantics (no cluster representative: every qualifying listed value is
 //!   output; allow banks, disabled banks and tombstones are excluded).

@@ -53,23 +53,11 @@
 //! code. Wider slots cut candidates (each extra bit halves a bucket) but raise
 //! the probes per slot; 11 slots of 23-24 bits (radius 2 in 10 slots, 1 in
 //! one) give ~3,000 candidates for ~1,900 probed buckets. [`Layout::for_len`]
-//! picks about `256 / log2(n)` slots. Measured at 10 million uniform codes,
-//! radius 31, one thread (queries/s, candidates per query, bytes per code):
-//!
-//! | layout (slots x bits, table bits t) | q/s near | q/s random | candidates/query | bytes/code |
-//! |---|---|---|---|---|
-//! | 16 x 16, t=16 (the reference layout) | 1,901 | 1,853 | 38,925 | 96.4 |
-//! | 12 x 21-22, t=18 | 4,911 | 3,474 | 7,675 | 81.3 |
-//! | 11 x 23-24, t=17 | 5,321 | 5,263 | 3,010 | 76.6 |
-//! | 11 x 23-24, t=18 | 5,502 | 4,630 | 3,010 | 77.2 |
-//! | **11 x 23-24, t=19 (default at 10M)** | **6,098** | **5,883** | 3,010 | 78.3 |
-//! | 10 x 25-26, t=18 | 4,032 | 4,065 | 1,435 | 73.0 |
-//! | 8 x 32, t=18 | 1,272 | 1,417 | 3,090 | 64.8 |
-//!
-//! (`bench/index/sweep.sh`, queries per CPU-second of the query thread, median
-//! of 3 passes of 2,000 queries; "near" = a listed code with 0..=16 bit flips.
-//! Fewer slots need fewer candidates but many more probed buckets (8 slots:
-//! radius 3 in 32-bit slots); more slots, the reverse.)
+//! picks about `256 / log2(n)` slots: at 10 million uniform codes and radius 31 that layout
+//! answered about three times the queries per second of the reference layout, with a thirteenth
+//! of its candidates (the measured sweep of layouts is in `docs/index.md`, "Slot layout").
+//! Fewer slots need fewer candidates but many more probed buckets (8 slots: radius 3 in
+//! 32-bit slots); more slots, the reverse.
 //!
 //! **Buckets: a direct table on the slot's top bits, keys in the postings.** A
 //! 23-bit slot cannot have a direct table per value at this memory budget, so
@@ -98,16 +86,8 @@
 //! which has no POPCNT instruction) never falls back to software bit counting
 //! on a CPU that has it. `HASHGUARD_INDEX_SIMD=portable|popcnt|avx2` caps it.
 //!
-//! | level (`HASHGUARD_INDEX_SIMD`) | 10M, slots, r=31: q/s near / random | 1M, linear scan: q/s near / random |
-//! |---|---|---|
-//! | portable (`count_ones` in a baseline build: software popcount) | 3,738 / 3,793 | 264 / 233 |
-//! | popcnt (scalar POPCNT) | 4,680 / 4,964 | 344 / 631 |
-//! | avx2 (AVX2 nibble-table scan; POPCNT filter) | 4,931 / 4,913 | 636 / 568 |
-//! | **avx512 (VPOPCNTD filter + compress, VPOPCNTQ scan)** | **6,515 / 6,650** | **854 / 871** |
-//!
-//! (queries per CPU-second; the machine was shared, so single figures vary by
-//! about 10-20% between runs.) The AVX-512 posting filter is the measured win
-//! in slot search; in linear scans AVX-512 beats scalar POPCNT by ~1.4-2.5x.
+//! The AVX-512 posting filter is the measured win in slot search, and in linear scans
+//! AVX-512 beats scalar POPCNT by about 1.4-2.5x (`docs/index.md`, "SIMD level").
 //!
 //! **Memory access is the cost, so: huge pages, prefetch, one pass.** A query
 //! touches ~1,900 buckets and ~3,000 codes at random in ~770 MB. Images built
@@ -165,10 +145,9 @@
 //! posting must name a position (`log2 n` = 24 bits at 10M), so every indexed
 //! slot beyond slot 0 costs at least 3 bytes; 48 bytes would allow about three
 //! posting arrays, i.e. slots of 64 bits searched at radius 7 at r = 31, which
-//! is far slower than a linear scan. The measured trade-off is the table
-//! above: 8 slots cost 64.8 B/code but ran at 1,272-1,417 q/s; 11 slots cost
-//! 78.3 B/code and ran at ~6,000 q/s. faiss's IndexBinaryMultiHash used
-//! 277-749 bytes per code in the same run (resident memory growth).**
+//! is far slower than a linear scan (the measured trade-off between slots,
+//! speed and bytes per code, and faiss's memory in the same run, are in
+//! `docs/index.md`).**
 //!
 //! **Unsafe code** is confined to the private `fast` module: the SIMD kernels
 //! (each call justified by the detected CPU level), a prefetch hint and the

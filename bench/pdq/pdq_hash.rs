@@ -1,7 +1,7 @@
 //! Criterion benchmark of the hashing stage (RGB in, hash out, one thread): this crate's
 //! streaming filter against the literal transcription of the reference's whole-image filter
 //! (`hashguard_pdq::naive`), both in Rust. The comparison with Meta's C++ reference itself, in
-//! the same run on the same pixels, is `tools/bench/pdq_vs_reference.py`.
+//! the same run on the same pixels, is `bench/pdq/pdq_vs_reference.py`.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

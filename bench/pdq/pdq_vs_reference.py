@@ -2,7 +2,7 @@
 """PDQ speed: hashguard against Meta's C++ reference, in one run, on the same pixels.
 
 Usage (from the repository root, after tools/setup.sh):
-    .venv/bin/python tools/bench/pdq_vs_reference.py [--seconds S] [--images N]
+    .venv/bin/python bench/pdq/pdq_vs_reference.py [--seconds S] [--images N]
 
 1. Hashing stage (RGB in, hash out, one thread) at 1600x1000 and 4000x3000: hashguard's
    `hash_raw_rgb` example against (a) the C++ reference core (`fillFloatLumaFromRGB` +

@@ -1,5 +1,5 @@
 //! Times the hashing stage (RGB in, hash out, one thread) on a raw RGB file; used by
-//! `tools/bench/pdq_vs_reference.py`, which times the C++ reference on the same pixels.
+//! `bench/pdq/pdq_vs_reference.py`, which times the C++ reference on the same pixels.
 //!
 //! Usage: hash_raw_rgb FILE WIDTH HEIGHT SECONDS
 //! Prints: `hash,quality,images,seconds` (the hash of the last run, how many runs in how long).
