@@ -464,29 +464,30 @@ mod x86 {
         scan_body(&codes[j..], base.wrapping_add(j as u32), q, r, out);
     }
 
-    #[inline(always)]
+    /// Which of two codes (one 512-bit vector) lie within `rr` of the query `qq`: bit 0 for
+    /// the first, bit 4 for the second. A `#[target_feature]` function, so the compiler
+    /// proves its callers enable the features (no `unsafe`, no comment to trust).
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    #[inline]
     fn pair_mask(v: __m512i, qq: __m512i, rr: __m512i) -> u8 {
-        // SAFETY: only called from functions enabling avx512f + avx512vpopcntdq.
-        unsafe {
-            let p = _mm512_popcnt_epi64(_mm512_xor_si512(v, qq));
-            // Swap 64-bit halves within each 128-bit lane, add; then swap 128-bit
-            // lanes pairwise, add: lanes 0..4 hold code A's total, 4..8 code B's.
-            let s = _mm512_add_epi64(p, _mm512_shuffle_epi32(p, _MM_PERM_BADC));
-            let s = _mm512_add_epi64(s, _mm512_shuffle_i64x2(s, s, 0xB1));
-            _mm512_cmple_epu64_mask(s, rr) & 0x11
-        }
+        let p = _mm512_popcnt_epi64(_mm512_xor_si512(v, qq));
+        // Swap 64-bit halves within each 128-bit lane, add; then swap 128-bit
+        // lanes pairwise, add: lanes 0..4 hold code A's total, 4..8 code B's.
+        let s = _mm512_add_epi64(p, _mm512_shuffle_epi32(p, _MM_PERM_BADC));
+        let s = _mm512_add_epi64(s, _mm512_shuffle_i64x2(s, s, 0xB1));
+        _mm512_cmple_epu64_mask(s, rr) & 0x11
     }
 
-    /// Per-u64 popcounts of a 256-bit vector (nibble lookup, then byte sums).
-    #[inline(always)]
+    /// Per-u64 popcounts of a 256-bit vector (nibble lookup, then byte sums). A
+    /// `#[target_feature]` function: only callers that enable AVX2 can call it without
+    /// `unsafe`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
     fn count4(x: __m256i, lut: __m256i, low: __m256i, zero: __m256i) -> __m256i {
-        // SAFETY: only called from functions enabling avx2.
-        unsafe {
-            let lo = _mm256_and_si256(x, low);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
-            let c = _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
-            _mm256_sad_epu8(c, zero)
-        }
+        let lo = _mm256_and_si256(x, low);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+        let c = _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+        _mm256_sad_epu8(c, zero)
     }
 
     /// AVX2: nibble-table popcount (Mula), four codes per step, transposed sums.
