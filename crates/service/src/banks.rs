@@ -345,3 +345,170 @@ impl BankSet {
         (block, allow)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hashguard_hashing::Digests;
+    use hashguard_hashlist::Text;
+    use hashguard_pdq::{DihedralHashes, Hash256, PdqOutput};
+
+    use super::*;
+
+    fn hash(seed: u64) -> Hash256 {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut word = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        Hash256::from_words([word(), word(), word(), word()])
+    }
+
+    fn flipped(h: Hash256, bits: usize) -> Hash256 {
+        (0..bits).fold(h, |h, b| h.with_bit_flipped(b * 7))
+    }
+
+    fn pdq_item(h: Hash256, id: Option<&str>) -> ListItem {
+        ListItem::new(Signal::Pdq(h), None)
+            .expect("item")
+            .with_source_id(id.map(|i| Text::new(i).expect("id")))
+    }
+
+    fn rules(signal_type: SignalType, kind: BankKind) -> MatchRules {
+        MatchRules {
+            signal_type,
+            kind,
+            threshold: signal_type.default_threshold(),
+            enabled: true,
+        }
+    }
+
+    fn image(h: Hash256, quality: u8, dihedral: Option<DihedralHashes>) -> Hashed {
+        Hashed::Image {
+            hash: PdqOutput { hash: h, quality },
+            floats: None,
+            dihedral: dihedral.map(Box::new),
+            digests: None,
+        }
+    }
+
+    /// Eight unrelated hashes, with `rot90` and `flipx` chosen by the caller.
+    fn dihedral(original: Hash256, rot90: Hash256, flipx: Hash256) -> DihedralHashes {
+        DihedralHashes {
+            quality: 90,
+            original,
+            rot90,
+            rot180: hash(101),
+            rot270: hash(102),
+            flipx,
+            flipy: hash(103),
+            flipplus1: hash(104),
+            flipminus1: hash(105),
+        }
+    }
+
+    #[test]
+    fn labels_and_lines_must_match_the_banks() {
+        let bank = (
+            rules(SignalType::Pdq, BankKind::Block),
+            vec![pdq_item(hash(1), None)],
+        );
+        assert!(matches!(
+            BankSet::new(vec![bank.clone()], None, vec![], None),
+            Err(BankSetError::Shape(_))
+        ));
+        assert!(matches!(
+            BankSet::new(vec![bank], None, vec!["b".into()], Some(vec![1, 2])),
+            Err(BankSetError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn an_image_matches_through_its_closest_dihedral_variant() {
+        let listed = hash(1);
+        let set = BankSet::new(
+            vec![(
+                rules(SignalType::Pdq, BankKind::Block),
+                vec![pdq_item(hash(2), None), pdq_item(listed, Some("entry-7"))],
+            )],
+            None,
+            vec!["bank-a".into()],
+            None,
+        )
+        .expect("bank set");
+        let mut scratch = Scratch::default();
+        // The image as it is is far from the entry; turned 90 degrees it is 3 bits away, and
+        // mirrored 10 bits: the closer variant names the match.
+        let far = hash(3);
+        let turned = dihedral(far, flipped(listed, 3), flipped(listed, 10));
+        let m = set.match_media(&image(far, 90, Some(turned)), 50, &mut scratch);
+        assert!(m.any());
+        assert_eq!(m.reported.len(), 1, "one match per bank entry");
+        let (qi, hit) = m.reported[0];
+        assert_eq!((hit.bank, hit.item, hit.distance), (0, 1, 3));
+        assert_eq!(m.queries[qi].variant, Some("rot90"));
+        assert_eq!(set.label(hit.bank), "bank-a");
+        assert_eq!(
+            BankSet::entry_id(set.item(hit.bank, hit.item).expect("item")),
+            "entry-7"
+        );
+        // Without the variants, or below the quality floor, nothing matches.
+        assert!(!set
+            .match_media(&image(far, 90, None), 50, &mut scratch)
+            .any());
+        let low = set.match_media(&image(far, 40, Some(turned)), 50, &mut scratch);
+        assert!(low.queries.is_empty() && !low.any());
+    }
+
+    #[test]
+    fn an_allow_bank_suppresses_and_exact_banks_match_the_bytes() {
+        let listed = hash(11);
+        let digests = Digests {
+            md5: [0x5a; 16],
+            sha256: [0xa5; 32],
+        };
+        let md5_item = ListItem::new(Signal::Md5(digests.md5), None).expect("md5 item");
+        let set = BankSet::new(
+            vec![
+                (
+                    rules(SignalType::Pdq, BankKind::Block),
+                    vec![pdq_item(listed, None)],
+                ),
+                (
+                    rules(SignalType::Pdq, BankKind::Allow),
+                    vec![pdq_item(flipped(listed, 2), None)],
+                ),
+                (rules(SignalType::Md5, BankKind::Block), vec![md5_item]),
+            ],
+            None,
+            vec!["block".into(), "allow".into(), "md5".into()],
+            None,
+        )
+        .expect("bank set");
+        assert!(set.has_block_bank());
+        let mut scratch = Scratch::default();
+        let m = set.match_media(&image(flipped(listed, 1), 90, None), 50, &mut scratch);
+        assert!(m.reported.is_empty(), "{:?}", m.reported);
+        assert_eq!(m.suppressed_by, vec![1]);
+        // The same bytes' MD5 matches the exact bank; the value names the entry.
+        let with_digests = Hashed::Image {
+            hash: PdqOutput {
+                hash: hash(12),
+                quality: 90,
+            },
+            floats: None,
+            dihedral: None,
+            digests: Some(digests),
+        };
+        let m = set.match_media(&with_digests, 50, &mut scratch);
+        assert_eq!(m.reported.len(), 1);
+        let (qi, hit) = m.reported[0];
+        assert_eq!((hit.bank, hit.distance), (2, 0));
+        assert_eq!(m.queries[qi].value, Signal::Md5(digests.md5));
+        assert_eq!(
+            BankSet::entry_id(set.item(2, hit.item).expect("item")),
+            Signal::Md5(digests.md5).to_string()
+        );
+    }
+}
