@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use hashguard_hashlist::{BankName, SignalType, Version, VersionError};
 
-use crate::Backend;
+use crate::{AccountId, AttachmentId, Backend};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +79,54 @@ pub enum StoreError {
     /// The version cannot be imported (older than the latest, or the latest with other content).
     #[error(transparent)]
     Version(#[from] VersionError),
+    /// An account of that id exists already.
+    #[error("account {0} exists already")]
+    AccountExists(AccountId),
+    /// No account of that id.
+    #[error("no account {0}")]
+    NoSuchAccount(AccountId),
+    /// No attachment of that id.
+    #[error("no attachment {0}")]
+    NoSuchAttachment(AttachmentId),
+    /// A row with the same key exists already. The key's value is not in the message: it can be
+    /// a token's digest.
+    #[error("{table}: a row with the same {key} exists already")]
+    Duplicate {
+        /// The table.
+        table: &'static str,
+        /// Which key (a column, or a description of the unique index).
+        key: &'static str,
+    },
+    /// A number does not fit the database's signed 64-bit integers (or a time is negative
+    /// where it cannot be).
+    #[error("out of range for the database: {what}")]
+    OutOfRange {
+        /// Which number.
+        what: &'static str,
+    },
+    /// [`Store::take_tokens`](crate::Store::take_tokens) was asked for more tokens than the
+    /// bucket can ever hold: a configuration error, refused rather than waited for forever.
+    #[error("a take of {cost} tokens from a bucket of capacity {capacity} can never succeed")]
+    BucketTooSmall {
+        /// Tokens asked for.
+        cost: u32,
+        /// The bucket's capacity.
+        capacity: u32,
+    },
+    /// A write that retries when another writer takes its key first (an audit seq, a new rate
+    /// bucket) lost that race this many times in a row.
+    #[error(
+        "gave up writing {what} after {attempts} attempts: other writers kept taking the key first"
+    )]
+    Contended {
+        /// What was being written.
+        what: &'static str,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// [`Store::integrity_check`](crate::Store::integrity_check) found a problem.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
     /// A stored row does not validate (written by something other than this crate?).
     #[error("corrupt row in {table}: {detail}")]
     Corrupt {

@@ -52,6 +52,19 @@
 //!   inside that transaction, so concurrent imports get consecutive versions. The plan itself
 //!   is [`hashguard_hashlist::plan_import`]: the store only executes it, so the versioning rules
 //!   are defined (and property-tested) once. Bank deletion and renaming lock the same way.
+//! - **The upload service's state is bookkeeping, and every cross-process rule is one
+//!   statement or a key.** `hashguard serve` keeps accounts, devices, attachments, opened
+//!   records, cases, audit events and rate buckets here (migration `0004_upload_service.sql`),
+//!   so several server processes can share one database. Under guarantee G1 (the server learns
+//!   nothing about uploads that do not match) the tables hold only ids, owners, the ciphertext's
+//!   SHA-256 and length, states and times, plus the bytes of records whose voucher opened; no
+//!   column may hold anything else derived from a voucher. A bearer token is kept only as its
+//!   SHA-256. Ids are 16 random bytes as 32 lowercase hex digits, natural keys like the rest.
+//!   Races between processes are settled by the database, portably: an opened record's key is
+//!   (account, seq), so of two appends at one seq the second is refused
+//!   ([`Appended::SeqTaken`]); a case moves by compare-and-set on its state; an audit seq is
+//!   chosen inside a writing transaction and retried if another writer took it; a token bucket
+//!   is refilled and taken from by one `UPDATE` whose condition is "enough tokens".
 //! - **Tombstones, not deletes.** Removing a value sets `removed_in`; any past version can be
 //!   exported, and the `list_versions` table is the audit trail (who, when, file SHA-256,
 //!   counts). Only [`Store::delete_bank`] deletes rows: the whole bank with its history.
@@ -62,7 +75,10 @@
 //! (create, update, delete, rename, and the bank lock), `import` (the import transaction and
 //! its batched writes), `read` (entries, export, audit rows, counts), `load` (the hot path:
 //! [`Store::load_enabled`]), `rows` (row to type conversion and back) and `pool` (the
-//! concrete pool and the macro that runs one statement on either driver).
+//! concrete pool and the macro that runs one statement on either driver). The upload service's
+//! state: `state` (its types: ids, states, records), `accounts` (accounts and devices),
+//! `attachments`, `shares` (opened records, frozen share stores), `cases`, `audit`, `limits`
+//! (token buckets) and `integrity` ([`Store::integrity_check`]).
 //!
 //! # Example
 //!
@@ -95,9 +111,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod accounts;
+mod attachments;
+mod audit;
 mod banks;
+mod cases;
 mod error;
 mod import;
+mod integrity;
+mod limits;
 mod load;
 mod location;
 mod open;
@@ -105,6 +127,8 @@ mod options;
 mod pool;
 mod read;
 mod rows;
+mod shares;
+mod state;
 
 pub use banks::DeletedBank;
 pub use error::StoreError;
@@ -114,6 +138,10 @@ pub use location::{DatabaseLocation, OpenMode, DEFAULT_DATABASE};
 pub use open::{redact_url, sqlite_file};
 pub use options::StoreOptions;
 pub use read::{BankStats, ImportRecord};
+pub use state::{
+    AccountId, Appended, AttachmentId, AttachmentRecord, AttachmentState, AuditEvent, CaseId,
+    CaseKind, CaseRecord, CaseState, Device, DeviceId, ParseIdError, ParseStateError, StoredRecord,
+};
 
 /// The schema migrations, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

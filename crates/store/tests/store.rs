@@ -1,168 +1,19 @@
 //! The store suite. Every check runs twice: on SQLite (a temporary file) and on PostgreSQL
 //! (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`, in a fresh schema per
 //! test that is dropped afterwards). When PostgreSQL is unreachable the PostgreSQL tests print
-//! `SKIPPED` and pass, unless `HASHGUARD_REQUIRE_POSTGRES=1`, where they fail.
+//! `SKIPPED` and pass, unless `HASHGUARD_REQUIRE_POSTGRES=1`, where they fail. The harness and
+//! the `suite!` macro are in `common/mod.rs`, shared with `upload_state.rs`.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+#[macro_use]
+mod common;
+
 use std::time::Duration;
 
+use common::*;
 use hashguard_hashlist::*;
 use hashguard_pdq::Hash256;
 use hashguard_store::*;
 use sqlx::AnyPool;
-
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Says something that `cargo test` does not capture (it captures only the print macros).
-fn say(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "{msg}");
-}
-
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-enum Cleanup {
-    File(std::path::PathBuf),
-    Schema { admin: AnyPool, schema: String },
-}
-
-struct TestDb {
-    store: Store,
-    url: String,
-    cleanup: Cleanup,
-}
-
-impl TestDb {
-    async fn sqlite() -> TestDb {
-        let (url, cleanup) = TestDb::empty_sqlite();
-        let store = Store::open(&url).await.unwrap();
-        TestDb {
-            store,
-            url,
-            cleanup,
-        }
-    }
-
-    /// A URL for a new SQLite database, not opened yet.
-    fn empty_sqlite() -> (String, Cleanup) {
-        // The checks reach the database behind the store's back through `sqlx::AnyPool`.
-        sqlx::any::install_default_drivers();
-        let dir = std::env::temp_dir().join(format!("hashguard-store-test-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = Store::sqlite_url(&dir.join("test.db"));
-        (url, Cleanup::File(dir))
-    }
-
-    async fn postgres(test: &str) -> Option<TestDb> {
-        let (url, cleanup) = TestDb::empty_postgres(test).await?;
-        let store = Store::open(&url).await.unwrap();
-        Some(TestDb {
-            store,
-            url,
-            cleanup,
-        })
-    }
-
-    /// A URL for a new, empty PostgreSQL schema, not migrated yet.
-    async fn empty_postgres(test: &str) -> Option<(String, Cleanup)> {
-        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG.to_string());
-        let required = std::env::var("HASHGUARD_REQUIRE_POSTGRES").as_deref() == Ok("1");
-        sqlx::any::install_default_drivers();
-        let admin = match tokio::time::timeout(Duration::from_secs(5), AnyPool::connect(&url)).await
-        {
-            Ok(Ok(pool)) => pool,
-            other => {
-                let why = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".to_string(),
-                };
-                if required {
-                    panic!("PostgreSQL at {url} is unreachable ({why}) and HASHGUARD_REQUIRE_POSTGRES=1");
-                }
-                say(&format!(
-                    "SKIPPED postgres::{test}: PostgreSQL at {url} is unreachable ({why}); set HASHGUARD_REQUIRE_POSTGRES=1 to fail instead"
-                ));
-                return None;
-            }
-        };
-        // The schema name is ours (digits and underscores), never user data; identifiers
-        // cannot be bind parameters.
-        let schema = format!("hashguard_test_{}", unique());
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let url = format!("{url}{sep}options[search_path]={schema}");
-        Some((url, Cleanup::Schema { admin, schema }))
-    }
-
-    async fn finish(self) {
-        self.store.close().await;
-        match self.cleanup {
-            Cleanup::File(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Cleanup::Schema { admin, schema } => {
-                sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                    .execute(&admin)
-                    .await
-                    .unwrap();
-                admin.close().await;
-            }
-        }
-    }
-}
-
-/// Runs `check` against `db`, cleans up even when the check panics, then re-raises the panic.
-async fn run<F, Fut>(db: TestDb, check: F)
-where
-    F: FnOnce(Store, String) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let result = tokio::spawn(check(db.store.clone(), db.url.clone())).await;
-    db.finish().await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = super::TestDb::sqlite().await;
-                    assert_eq!(db.store.backend(), hashguard_store::Backend::Sqlite);
-                    super::run(db, super::$name).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = super::TestDb::postgres(stringify!($name)).await else { return };
-                    assert_eq!(db.store.backend(), hashguard_store::Backend::Postgres);
-                    super::run(db, super::$name).await;
-                }
-            )*
-        }
-    };
-}
 
 suite!(
     banks,
