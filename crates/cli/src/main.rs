@@ -32,6 +32,7 @@ mod inputs;
 mod list_cmd;
 mod match_cmd;
 mod output;
+mod serve_cmd;
 mod table_cmd;
 
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ enum Command {
     List(list_cmd::ListArgs),
     /// Match images and videos (or hash lines) against the banks or a list file.
     Match(match_cmd::MatchArgs),
+    /// Run the upload service: accounts, table distribution, uploads held or delivered.
+    Serve(serve_cmd::ServeArgs),
     /// Build and verify the private-matching table from the consensus view.
     Table(table_cmd::TableArgs),
 }
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Hash(args) => hash_cmd::run(args),
         Command::List(args) => list_cmd::run(args),
         Command::Match(args) => match_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Table(args) => table_cmd::run(args),
     };
     match result {

@@ -3,20 +3,28 @@
 //!
 //! - [`banks`]: the enabled banks of a database (or one list file) indexed for matching media
 //!   and hash values in the clear, and what a match names.
+//! - [`blobs`]: where attachment ciphertexts are kept (a trait; a local folder by default).
+//! - [`intake`]: the upload decision (deliver, hold, refuse), the per-account threshold log
+//!   in the database, and the automatic check by consent.
 //! - [`keyset`]: the consensus view of the banks as the protocol's key set K.
 //! - [`publish`]: building the next epoch's table directory (manifest chain, kept shards,
 //!   build record, write order) and the opening key file.
 //! - [`review`]: the gate after decryption (full PDQ distance and the second hash) and the
 //!   two-reviewer rule (G4).
+//! - [`serving`]: the published table as the upload service holds it (files served byte for
+//!   byte with their validators, the opener).
 //! - [`verify`]: every check of a table directory that can be made without signatures, and
 //!   the organisations' check of the proofs against the key set they rebuild.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod banks;
+pub mod blobs;
+pub mod intake;
 pub mod keyset;
 pub mod publish;
 pub mod review;
+pub mod serving;
 pub mod verify;
 
 /// Why a table could not be built, read or checked.
@@ -73,6 +81,9 @@ pub enum ServiceError {
     /// An option is out of its range.
     #[error("{0}")]
     Invalid(String),
+    /// No table has been published in the directory the service was given.
+    #[error("no table in {}: publish one with `hashguard table build --out {} --key KEYFILE` (after importing lists with `hashguard list import`)", .0.display(), .0.display())]
+    NoTable(std::path::PathBuf),
     /// The operating system gave no randomness.
     #[error("no OS randomness: {0}")]
     Randomness(String),

@@ -8,14 +8,26 @@ use std::collections::BTreeSet;
 /// The full-distance check after decryption uses the field's PDQ match threshold δ.
 pub use hashguard_pdq::MATCH_THRESHOLD as MATCH_DISTANCE;
 
+/// What the private second hash of the visual derivative said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondHash {
+    /// It matched this listed entry.
+    Matches(u64),
+    /// It matched no listed entry.
+    NoMatch,
+    /// No second hash is computed yet (issue "Detection quality"): the check is the full PDQ
+    /// distance alone, and every case it opens says so.
+    NotComputed,
+}
+
 /// Facts the server established for one decrypted item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckFacts {
     /// The listed entry nearest to the payload's PDQ and its distance, if any entry is within
     /// the index's search radius.
     pub nearest: Option<(u64, u32)>,
-    /// The listed entry the private second hash of the VD matched, if any.
-    pub second_hash_entry: Option<u64>,
+    /// The second hash's result.
+    pub second_hash: SecondHash,
 }
 
 /// The automatic decision for one item.
@@ -31,10 +43,13 @@ pub enum Verdict {
 }
 
 /// (a) full PDQ distance ≤ 31 to a listed entry **and** (b) the second hash matches that same
-/// entry; otherwise release (R/E12 step 2).
+/// entry; otherwise release (R/E12 step 2). Without a second hash, (a) alone decides.
 pub fn auto_check(f: &CheckFacts) -> Verdict {
-    match (f.nearest, f.second_hash_entry) {
-        (Some((e, d)), Some(e2)) if d <= MATCH_DISTANCE && e == e2 => {
+    match (f.nearest, f.second_hash) {
+        (Some((e, d)), SecondHash::Matches(e2)) if d <= MATCH_DISTANCE && e == e2 => {
+            Verdict::ToReview { entry: e }
+        }
+        (Some((e, d)), SecondHash::NotComputed) if d <= MATCH_DISTANCE => {
             Verdict::ToReview { entry: e }
         }
         _ => Verdict::Release,
@@ -78,7 +93,7 @@ mod tests {
     fn pt12_review_gate() {
         let facts = |d: u32, e1: u64, e2: Option<u64>| CheckFacts {
             nearest: Some((e1, d)),
-            second_hash_entry: e2,
+            second_hash: e2.map_or(SecondHash::NoMatch, SecondHash::Matches),
         };
         assert_eq!(
             auto_check(&facts(31, 7, Some(7))),
@@ -102,10 +117,21 @@ mod tests {
         assert_eq!(
             auto_check(&CheckFacts {
                 nearest: None,
-                second_hash_entry: Some(1)
+                second_hash: SecondHash::Matches(1)
             }),
             Verdict::Release
         );
+        // Until the second hash exists, the full PDQ distance alone decides.
+        let pdq_only = |nearest| CheckFacts {
+            nearest,
+            second_hash: SecondHash::NotComputed,
+        };
+        assert_eq!(
+            auto_check(&pdq_only(Some((7, 31)))),
+            Verdict::ToReview { entry: 7 }
+        );
+        assert_eq!(auto_check(&pdq_only(Some((7, 32)))), Verdict::Release);
+        assert_eq!(auto_check(&pdq_only(None)), Verdict::Release);
         let mut case = ReviewCase::new();
         assert!(!case.reportable());
         case.confirm(1);

@@ -1,0 +1,613 @@
+//! The handlers: each parses its request, calls the service library, and maps the answer to a
+//! status and a body. The words a person sees on a held upload are here, in [`held_body`].
+
+use axum::body::Bytes;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hashguard_protocol::sender::ConsentReveal;
+use hashguard_service::intake::{
+    CheckError, CheckOutcome, MediaType, Rejection, Upload, UploadOutcome, VoucherPart,
+    MAX_VIDEO_VOUCHERS,
+};
+use hashguard_service::serving::TableFile;
+use hashguard_store::{AccountId, AttachmentId, CaseId, DeviceId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::config::HelpResource;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::{token_hash, AppState, Authenticated};
+
+/// `GET /healthz` and `/readyz` bodies.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// The table epoch being served (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_string(),
+        epoch: None,
+    })
+}
+
+/// The database answers and a table is loaded.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "ready", body = Health),
+              (status = 503, description = "the database does not answer", body = ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    state
+        .intake()
+        .store()
+        .integrity_check()
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "not ready");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the database does not answer",
+            )
+        })?;
+    Ok(Json(Health {
+        status: "ok".to_string(),
+        epoch: Some(state.intake().table().manifest().epoch()),
+    }))
+}
+
+/// A table file with its strong validator; 304 when the client has it already.
+fn table_file(headers: &HeaderMap, file: &TableFile, cache_control: &'static str) -> Response {
+    let etag = format!("\"{}\"", file.sha256);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+        });
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, file.bytes.clone()).into_response()
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
+/// The current manifest (`manifest.bin`), revalidated on every use.
+#[utoipa::path(get, path = "/v1/table/manifest", tag = "table",
+    responses((status = 200, description = "the manifest's canonical bytes", content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 304, description = "not modified (If-None-Match)")))]
+pub async fn manifest(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    table_file(
+        &headers,
+        state.intake().table().manifest_file(),
+        "public, no-cache",
+    )
+}
+
+/// One shard, named by its Merkle root (lowercase hex) as the manifest lists it: immutable,
+/// so clients and CDNs keep it across epochs while the root is unchanged.
+#[utoipa::path(get, path = "/v1/table/shards/{root}", tag = "table",
+    params(("root" = String, Path, description = "the shard's Merkle root, 64 lowercase hex digits")),
+    responses((status = 200, description = "the shard file", content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 304, description = "not modified (If-None-Match)"),
+              (status = 404, description = "no shard with that root in the current table", body = ErrorBody)))]
+pub async fn shard(
+    State(state): State<AppState>,
+    Path(root): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let file = state
+        .intake()
+        .table()
+        .shard_by_root(&root)
+        .ok_or_else(|| ApiError::not_found("shard in the current table"))?;
+    Ok(table_file(
+        &headers,
+        file,
+        "public, max-age=31536000, immutable",
+    ))
+}
+
+/// A new account's or device's credentials.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Registered {
+    /// The account (32 hex digits).
+    pub account_id: String,
+    /// The device (32 hex digits).
+    pub device_id: String,
+    /// The bearer token: shown once; the server keeps only its hash.
+    pub token: String,
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(ApiError::internal)?;
+    Ok(b)
+}
+
+async fn new_device(
+    state: &AppState,
+    account: Option<AccountId>,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    let token = hex::encode(random_bytes::<32>()?);
+    let device = DeviceId::new(random_bytes::<16>()?);
+    let now = i64::try_from(hashguard_service::publish::now()).unwrap_or(i64::MAX);
+    let store = state.intake().store();
+    let account = match account {
+        Some(account) => {
+            store
+                .add_device(&account, &device, &token_hash(&token), now)
+                .await?;
+            account
+        }
+        None => {
+            let account = AccountId::new(random_bytes::<16>()?);
+            store
+                .create_account(&account, &device, &token_hash(&token), now)
+                .await?;
+            account
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            account_id: account.to_string(),
+            device_id: device.to_string(),
+            token,
+        }),
+    ))
+}
+
+/// Registers a new account with its first device.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts",
+    responses((status = 201, description = "registered", body = Registered)))]
+pub async fn register(
+    State(state): State<AppState>,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    new_device(&state, None).await
+}
+
+/// Adds a device to the caller's account.
+#[utoipa::path(post, path = "/v1/devices", tag = "accounts", security(("bearer" = [])),
+    responses((status = 201, description = "the new device's credentials", body = Registered),
+              (status = 401, description = "no valid token", body = ErrorBody)))]
+pub async fn add_device(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    new_device(&state, Some(auth.account)).await
+}
+
+/// Revokes one of the caller's account's devices (its token stops working at once).
+#[utoipa::path(delete, path = "/v1/devices/{device_id}", tag = "accounts", security(("bearer" = [])),
+    params(("device_id" = String, Path, description = "32 hex digits")),
+    responses((status = 204, description = "revoked"),
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 404, description = "no such device of this account", body = ErrorBody)))]
+pub async fn revoke_device(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(device): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let device: DeviceId = device
+        .parse()
+        .map_err(|_| ApiError::not_found("device of this account"))?;
+    let now = i64::try_from(hashguard_service::publish::now()).unwrap_or(i64::MAX);
+    if state
+        .intake()
+        .store()
+        .revoke_device(&auth.account, &device, now)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("device of this account"))
+    }
+}
+
+/// The multipart form of an upload (for the OpenAPI document; parsed by hand, part by part,
+/// with a limit on each).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// `image` or `video`.
+    media: String,
+    /// The attachment ciphertext.
+    #[schema(value_type = String, format = Binary)]
+    ciphertext: Vec<u8>,
+    /// One voucher (an image) or 1 to 16 (a video), in order.
+    #[schema(value_type = Vec<String>)]
+    voucher: Vec<Vec<u8>>,
+    /// Each voucher's visual-derivative blob, in the same order.
+    #[schema(value_type = Vec<String>)]
+    vd: Vec<Vec<u8>>,
+}
+
+/// A delivered upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Delivered {
+    /// `delivered`.
+    pub status: String,
+    /// The attachment's id: recipients fetch the ciphertext with it.
+    pub attachment_id: String,
+}
+
+/// The automatic check the sender is offered.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckOffer {
+    /// Where the app sends the item's two keys (POST, JSON [`CheckRequest`]).
+    pub url: String,
+    /// What the check does, in plain words.
+    pub what_it_does: String,
+}
+
+/// The intervention: the upload was held (HTTP 451).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Held {
+    /// `held_for_check`.
+    pub status: String,
+    /// The case.
+    pub case_id: String,
+    /// Why, in plain words.
+    pub reason: String,
+    /// What happens next, in plain words.
+    pub what_happens: String,
+    /// The automatic check, by consent.
+    pub check: CheckOffer,
+    /// Where the case stands later (GET).
+    pub case_url: String,
+    /// People to talk to.
+    pub help: Vec<HelpResource>,
+}
+
+/// The table moved on (HTTP 409).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StaleTable {
+    /// `stale_table`.
+    pub error: String,
+    /// What to do.
+    pub message: String,
+    /// The epoch to build vouchers for.
+    pub current_epoch: u32,
+}
+
+/// The words of the intervention. They must be understood by anyone, including a frightened
+/// teenager: what happened, that nobody looked, what the choices are, where help is.
+pub fn held_body(state: &AppState, case: &CaseId) -> Held {
+    let operator = &state.config().intervention.operator;
+    Held {
+        status: "held_for_check".to_string(),
+        case_id: case.to_string(),
+        reason: "This file was not sent. It may match a picture or video of child sexual abuse that child-protection organisations already know about. No person has looked at your file.".to_string(),
+        what_happens: format!(
+            "The file stays blocked and nobody receives it. Matches like this can be mistakes. You can ask for an automatic check of this one file: if it is not a match, it is sent right away. If it still looks like a match, it stays blocked and two trained people at {operator} will review it."
+        ),
+        check: CheckOffer {
+            url: format!("/v1/cases/{case}/check"),
+            what_it_does: "If you agree, your app sends the two keys for this one file, and only this file. A computer compares it with the known picture. If it is not a match, the file is sent and the copy made for the check is deleted.".to_string(),
+        },
+        case_url: format!("/v1/cases/{case}"),
+        help: state.config().intervention.help.clone(),
+    }
+}
+
+fn rejection_error(r: &Rejection) -> ApiError {
+    let code = match r {
+        Rejection::VoucherCount { .. } => "voucher_count",
+        Rejection::Malformed { .. } => "malformed_voucher",
+        Rejection::VdLength { .. } => "malformed_visual_derivative",
+        Rejection::MixedEpochs => "mixed_epochs",
+        Rejection::InvalidVoucher { .. } => "invalid_voucher",
+        Rejection::ReusedVoucher { .. } => "reused_voucher",
+        Rejection::DuplicateVoucher => "duplicate_voucher",
+    };
+    ApiError::bad_request(code, r.to_string())
+}
+
+/// Reads one part with a limit, so a hostile client cannot make the server buffer more than
+/// the part may hold.
+async fn read_part(
+    field: &mut axum::extract::multipart::Field<'_>,
+    limit: usize,
+    name: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::bad_request("malformed_form", format!("part {name}: {e}")))?
+    {
+        if out.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("part {name} is larger than {limit} bytes"),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Uploads an attachment: its ciphertext and its vouchers, as `multipart/form-data` with parts
+/// `media`, `ciphertext`, then `voucher` and `vd` once per voucher.
+#[utoipa::path(post, path = "/v1/attachments", tag = "attachments", security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "no voucher opened: stored; fetch it by its id", body = Delivered),
+              (status = 400, description = "malformed form or voucher: refused, never relayed", body = ErrorBody),
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 409, description = "vouchers built for another table epoch: refresh the table and rebuild them", body = StaleTable),
+              (status = 413, description = "too large", body = ErrorBody),
+              (status = 451, description = "held for a check: the intervention", body = Held)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    mut form: Multipart,
+) -> Result<Response, ApiError> {
+    let params = state.intake().table().params();
+    let voucher_limit = hashguard_protocol::voucher::VoucherLayout::pdq(params).voucher_len();
+    let vd_limit = usize::try_from(params.vd_len()).unwrap_or(usize::MAX);
+    let max = usize::try_from(state.config().max_attachment_bytes).unwrap_or(usize::MAX);
+    let (mut media, mut ciphertext) = (None, None);
+    let (mut vouchers, mut vds) = (Vec::new(), Vec::new());
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request("malformed_form", e.to_string()))?
+    {
+        let name = field.name().unwrap_or("").to_string();
+        match name.as_str() {
+            "media" => {
+                let text = read_part(&mut field, 16, "media").await?;
+                media = Some(match text.as_slice() {
+                    b"image" => MediaType::Image,
+                    b"video" => MediaType::Video,
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "malformed_form",
+                            "media must be image or video",
+                        ))
+                    }
+                });
+            }
+            "ciphertext" if ciphertext.is_none() => {
+                ciphertext = Some(read_part(&mut field, max, "ciphertext").await?);
+            }
+            "voucher" if vouchers.len() < MAX_VIDEO_VOUCHERS => {
+                vouchers.push(read_part(&mut field, voucher_limit, "voucher").await?);
+            }
+            "vd" if vds.len() < MAX_VIDEO_VOUCHERS => {
+                vds.push(read_part(&mut field, vd_limit, "vd").await?);
+            }
+            "voucher" | "vd" => {
+                return Err(ApiError::bad_request(
+                    "voucher_count",
+                    format!("at most {MAX_VIDEO_VOUCHERS} vouchers per upload"),
+                ))
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "malformed_form",
+                    format!("unexpected part {other:?} (expected media, ciphertext, voucher, vd)"),
+                ))
+            }
+        }
+    }
+    let media = media
+        .ok_or_else(|| ApiError::bad_request("malformed_form", "the media part is missing"))?;
+    let ciphertext = ciphertext
+        .ok_or_else(|| ApiError::bad_request("malformed_form", "the ciphertext part is missing"))?;
+    if vouchers.len() != vds.len() {
+        return Err(ApiError::bad_request(
+            "malformed_form",
+            "each voucher needs its vd part, in the same order",
+        ));
+    }
+    let outcome = state
+        .intake()
+        .upload(Upload {
+            account: auth.account,
+            media,
+            ciphertext,
+            vouchers: vouchers
+                .into_iter()
+                .zip(vds)
+                .map(|(voucher, vd_blob)| VoucherPart { voucher, vd_blob })
+                .collect(),
+        })
+        .await?;
+    Ok(match outcome {
+        UploadOutcome::Delivered { attachment } => (
+            StatusCode::CREATED,
+            Json(Delivered {
+                status: "delivered".to_string(),
+                attachment_id: attachment.to_string(),
+            }),
+        )
+            .into_response(),
+        UploadOutcome::Held { case, .. } => (
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            Json(held_body(&state, &case)),
+        )
+            .into_response(),
+        UploadOutcome::Stale { current_epoch } => (
+            StatusCode::CONFLICT,
+            Json(StaleTable {
+                error: "stale_table".to_string(),
+                message: format!("the vouchers were built for another table; fetch epoch {current_epoch} and build them again with fresh ids"),
+                current_epoch,
+            }),
+        )
+            .into_response(),
+        UploadOutcome::Rejected(r) => rejection_error(&r).into_response(),
+    })
+}
+
+/// Fetches an attachment's ciphertext by its id.
+#[utoipa::path(get, path = "/v1/attachments/{attachment_id}", tag = "attachments", security(("bearer" = [])),
+    params(("attachment_id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, description = "the ciphertext as uploaded", content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 404, description = "no deliverable attachment of that id", body = ErrorBody)))]
+pub async fn download(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: AttachmentId = id.parse().map_err(|_| ApiError::not_found("attachment"))?;
+    let bytes = state
+        .intake()
+        .download(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("attachment"))?;
+    let mut response = (StatusCode::OK, Bytes::from(bytes)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400, immutable"),
+    );
+    Ok(response)
+}
+
+/// A case as its account sees it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CaseStatus {
+    /// The case.
+    pub case_id: String,
+    /// `held`, `check_released`, `check_blocked`, `queued` or `closed`.
+    pub state: String,
+    /// The same in words.
+    pub state_words: String,
+}
+
+fn own_case_id(text: &str) -> Result<CaseId, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found("case"))
+}
+
+/// Where one of the caller's cases stands.
+#[utoipa::path(get, path = "/v1/cases/{case_id}", tag = "cases", security(("bearer" = [])),
+    params(("case_id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, description = "the case", body = CaseStatus),
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 404, description = "no case of that id for this account", body = ErrorBody)))]
+pub async fn case_status(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<CaseStatus>, ApiError> {
+    let id = own_case_id(&id)?;
+    match state.intake().store().case(&id).await? {
+        Some(c) if c.account == auth.account => Ok(Json(CaseStatus {
+            case_id: id.to_string(),
+            state: c.state.as_str().to_string(),
+            state_words: hashguard_service::intake::state_words(c.state).to_string(),
+        })),
+        _ => Err(ApiError::not_found("case")),
+    }
+}
+
+/// The keys of one held item, sent by its sender's consent.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// The voucher's id (32 hex digits).
+    pub voucher_id: String,
+    /// `k_adct` (64 hex digits).
+    pub k_adct: String,
+    /// `vd_key` (64 hex digits).
+    pub vd_key: String,
+}
+
+/// The check's result.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckResult {
+    /// `released` (sent now) or `blocked_for_review`.
+    pub outcome: String,
+    /// In words.
+    pub message: String,
+    /// The attachment, when released.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment_id: Option<String>,
+}
+
+fn hex_array<const N: usize>(text: &str, what: &str) -> Result<[u8; N], ApiError> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).map_err(|_| {
+        ApiError::bad_request(
+            "malformed_keys",
+            format!("{what} must be {} hex digits", 2 * N),
+        )
+    })?;
+    Ok(out)
+}
+
+/// The automatic check of one held item (by its sender's consent).
+#[utoipa::path(post, path = "/v1/cases/{case_id}/check", tag = "cases", security(("bearer" = [])),
+    params(("case_id" = String, Path, description = "32 hex digits")),
+    request_body = CheckRequest,
+    responses((status = 200, description = "checked", body = CheckResult),
+              (status = 400, description = "malformed keys, or keys that do not open the item", body = ErrorBody),
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 404, description = "no case of that id for this account", body = ErrorBody),
+              (status = 409, description = "the case is not waiting for a check", body = ErrorBody)))]
+pub async fn check(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    body: Result<Json<CheckRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<CheckResult>, ApiError> {
+    let id = own_case_id(&id)?;
+    let Json(body) = body.map_err(|e| ApiError::bad_request("malformed_json", e.body_text()))?;
+    let reveal = ConsentReveal {
+        voucher_id: hex_array(&body.voucher_id, "voucher_id")?,
+        k_adct: hex_array(&body.k_adct, "k_adct")?,
+        vd_key: hex_array(&body.vd_key, "vd_key")?,
+    };
+    match state.intake().check(&auth.account, &id, &reveal).await {
+        Ok(CheckOutcome::Released { attachment }) => Ok(Json(CheckResult {
+            outcome: "released".to_string(),
+            message: "The check found no match. Your file has been sent.".to_string(),
+            attachment_id: Some(attachment.to_string()),
+        })),
+        Ok(CheckOutcome::BlockedForReview) => Ok(Json(CheckResult {
+            outcome: "blocked_for_review".to_string(),
+            message: "The check could not rule out a match. The file stays blocked until two trained people have reviewed it.".to_string(),
+            attachment_id: None,
+        })),
+        Err(CheckError::NoSuchCase) => Err(ApiError::not_found("case")),
+        Err(e @ CheckError::NotHeld(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_held",
+            e.to_string(),
+        )),
+        Err(e @ CheckError::Keys(_)) => Err(ApiError::bad_request("wrong_keys", e.to_string())),
+        Err(CheckError::Service(e)) => Err(e.into()),
+    }
+}

@@ -1,0 +1,319 @@
+//! The server's configuration: a TOML file, then environment variables and flags (which the
+//! command line resolves, flags over environment), over built-in defaults that start on a
+//! fresh machine: a SQLite file and a data folder in the working directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the server listens by default: loopback only, so a fresh start exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8640";
+/// The default data folder (attachment blobs).
+pub const DEFAULT_DATA: &str = "hashguard-data";
+/// The default table directory, as `hashguard table build --out` writes it.
+pub const DEFAULT_TABLE: &str = "table";
+/// The default opening key file, as `hashguard table build --key` writes it.
+pub const DEFAULT_KEY: &str = "table.key";
+/// The largest attachment ciphertext accepted by default (100 MiB, a messenger's video limit).
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 100 << 20;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// A place a person can turn to, shown with every intervention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HelpResource {
+    /// Its name.
+    pub name: String,
+    /// Where to reach it.
+    pub url: String,
+    /// Who it is for, in plain words.
+    pub description: String,
+}
+
+/// What the intervention says besides the fixed words: the deployment's own help resources
+/// and where appeals go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intervention {
+    /// Shown with every held upload.
+    pub help: Vec<HelpResource>,
+    /// Who runs this service, in the words users know it by.
+    pub operator: String,
+}
+
+impl Default for Intervention {
+    /// Widely known services; a deployment lists the ones for its users' countries.
+    fn default() -> Self {
+        Intervention {
+            operator: "this service".to_string(),
+            help: vec![
+                HelpResource {
+                    name: "Take It Down (NCMEC)".to_string(),
+                    url: "https://takeitdown.ncmec.org/".to_string(),
+                    description: "If this is a picture of you taken when you were under 18, they can help get it removed, without you sending it to anyone.".to_string(),
+                },
+                HelpResource {
+                    name: "Childhelp National Child Abuse Hotline".to_string(),
+                    url: "https://www.childhelphotline.org/".to_string(),
+                    description: "If a child is being hurt or you are worried about one. Call or text 1-800-422-4453 (US), any time.".to_string(),
+                },
+                HelpResource {
+                    name: "Stop It Now".to_string(),
+                    url: "https://www.stopitnow.org/".to_string(),
+                    description: "Confidential help if you are worried about your own sexual thoughts or behaviour towards children, or someone else's.".to_string(),
+                },
+            ],
+        }
+    }
+}
+
+/// The configuration file (every field optional; see [`Config`] for the meaning).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Database URL or SQLite path.
+    pub db: Option<String>,
+    /// Data folder.
+    pub data: Option<PathBuf>,
+    /// Table directory.
+    pub table: Option<PathBuf>,
+    /// Opening key file.
+    pub key: Option<PathBuf>,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Log format.
+    pub log_format: Option<LogFormat>,
+    /// Largest attachment ciphertext in bytes.
+    pub max_attachment_bytes: Option<u64>,
+    /// The intervention's help resources.
+    pub intervention: Option<Intervention>,
+}
+
+/// What the command line or the environment set (they win over the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--db`.
+    pub db: Option<String>,
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--table`.
+    pub table: Option<PathBuf>,
+    /// `--key`.
+    pub key: Option<PathBuf>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Database URL or SQLite path (as `--db` takes it).
+    pub db: String,
+    /// Data folder: attachment blobs.
+    pub data: PathBuf,
+    /// The published table's directory.
+    pub table: PathBuf,
+    /// The table's opening key (secret).
+    pub key: PathBuf,
+    /// TLS certificate and key, when the server terminates TLS itself.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Largest attachment ciphertext in bytes.
+    pub max_attachment_bytes: u64,
+    /// The intervention's help resources.
+    pub intervention: Intervention,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("configuration file {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its line.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Resolves the file at `file` (if any) under `overrides`, over the defaults.
+    pub fn resolve(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let from_file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<ConfigFile>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => ConfigFile::default(),
+        };
+        let listen_text = overrides
+            .listen
+            .or(from_file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_text.parse::<SocketAddr>().map_err(|e| {
+            ConfigError::Invalid(format!(
+                "listen address {listen_text:?}: {e} (give an IP address and port, e.g. 127.0.0.1:8640 or [::1]:8640)"
+            ))
+        })?;
+        let tls = match (
+            overrides.tls_cert.or(from_file.tls_cert),
+            overrides.tls_key.or(from_file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "TLS needs both a certificate (--tls-cert) and its key (--tls-key)".to_string(),
+                ))
+            }
+        };
+        let max_attachment_bytes = from_file
+            .max_attachment_bytes
+            .unwrap_or(DEFAULT_MAX_ATTACHMENT_BYTES);
+        if max_attachment_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_attachment_bytes must be at least 1".to_string(),
+            ));
+        }
+        Ok(Config {
+            listen,
+            db: overrides
+                .db
+                .or(from_file.db)
+                .unwrap_or_else(|| hashguard_store::DEFAULT_DATABASE.to_string()),
+            data: overrides
+                .data
+                .or(from_file.data)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            table: overrides
+                .table
+                .or(from_file.table)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_TABLE)),
+            key: overrides
+                .key
+                .or(from_file.key)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY)),
+            tls,
+            log_format: overrides
+                .log_format
+                .or(from_file.log_format)
+                .unwrap_or_default(),
+            max_attachment_bytes,
+            intervention: from_file.intervention.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_start_on_loopback_with_sqlite() {
+        let c = Config::resolve(None, Overrides::default()).expect("defaults");
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.db, "hashguard.db");
+        assert_eq!(c.data, PathBuf::from(DEFAULT_DATA));
+        assert!(c.tls.is_none());
+        assert!(!c.intervention.help.is_empty());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("serve.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\ndb = \"file.db\"\nlog_format = \"json\"\n\n[intervention]\noperator = \"Example Chat\"\nhelp = [{ name = \"A\", url = \"https://a.example\", description = \"d\" }]\n",
+        )
+        .expect("write");
+        let c = Config::resolve(
+            Some(&path),
+            Overrides {
+                db: Some("flag.db".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect("config");
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.db, "flag.db");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.intervention.operator, "Example Chat");
+        assert_eq!(c.intervention.help.len(), 1);
+    }
+
+    #[test]
+    fn bad_files_and_values_say_what_is_wrong() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("serve.toml");
+        std::fs::write(&path, "listne = \"x\"\n").expect("write");
+        let e = Config::resolve(Some(&path), Overrides::default()).expect_err("unknown key");
+        assert!(e.to_string().contains("listne"), "{e}");
+        let e = Config::resolve(
+            None,
+            Overrides {
+                listen: Some("localhost".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect_err("no port");
+        assert!(e.to_string().contains("127.0.0.1:8640"), "{e}");
+        let e = Config::resolve(
+            None,
+            Overrides {
+                tls_cert: Some("c.pem".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect_err("half TLS");
+        assert!(e.to_string().contains("--tls-key"), "{e}");
+        let missing = dir.path().join("missing.toml");
+        assert!(matches!(
+            Config::resolve(Some(&missing), Overrides::default()),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,295 @@
+//! `hashguard serve`: the upload service's HTTP API. Handlers are thin: they parse the request,
+//! call the service library ([`hashguard_service::intake`]) and map its answer to a status and a
+//! JSON body with one error type ([`error::ApiError`]).
+//!
+//! The API (its OpenAPI 3.1 document is served at `/openapi.json`):
+//! - `POST /v1/accounts` registers an account and its first device and returns a bearer token
+//!   (kept by the server only as its SHA-256); `POST /v1/devices` adds a device,
+//!   `DELETE /v1/devices/{id}` revokes one.
+//! - `GET /v1/table/manifest` and `GET /v1/table/shards/{root}`: the published table, byte for
+//!   byte, with strong `ETag`s and `304 Not Modified`; shards are named by their Merkle root, so
+//!   they are immutable and cacheable by clients and CDNs.
+//! - `POST /v1/attachments`: ciphertext plus vouchers; `201` delivered, `451` held (the
+//!   intervention), `409` stale table, `400` refused. `GET /v1/attachments/{id}` fetches one.
+//! - `GET /v1/cases/{id}` and `POST /v1/cases/{id}/check`: a held item's state and the automatic
+//!   check by its sender's consent.
+//! - `GET /healthz`, `GET /readyz`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use hashguard_service::banks::BankSet;
+use hashguard_service::blobs::LocalBlobs;
+use hashguard_service::intake::Intake;
+use hashguard_service::publish::TableDir;
+use hashguard_service::serving::ServedTable;
+use hashguard_store::{DatabaseLocation, OpenMode, Store};
+use utoipa::OpenApi;
+
+use crate::config::{Config, LogFormat};
+use crate::state::AppState;
+
+/// The OpenAPI document of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hashguard",
+        description = "Private matching of uploads against hash lists for end-to-end encrypted messengers: the upload service."
+    ),
+    paths(
+        api::healthz,
+        api::readyz,
+        api::manifest,
+        api::shard,
+        api::register,
+        api::add_device,
+        api::revoke_device,
+        api::upload,
+        api::download,
+        api::case_status,
+        api::check,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer-token scheme the operations name.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+/// The routes over `state`.
+pub fn router(state: AppState) -> Router {
+    // The form's other parts (vouchers, visual derivatives, media) fit in 1 MiB.
+    let upload_limit = usize::try_from(state.config().max_attachment_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1 << 20);
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/openapi.json", get(openapi_json))
+        .route("/v1/table/manifest", get(api::manifest))
+        .route("/v1/table/shards/{root}", get(api::shard))
+        .route("/v1/accounts", post(api::register))
+        .route("/v1/devices", post(api::add_device))
+        .route("/v1/devices/{device_id}", delete(api::revoke_device))
+        .route(
+            "/v1/attachments",
+            post(api::upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/v1/attachments/{attachment_id}", get(api::download))
+        .route("/v1/cases/{case_id}", get(api::case_status))
+        .route("/v1/cases/{case_id}/check", post(api::check))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(120),
+        ))
+        .with_state(state)
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The database could not be opened.
+    #[error("cannot open the {what}: {source}")]
+    Store {
+        /// The database, described without credentials.
+        what: String,
+        /// The cause.
+        source: hashguard_store::StoreError,
+    },
+    /// The table or its key could not be loaded.
+    #[error(transparent)]
+    Table(#[from] hashguard_service::ServiceError),
+    /// The plaintext index could not be built from the banks.
+    #[error("cannot index the banks: {0}")]
+    Banks(#[from] hashguard_service::banks::BankSetError),
+    /// A file or socket failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// Starts logging to standard error, as text or JSON lines; `RUST_LOG` filters (default
+/// `info`). Does nothing if logging was started already.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// A server bound to its address, ready to run.
+pub struct Server {
+    listener: Option<tokio::net::TcpListener>,
+    addr: SocketAddr,
+    app: Router,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Server {
+    /// Opens the database (a SQLite file is created if missing), loads and checks the table
+    /// and its key, indexes the banks for the checks after decryption, and binds the address.
+    pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        let location = DatabaseLocation::parse(&config.db);
+        let store = Store::open_location(&location, OpenMode::Create)
+            .await
+            .map_err(|source| ServeError::Store {
+                what: location.describe(),
+                source,
+            })?;
+        let table = ServedTable::load(&TableDir::new(&config.table), &config.key)?;
+        let banks = BankSet::load(&store, None).await?;
+        let blobs = LocalBlobs::open(config.data.join("blobs")).map_err(io(format!(
+            "cannot create the data folder {}",
+            config.data.display()
+        )))?;
+        tracing::info!(
+            epoch = table.manifest().epoch(),
+            policy = ?table.params().policy(),
+            database = %location.describe(),
+            data = %config.data.display(),
+            "table loaded"
+        );
+        let intake = Intake::new(store, blobs, Arc::new(table), Some(Arc::new(banks)));
+        let tls = config.tls.clone();
+        let listen = config.listen;
+        let app = router(AppState::new(intake, config));
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(io(format!("cannot listen on {listen}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(io("cannot read the bound address"))?;
+        Ok(Server {
+            listener: Some(listener),
+            addr,
+            app,
+            tls,
+        })
+    }
+
+    /// The address it listens on (the port chosen when the configuration said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether it terminates TLS itself.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and finishes the
+    /// requests in flight.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let listener = self
+            .listener
+            .take()
+            .ok_or_else(|| io("serve")(std::io::Error::other("already running")))?;
+        match self.tls.take() {
+            None => axum::serve(listener, self.app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(io("serving")),
+            Some((cert, key)) => {
+                // ring is the one crypto provider this build carries (aws-lc-rs, which rustls
+                // now prefers for its post-quantum key exchange, needs a C toolchain and CMake
+                // at build time). A deployment that needs post-quantum TLS terminates TLS in
+                // a proxy in front of the server.
+                #[allow(deprecated)]
+                let provider = rustls::crypto::ring::default_provider();
+                let _ = provider.install_default();
+                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .map_err(io(format!(
+                        "cannot load the TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )))?;
+                let std_listener = listener
+                    .into_std()
+                    .map_err(io("cannot hand the socket to the TLS server"))?;
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+                });
+                axum_server::from_tcp_rustls(std_listener, tls)
+                    .handle(handle)
+                    .serve(self.app.into_make_service())
+                    .await
+                    .map_err(io("serving TLS"))
+            }
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing the requests in flight");
+}

@@ -1,0 +1,88 @@
+//! What every handler shares: the intake (store, blobs, table, plaintext index), the
+//! configuration, and authentication of bearer tokens.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use hashguard_service::blobs::LocalBlobs;
+use hashguard_service::intake::Intake;
+use hashguard_store::{AccountId, DeviceId};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// The shared state of the server.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    intake: Intake<LocalBlobs>,
+    config: Config,
+}
+
+impl AppState {
+    /// The state over an intake and the configuration it was made from.
+    pub fn new(intake: Intake<LocalBlobs>, config: Config) -> AppState {
+        AppState {
+            inner: Arc::new(Inner { intake, config }),
+        }
+    }
+    /// The intake.
+    pub fn intake(&self) -> &Intake<LocalBlobs> {
+        &self.inner.intake
+    }
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+}
+
+/// SHA-256 of a bearer token: the only form in which the server keeps one.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A device authenticated by its bearer token (`Authorization: Bearer TOKEN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authenticated {
+    /// Its account.
+    pub account: AccountId,
+    /// The device.
+    pub device: DeviceId,
+}
+
+/// The bearer token of a request, if it has a well-formed one.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 256)
+        .then_some(token.trim())
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        match state
+            .intake()
+            .store()
+            .device_for_token(&token_hash(token))
+            .await?
+        {
+            Some(device) if !device.revoked => Ok(Authenticated {
+                account: device.account,
+                device: device.device,
+            }),
+            _ => Err(ApiError::unauthorized()),
+        }
+    }
+}

@@ -1,0 +1,816 @@
+//! The upload service end to end over real HTTP on loopback, on SQLite and on PostgreSQL: a
+//! client registers, fetches and verifies the table, uploads a benign image (201, fetched back
+//! bit-identical), a listed stand-in image re-encoded (451 with the intervention), consents to
+//! the automatic check (blocked for review), a chance key collision (released at once), and an
+//! account reaching T matches (a case in the review queue); and the authorization rules.
+//!
+//! No real abuse material and no real hash list: the stand-in lists in `assets/standin` list a
+//! benign demo image (`assets/demo/hills.png`) and random values.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hashguard_hashing::{Hashed, Hasher, Options};
+use hashguard_hashlist::{parse_list, Bank, BankKind, SignalType};
+use hashguard_protocol::keys::TableKind;
+use hashguard_protocol::manifest::Manifest;
+use hashguard_protocol::params::{Params, PinnedParams, Policy, Preset};
+use hashguard_protocol::prelude::*;
+use hashguard_protocol::sender::BuiltVoucher;
+use hashguard_server::config::{Config, Intervention, LogFormat};
+use hashguard_server::Server;
+use hashguard_service::keyset::{load_key_set, ConsensusSpec};
+use hashguard_service::publish::{opening_key, os_rng, publish, BuildOptions, TableDir};
+use hashguard_store::{CaseKind, DatabaseLocation, ImportMeta, OpenMode, Store};
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique() -> String {
+    format!(
+        "{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A database for one test: a SQLite file, or a fresh PostgreSQL schema (None when PostgreSQL
+/// is unreachable and not required).
+async fn database(kind: &str, dir: &Path, test: &str) -> Option<String> {
+    if kind == "sqlite" {
+        return Some(dir.join("serve.db").display().to_string());
+    }
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG.to_string());
+    let required = std::env::var("HASHGUARD_REQUIRE_POSTGRES").as_deref() == Ok("1");
+    sqlx::any::install_default_drivers();
+    let admin =
+        match tokio::time::timeout(Duration::from_secs(5), sqlx::AnyPool::connect(&url)).await {
+            Ok(Ok(pool)) => pool,
+            other => {
+                let why = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                assert!(
+                    !required,
+                    "PostgreSQL at {url} is unreachable ({why}) and HASHGUARD_REQUIRE_POSTGRES=1"
+                );
+                eprintln!("SKIPPED postgres::{test}: PostgreSQL at {url} is unreachable ({why})");
+                return None;
+            }
+        };
+    // Our own identifier (digits and underscores), never user data.
+    let schema = format!("hashguard_serve_test_{}", unique());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .expect("create schema");
+    admin.close().await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options[search_path]={schema}"))
+}
+
+/// A running server over a published table.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    base: String,
+    db: String,
+    http: reqwest::Client,
+    params: Params,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Fixture {
+    /// Banks from `lists` (name, organisation, jurisdiction, list text), a table published from
+    /// their consensus view under `preset`, and the server on 127.0.0.1 with a free port.
+    async fn start(
+        kind: &str,
+        test: &str,
+        lists: &[(&str, &str, &str, String)],
+        preset: Preset,
+    ) -> Option<Fixture> {
+        // The server's own log on standard error: what a failed test's output shows.
+        hashguard_server::init_logging(LogFormat::Text);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(kind, dir.path(), test).await?;
+        let store = Store::open_location(&DatabaseLocation::parse(&db), OpenMode::Create)
+            .await
+            .expect("store");
+        for (name, org, jurisdiction, text) in lists {
+            let bank = Bank::new(
+                name.parse().expect("name"),
+                org,
+                jurisdiction.parse().expect("jurisdiction"),
+                SignalType::Pdq,
+                BankKind::Block,
+            )
+            .expect("bank");
+            store.create_bank(&bank).await.expect("create bank");
+            let list = parse_list(text.as_bytes(), SignalType::Pdq, None).expect("list");
+            let meta = ImportMeta::new("serve-test", Some("standin.txt"), text.as_bytes());
+            store
+                .import_next(bank.name(), &list, &meta)
+                .await
+                .expect("import");
+        }
+        let params = preset.params(Policy::Intervene);
+        let consensus = ConsensusSpec {
+            banks: Vec::new(),
+            min_organisations: 2,
+            min_jurisdictions: 2,
+            distance: 10,
+        };
+        let key_set = load_key_set(&store, &consensus, &params)
+            .await
+            .expect("key set");
+        store.close().await;
+        let mut rng = os_rng().expect("rng");
+        let key = dir.path().join("table.key");
+        let (secret, _) = opening_key(&key, &mut rng).expect("key");
+        let table = dir.path().join("table");
+        publish(
+            &TableDir::new(&table),
+            &secret,
+            &key_set,
+            &consensus,
+            &BuildOptions {
+                preset,
+                policy: Policy::Intervene,
+                shards: None,
+                threads: 1,
+                valid_days: 30,
+                beacon: None,
+            },
+            &mut rng,
+        )
+        .expect("publish");
+        let config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            db: db.clone(),
+            data: dir.path().join("data"),
+            table,
+            key,
+            tls: None,
+            log_format: LogFormat::Text,
+            max_attachment_bytes: 1 << 20,
+            intervention: Intervention::default(),
+        };
+        let server = Server::bind(config).await.expect("server starts");
+        let addr: SocketAddr = server.local_addr();
+        assert!(addr.ip().is_loopback());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        Some(Fixture {
+            _dir: dir,
+            base: format!("http://{addr}"),
+            db,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            params,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("the server stops")
+                .expect("the server task ends cleanly");
+        }
+    }
+}
+
+/// A registered device with a verified table, as the SDK will hold them.
+struct Device {
+    account: [u8; 16],
+    token: String,
+    table: ClientTable,
+    client: Client,
+    rng: ChaCha20Rng,
+}
+
+async fn register(f: &Fixture) -> (String, [u8; 16], String) {
+    let r = f
+        .http
+        .post(f.url("/v1/accounts"))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.expect("json");
+    let mut account = [0u8; 16];
+    hex::decode_to_slice(body["account_id"].as_str().expect("id"), &mut account).expect("hex");
+    (
+        body["device_id"].as_str().expect("device").to_string(),
+        account,
+        body["token"].as_str().expect("token").to_string(),
+    )
+}
+
+/// Fetches the manifest and its shards (checking the validators) and verifies them as the
+/// client must before it builds any voucher.
+async fn fetch_table(f: &Fixture) -> ClientTable {
+    let r = f
+        .http
+        .get(f.url("/v1/table/manifest"))
+        .send()
+        .await
+        .expect("manifest");
+    assert_eq!(r.status(), StatusCode::OK);
+    let etag = r.headers()["etag"].to_str().expect("etag").to_string();
+    assert_eq!(r.headers()["cache-control"], "public, no-cache");
+    let bytes = r.bytes().await.expect("bytes");
+    let again = f
+        .http
+        .get(f.url("/v1/table/manifest"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("conditional");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    let now = hashguard_service::publish::now();
+    let manifest = Manifest::decode(&bytes)
+        .expect("manifest decodes")
+        .check_client(&PinnedParams::exactly(f.params.clone()), now, None)
+        .expect("the client accepts the manifest");
+    let mut shards = Vec::new();
+    for entry in manifest.table(TableKind::Pdq).expect("pdq table").shards() {
+        let root = hex::encode(entry.root);
+        let r = f
+            .http
+            .get(f.url(&format!("/v1/table/shards/{root}")))
+            .send()
+            .await
+            .expect("shard");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        shards.push(TableShard::decode(&r.bytes().await.expect("bytes")).expect("shard decodes"));
+    }
+    let missing = f
+        .http
+        .get(f.url(&format!("/v1/table/shards/{}", "0".repeat(64))))
+        .send()
+        .await
+        .expect("missing shard");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    ClientTable::load(&manifest, TableKind::Pdq, &shards, 1 << 24).expect("the shards verify")
+}
+
+async fn device(f: &Fixture, seed: u64) -> Device {
+    let (_, account, token) = register(f).await;
+    let table = fetch_table(f).await;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let client = Client::new(AccountState::generate(&mut rng), f.params.clone());
+    Device {
+        account,
+        token,
+        table,
+        client,
+        rng,
+    }
+}
+
+fn image_input(name: &str) -> PdqInput {
+    let mut hasher = Hasher::new(Options {
+        floats: true,
+        ..Options::default()
+    });
+    match hasher.hash_path(&repo().join("assets/demo").join(name)) {
+        Ok(Hashed::Image {
+            floats: Some(floats),
+            ..
+        }) => PdqInput::from_floats(&floats),
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+/// Builds the voucher for `input` over a fresh random ciphertext (standing in for the SDK's
+/// encrypted attachment) and uploads both; returns the status, the JSON body, the voucher and
+/// the ciphertext.
+async fn upload(
+    f: &Fixture,
+    d: &mut Device,
+    input: PdqInput,
+) -> (StatusCode, Value, BuiltVoucher, Vec<u8>) {
+    let mut ciphertext = vec![0u8; 3000];
+    d.rng.fill_bytes(&mut ciphertext);
+    let mut content = [0u8; 32];
+    d.rng.fill_bytes(&mut content);
+    let item = Item {
+        pdq: Some(input),
+        content_sha256: content,
+        media_kind: MediaKind::Image,
+        frame_idx: 0,
+        thumbnail: b"a small benign thumbnail",
+    };
+    let binding = UploadBinding::new(d.account, &ciphertext);
+    let built = d
+        .client
+        .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
+        .expect("voucher");
+    let (status, body) = upload_raw(f, &d.token, &ciphertext, &built).await;
+    (status, body, built, ciphertext)
+}
+
+/// Uploads `ciphertext` with `built`'s voucher and visual derivative as they are.
+async fn upload_raw(
+    f: &Fixture,
+    token: &str,
+    ciphertext: &[u8],
+    built: &BuiltVoucher,
+) -> (StatusCode, Value) {
+    let form = reqwest::multipart::Form::new()
+        .text("media", "image")
+        .part(
+            "ciphertext",
+            reqwest::multipart::Part::bytes(ciphertext.to_vec()),
+        )
+        .part(
+            "voucher",
+            reqwest::multipart::Part::bytes(built.voucher.encode()),
+        )
+        .part("vd", reqwest::multipart::Part::bytes(built.vd_blob.clone()));
+    let r = f
+        .http
+        .post(f.url("/v1/attachments"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    let status = r.status();
+    (status, r.json().await.expect("json body"))
+}
+
+async fn download(f: &Fixture, token: &str, id: &str) -> (StatusCode, Vec<u8>) {
+    let r = f
+        .http
+        .get(f.url(&format!("/v1/attachments/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("download");
+    (r.status(), r.bytes().await.expect("bytes").to_vec())
+}
+
+async fn consent(
+    f: &Fixture,
+    token: &str,
+    case: &str,
+    built: &BuiltVoucher,
+) -> (StatusCode, Value) {
+    let reveal = built.held.consent();
+    let r = f
+        .http
+        .post(f.url(&format!("/v1/cases/{case}/check")))
+        .bearer_auth(token)
+        .json(&serde_json::json!({
+            "voucher_id": hex::encode(reveal.voucher_id),
+            "k_adct": hex::encode(reveal.k_adct),
+            "vd_key": hex::encode(reveal.vd_key),
+        }))
+        .send()
+        .await
+        .expect("check");
+    (r.status(), r.json().await.expect("json"))
+}
+
+fn standin_lists() -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let read = |f: &str| {
+        std::fs::read_to_string(repo().join("assets/standin").join(f)).expect("stand-in list")
+    };
+    vec![
+        ("standin-a", "Stand-in Org A", "GB", read("org-a.txt")),
+        ("standin-b", "Stand-in Org B", "US", read("org-b.txt")),
+    ]
+}
+
+async fn upload_hold_check_release(kind: &str) {
+    let Some(f) = Fixture::start(
+        kind,
+        "upload_hold_check_release",
+        &standin_lists(),
+        Preset::V1,
+    )
+    .await
+    else {
+        return;
+    };
+    let health = f.http.get(f.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(health.status(), StatusCode::OK);
+    let mut d = device(&f, 1).await;
+
+    // A benign image: delivered, and fetched back bit-identical.
+    let (status, body, _, ciphertext) = upload(&f, &mut d, image_input("blocks.webp")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["attachment_id"].as_str().expect("id");
+    assert_eq!(
+        download(&f, &d.token, id).await,
+        (StatusCode::OK, ciphertext)
+    );
+
+    // The listed stand-in image, re-encoded: held, with the intervention in plain words.
+    let (status, held, built, ciphertext) =
+        upload(&f, &mut d, image_input("hills-recompressed.jpg")).await;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{held}");
+    assert_eq!(held["status"], "held_for_check");
+    let case = held["case_id"].as_str().expect("case").to_string();
+    assert!(held["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("not sent"));
+    assert!(held["check"]["url"]
+        .as_str()
+        .expect("url")
+        .ends_with("/check"));
+    assert!(!held["help"].as_array().expect("help").is_empty());
+    let status = f
+        .http
+        .get(f.url(&format!("/v1/cases/{case}")))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .expect("case");
+    assert_eq!(status.status(), StatusCode::OK);
+    // Another account cannot see or check it.
+    let mut other = device(&f, 2).await;
+    let peek = f
+        .http
+        .get(f.url(&format!("/v1/cases/{case}")))
+        .bearer_auth(&other.token)
+        .send()
+        .await
+        .expect("peek");
+    assert_eq!(peek.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        consent(&f, &other.token, &case, &built).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The consented check: the full PDQ is within 31 of the listed hash, so it stays blocked.
+    let (status, result) = consent(&f, &d.token, &case, &built).await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["outcome"], "blocked_for_review");
+    // A second check of the same case is refused.
+    assert_eq!(
+        consent(&f, &d.token, &case, &built).await.0,
+        StatusCode::CONFLICT
+    );
+    // The held ciphertext is served to nobody, and its voucher cannot be replayed: moved to
+    // other bytes it does not open (delivered like any non-match, and nothing is learned);
+    // with its own bytes again it opens and is refused as a reused voucher id.
+    let mut moved = ciphertext.clone();
+    moved[0] ^= 1;
+    let (status, body) = upload_raw(&f, &d.token, &moved, &built).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = upload_raw(&f, &d.token, &ciphertext, &built).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "reused_voucher");
+    // Under another account the same bytes do not open either.
+    let (status, body) = upload_raw(&f, &other.token, &ciphertext, &built).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // A chance key collision: the listed image's key bits, the rest of the hash far away. The
+    // voucher opens (a key match), the check finds the full hash far from every listed one
+    // and releases the item at once.
+    let listed = image_input("hills-recompressed.jpg");
+    let mut far = listed.hash;
+    let keys: Vec<u8> = f.params.key_positions().to_vec();
+    let mut flipped = 0;
+    for bit in 0..256u16 {
+        if flipped == 70 {
+            break;
+        }
+        let b = u8::try_from(bit).expect("bit");
+        if !keys.contains(&b) {
+            far = far.with_bit_flipped(usize::from(bit));
+            flipped += 1;
+        }
+    }
+    let collision = PdqInput {
+        hash: far,
+        margins: listed.margins,
+        quality: listed.quality,
+    };
+    let (status, held, built, ciphertext) = upload(&f, &mut other, collision).await;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{held}");
+    let case = held["case_id"].as_str().expect("case");
+    let (status, result) = consent(&f, &other.token, case, &built).await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["outcome"], "released", "{result}");
+    let id = result["attachment_id"].as_str().expect("id");
+    assert_eq!(
+        download(&f, &d.token, id).await,
+        (StatusCode::OK, ciphertext)
+    );
+
+    // Authorization: no token, a revoked device.
+    let none = f
+        .http
+        .get(f.url(&format!("/v1/attachments/{id}")))
+        .send()
+        .await
+        .expect("no token");
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    let (device_id, _, token) = register(&f).await;
+    let revoke = f
+        .http
+        .delete(f.url(&format!("/v1/devices/{device_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoke.status(), StatusCode::NO_CONTENT);
+    let after = f
+        .http
+        .get(f.url(&format!("/v1/attachments/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("revoked");
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    let bogus = f
+        .http
+        .post(f.url("/v1/devices"))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .expect("bogus");
+    assert_eq!(bogus.status(), StatusCode::UNAUTHORIZED);
+    f.stop().await;
+}
+
+async fn threshold_opens_one_case(kind: &str) {
+    // 40 random values both stand-in organisations list: the consensus view holds them all.
+    let mut gen = ChaCha20Rng::seed_from_u64(77);
+    let values: Vec<hashguard_pdq::Hash256> = (0..40)
+        .map(|_| {
+            hashguard_pdq::Hash256::from_words([
+                gen.next_u64(),
+                gen.next_u64(),
+                gen.next_u64(),
+                gen.next_u64(),
+            ])
+        })
+        .collect();
+    let text: String = values.iter().map(|v| format!("{v}\n")).collect();
+    let lists = vec![
+        ("standin-a", "Stand-in Org A", "GB", text.clone()),
+        ("standin-b", "Stand-in Org B", "US", text),
+    ];
+    let Some(f) = Fixture::start(kind, "threshold_opens_one_case", &lists, Preset::Lite).await
+    else {
+        return;
+    };
+    let mut d = device(&f, 3).await;
+    let t = usize::from(f.params.threshold());
+    let mut held = 0;
+    for v in values.iter().take(t + 2) {
+        let input = PdqInput {
+            hash: *v,
+            margins: [1.0; 256],
+            quality: 90,
+        };
+        let (status, body, _, _) = upload(&f, &mut d, input).await;
+        // A value pruned for separation has no key and is delivered; every listed key holds.
+        if status == StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS {
+            held += 1;
+        } else {
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+    }
+    let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Read)
+        .await
+        .expect("store");
+    let queue = store.case_queue(100).await.expect("queue");
+    let threshold: Vec<_> = queue
+        .iter()
+        .filter(|c| c.kind == CaseKind::Threshold)
+        .collect();
+    if held >= t {
+        assert_eq!(
+            threshold.len(),
+            1,
+            "exactly one threshold case after {held} matches"
+        );
+        let detail: Value = serde_json::from_str(&threshold[0].detail).expect("detail");
+        assert!(detail["items"].as_array().expect("items").len() >= t);
+    } else {
+        panic!("only {held} of {} uploads were held; T = {t}", t + 2);
+    }
+    store.close().await;
+    f.stop().await;
+}
+
+/// G1 at the system level: after benign uploads, the database and the data folder hold the
+/// ciphertexts and their bookkeeping, and nothing derived from a voucher.
+async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
+    let Some(f) = Fixture::start(
+        kind,
+        "benign_uploads_leave_only_ciphertext_and_bookkeeping",
+        &standin_lists(),
+        Preset::V1,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 5).await;
+    let mut uploaded = Vec::new();
+    let mut vouchers = Vec::new();
+    let mut gen = ChaCha20Rng::seed_from_u64(55);
+    for i in 0..6 {
+        let input = if i == 0 {
+            image_input("blocks.webp")
+        } else {
+            let mut margins = [0f32; 256];
+            for m in margins.iter_mut() {
+                *m = f32::from(u16::try_from(gen.next_u32() % 1000).expect("small")) + 1.0;
+            }
+            PdqInput {
+                hash: hashguard_pdq::Hash256::from_words([
+                    gen.next_u64(),
+                    gen.next_u64(),
+                    gen.next_u64(),
+                    gen.next_u64(),
+                ]),
+                margins,
+                quality: 90,
+            }
+        };
+        let (status, body, built, ciphertext) = upload(&f, &mut d, input).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        uploaded.push((
+            body["attachment_id"].as_str().expect("id").to_string(),
+            ciphertext,
+        ));
+        vouchers.push(built);
+    }
+    // Every table of the database: only the banks, the accounts and the attachments'
+    // bookkeeping have rows.
+    let url = DatabaseLocation::parse(&f.db).url().to_string();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+    let tables: Vec<String> = if kind == "sqlite" {
+        sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("tables")
+    } else {
+        sqlx::query_scalar("SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = current_schema()")
+            .fetch_all(&pool)
+            .await
+            .expect("tables")
+    };
+    assert!(tables.len() >= 10, "{tables:?}");
+    let allowed = [
+        "_sqlx_migrations",
+        "banks",
+        "entries",
+        "list_versions",
+        "accounts",
+        "devices",
+        "attachments",
+    ];
+    for table in &tables {
+        // Table names come from the database's own catalogue.
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert!(
+            rows == 0 || allowed.contains(&table.as_str()),
+            "table {table} holds {rows} rows after benign uploads only"
+        );
+    }
+    // The attachments table is bookkeeping: exactly these columns, one row per upload.
+    let columns: Vec<String> = if kind == "sqlite" {
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('attachments') ORDER BY name")
+            .fetch_all(&pool)
+            .await
+            .expect("columns")
+    } else {
+        sqlx::query_scalar("SELECT CAST(column_name AS TEXT) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'attachments' ORDER BY column_name")
+            .fetch_all(&pool)
+            .await
+            .expect("columns")
+    };
+    assert_eq!(
+        columns,
+        ["account", "created_at", "id", "length", "sha256", "state"]
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attachments")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(usize::try_from(rows).expect("rows"), uploaded.len());
+    pool.close().await;
+    // The data folder: one blob per upload, its ciphertext exactly; no visual derivative, no
+    // temporary file.
+    let blobs = f._dir.path().join("data/blobs");
+    let mut names: Vec<String> = std::fs::read_dir(&blobs)
+        .expect("blobs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "tmp")
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = uploaded.iter().map(|(id, _)| format!("att-{id}")).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    for (id, ciphertext) in &uploaded {
+        assert_eq!(
+            &std::fs::read(blobs.join(format!("att-{id}"))).expect("blob"),
+            ciphertext
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(blobs.join("tmp")).expect("tmp").count(),
+        0
+    );
+    // On SQLite, the database files themselves contain no byte string of any voucher or visual
+    // derivative (raw or as hex).
+    if kind == "sqlite" {
+        let db = PathBuf::from(&f.db);
+        let mut bytes = std::fs::read(&db).expect("db file");
+        if let Ok(wal) = std::fs::read(db.with_extension("db-wal")) {
+            bytes.extend_from_slice(&wal);
+        }
+        for built in &vouchers {
+            let voucher = built.voucher.encode();
+            for needle in [
+                voucher[16..48].to_vec(),
+                hex::encode(&voucher[16..48]).into_bytes(),
+                built.vd_blob[..32].to_vec(),
+                hex::encode(&built.vd_blob[..32]).into_bytes(),
+                built.voucher.voucher_id.to_vec(),
+                hex::encode(built.voucher.voucher_id).into_bytes(),
+            ] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                    "voucher-derived bytes in the database"
+                );
+            }
+        }
+    }
+    f.stop().await;
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name("sqlite").await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name("postgres").await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    upload_hold_check_release,
+    threshold_opens_one_case,
+    benign_uploads_leave_only_ciphertext_and_bookkeeping,
+);

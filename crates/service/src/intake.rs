@@ -1,0 +1,684 @@
+//! The upload intake (protocol.md R/E5 and E12): an attachment's ciphertext arrives with its
+//! vouchers; the intake parses them strictly, binds them to the account and the ciphertext the
+//! server actually received, opens them with the table's secret and decides: deliver, hold, or
+//! refuse. Opened records go into the account's threshold log in the database, shared by every
+//! server process; at T distinct matches the shares are reconstructed and the decrypted items
+//! checked against the plaintext index before a case enters the review queue. The automatic
+//! check by consent (E12) releases a held item at once unless its full PDQ is within 31 of a
+//! listed hash.
+//!
+//! What is kept for an upload whose vouchers do not open (G1): its ciphertext and the
+//! bookkeeping every messenger keeps for one (id, owner, SHA-256 of the ciphertext, length,
+//! time). The vouchers and visual-derivative blobs are dropped unread.
+
+use std::sync::Arc;
+
+use hashguard_hashlist::Signal;
+use hashguard_index::Scratch;
+use hashguard_pdq::Hash256;
+use hashguard_protocol::opener::{
+    check_consent, AccountShares, AddOutcome, EpochVerdict, OpenOutcome, OpenedRecord,
+    ThresholdOutcome,
+};
+use hashguard_protocol::sender::ConsentReveal;
+use hashguard_protocol::voucher::{UploadBinding, Voucher, VoucherLayout};
+use hashguard_store::{
+    AccountId, Appended, AttachmentId, AttachmentRecord, AttachmentState, CaseId, CaseKind,
+    CaseRecord, CaseState, Store, StoreError, StoredRecord,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::banks::BankSet;
+use crate::blobs::{BlobName, BlobStore};
+use crate::hex;
+use crate::review::{auto_check, CheckFacts, SecondHash, Verdict};
+use crate::serving::ServedTable;
+
+/// Most keyframe vouchers one video carries (protocol.md: up to 16, one dedup id).
+pub const MAX_VIDEO_VOUCHERS: usize = hashguard_protocol::sender::MAX_KEYFRAMES;
+
+/// How often an append to an account's log is retried when another server process appended
+/// first (each retry rereads the log).
+const APPEND_RETRIES: usize = 16;
+
+/// What an attachment is, as its sender's client says (it decides the voucher count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaType {
+    /// A still image: one voucher.
+    Image,
+    /// A video: 1 to [`MAX_VIDEO_VOUCHERS`] keyframe vouchers.
+    Video,
+}
+
+/// One voucher as uploaded, with its visual-derivative blob.
+#[derive(Debug, Clone)]
+pub struct VoucherPart {
+    /// The voucher's bytes.
+    pub voucher: Vec<u8>,
+    /// The encrypted visual derivative (fixed length `vd_len`).
+    pub vd_blob: Vec<u8>,
+}
+
+/// One upload: the account it comes from, the ciphertext as received and its vouchers.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The authenticated account.
+    pub account: AccountId,
+    /// Image or video.
+    pub media: MediaType,
+    /// The attachment ciphertext exactly as received.
+    pub ciphertext: Vec<u8>,
+    /// The vouchers.
+    pub vouchers: Vec<VoucherPart>,
+}
+
+/// Why an upload was refused (nothing was stored, nothing relayed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The voucher count does not fit the media type.
+    #[error("a {media:?} upload carries {expected}; this one carries {got}")]
+    VoucherCount {
+        /// The media type.
+        media: MediaType,
+        /// What it must carry.
+        expected: &'static str,
+        /// What it carried.
+        got: usize,
+    },
+    /// A voucher does not parse (wrong length, non-canonical or identity point, ...).
+    #[error("voucher {index} is malformed: {reason}")]
+    Malformed {
+        /// Which voucher.
+        index: usize,
+        /// The parser's reason.
+        reason: String,
+    },
+    /// A visual-derivative blob has the wrong length.
+    #[error("the visual derivative of voucher {index} has {got} bytes; it must have {expected}")]
+    VdLength {
+        /// Which voucher.
+        index: usize,
+        /// Its length.
+        got: usize,
+        /// The table's `vd_len`.
+        expected: usize,
+    },
+    /// The vouchers of one upload name different epochs.
+    #[error("the vouchers name different table epochs")]
+    MixedEpochs,
+    /// A voucher opened more than one probe, or opened but did not decrypt: no honest client
+    /// builds one (R/E5 step 5).
+    #[error("voucher {index} is invalid")]
+    InvalidVoucher {
+        /// Which voucher.
+        index: usize,
+    },
+    /// A voucher id this account used before (a replay).
+    #[error("voucher {index} was used before")]
+    ReusedVoucher {
+        /// Which voucher.
+        index: usize,
+    },
+    /// The same voucher twice in one upload.
+    #[error("the upload carries the same voucher twice")]
+    DuplicateVoucher,
+}
+
+/// What the intake decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// No voucher opened: the ciphertext is stored and may be fetched by its id.
+    Delivered {
+        /// The attachment's id (a capability: unguessable).
+        attachment: AttachmentId,
+    },
+    /// A key match under `intervene`: the ciphertext is kept but served to nobody, and a case
+    /// is open for the automatic check.
+    Held {
+        /// The case.
+        case: CaseId,
+        /// The held attachment.
+        attachment: AttachmentId,
+    },
+    /// The vouchers were built for another epoch: the client fetches the current table and
+    /// rebuilds them with fresh ids.
+    Stale {
+        /// The current epoch.
+        current_epoch: u32,
+    },
+    /// Refused.
+    Rejected(Rejection),
+}
+
+/// The result of the automatic check of one held item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Not a match: the item is released and may be fetched; its material is deleted.
+    Released {
+        /// The attachment, now deliverable.
+        attachment: AttachmentId,
+    },
+    /// The item stays blocked and waits for two human reviewers.
+    BlockedForReview,
+}
+
+/// Why a consented check could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// No case of that id belongs to the account (another account's case looks the same).
+    #[error("no such case")]
+    NoSuchCase,
+    /// The case was checked already, or is not a held item.
+    #[error("this case is not waiting for a check (it is {0})")]
+    NotHeld(&'static str),
+    /// The keys do not open this item (a wrong key, or another voucher's).
+    #[error("the keys do not open this item: {0}")]
+    Keys(String),
+    /// The service failed.
+    #[error(transparent)]
+    Service(#[from] IntakeError),
+}
+
+/// A failure of the service itself (the database or the blob store), never the client's.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blob store failed.
+    #[error("blob store: {0}")]
+    Blobs(#[from] std::io::Error),
+    /// Other server processes kept appending to the account's log.
+    #[error(
+        "the account's threshold log changed {0} times while this upload was added; try again"
+    )]
+    Contended(usize),
+    /// Randomness was not available.
+    #[error("no OS randomness: {0}")]
+    Randomness(String),
+}
+
+/// The intake: the table, the store, the blobs, and the plaintext index of the banks.
+pub struct Intake<B: BlobStore> {
+    store: Store,
+    blobs: B,
+    table: Arc<ServedTable>,
+    banks: Option<Arc<BankSet>>,
+}
+
+fn random_id() -> Result<[u8; 16], IntakeError> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| IntakeError::Randomness(e.to_string()))?;
+    Ok(id)
+}
+
+/// Unix seconds now.
+fn now() -> i64 {
+    i64::try_from(crate::publish::now()).unwrap_or(i64::MAX)
+}
+
+impl<B: BlobStore> Intake<B> {
+    /// An intake over `store` and `blobs` for `table`; `banks`, the plaintext index, is what
+    /// decrypted items are checked against (without it, no item can be confirmed, so the
+    /// automatic check releases everything and threshold cases record that nothing could be
+    /// checked).
+    pub fn new(
+        store: Store,
+        blobs: B,
+        table: Arc<ServedTable>,
+        banks: Option<Arc<BankSet>>,
+    ) -> Self {
+        Intake {
+            store,
+            blobs,
+            table,
+            banks,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The table.
+    pub fn table(&self) -> &ServedTable {
+        &self.table
+    }
+
+    /// Parses, binds, opens and decides one upload.
+    pub async fn upload(&self, upload: Upload) -> Result<UploadOutcome, IntakeError> {
+        let params = self.table.params();
+        let expected = match upload.media {
+            MediaType::Image => (1..=1, "exactly one voucher"),
+            MediaType::Video => (1..=MAX_VIDEO_VOUCHERS, "1 to 16 vouchers"),
+        };
+        if !expected.0.contains(&upload.vouchers.len()) {
+            return Ok(UploadOutcome::Rejected(Rejection::VoucherCount {
+                media: upload.media,
+                expected: expected.1,
+                got: upload.vouchers.len(),
+            }));
+        }
+        let layout = VoucherLayout::pdq(params);
+        let vd_len = usize::try_from(params.vd_len()).unwrap_or(usize::MAX);
+        let mut vouchers = Vec::with_capacity(upload.vouchers.len());
+        for (index, part) in upload.vouchers.iter().enumerate() {
+            let voucher = match Voucher::decode(&part.voucher, &layout) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Ok(UploadOutcome::Rejected(Rejection::Malformed {
+                        index,
+                        reason: e.to_string(),
+                    }))
+                }
+            };
+            if part.vd_blob.len() != vd_len {
+                return Ok(UploadOutcome::Rejected(Rejection::VdLength {
+                    index,
+                    got: part.vd_blob.len(),
+                    expected: vd_len,
+                }));
+            }
+            if vouchers
+                .iter()
+                .any(|v: &Voucher| v.voucher_id == voucher.voucher_id)
+            {
+                return Ok(UploadOutcome::Rejected(Rejection::DuplicateVoucher));
+            }
+            vouchers.push(voucher);
+        }
+        let epoch = vouchers[0].epoch;
+        if vouchers.iter().any(|v| v.epoch != epoch) {
+            return Ok(UploadOutcome::Rejected(Rejection::MixedEpochs));
+        }
+        match self.table.window().check(epoch) {
+            EpochVerdict::Open => {}
+            EpochVerdict::Stale { current } | EpochVerdict::Revoked { current } => {
+                return Ok(UploadOutcome::Stale {
+                    current_epoch: current,
+                })
+            }
+        }
+        // The binding is the ciphertext this server received, never a digest the client claims.
+        let sha256: [u8; 32] = Sha256::digest(&upload.ciphertext).into();
+        let binding = UploadBinding {
+            account_id: *upload.account.as_bytes(),
+            attachment_sha256: sha256,
+        };
+        let mut opened = Vec::new();
+        for (index, voucher) in vouchers.iter().enumerate() {
+            match self.table.opener().open(voucher, &layout, &binding) {
+                OpenOutcome::NoMatch => {}
+                OpenOutcome::Opened(record) => opened.push((index, *record)),
+                OpenOutcome::MultipleOpens(_) | OpenOutcome::Invalid => {
+                    self.audit(
+                        "intake",
+                        "invalid_voucher",
+                        &upload.account.to_string(),
+                        "{}",
+                    )
+                    .await?;
+                    return Ok(UploadOutcome::Rejected(Rejection::InvalidVoucher { index }));
+                }
+            }
+        }
+        let attachment = AttachmentId::new(random_id()?);
+        let length = u64::try_from(upload.ciphertext.len()).unwrap_or(u64::MAX);
+        if opened.is_empty() {
+            // G1: nothing of the vouchers is kept; the ciphertext is stored before its row, so
+            // a row always names a complete blob.
+            self.blobs
+                .put(
+                    &BlobName::attachment(&attachment.to_string()),
+                    &upload.ciphertext,
+                )
+                .await?;
+            self.store
+                .insert_attachment(&AttachmentRecord {
+                    id: attachment,
+                    account: upload.account,
+                    sha256,
+                    length,
+                    state: AttachmentState::Stored,
+                    created_at: now(),
+                })
+                .await?;
+            return Ok(UploadOutcome::Delivered { attachment });
+        }
+        // A key match. The ciphertext and the opened vouchers' visual derivatives are kept
+        // (encrypted; the server has no key for them) for the check the sender may consent
+        // to, and served to nobody; the blobs are written before the row that names them.
+        let name = attachment.to_string();
+        self.blobs
+            .put(&BlobName::attachment(&name), &upload.ciphertext)
+            .await?;
+        for (index, record) in &opened {
+            self.blobs
+                .put(
+                    &BlobName::visual_derivative(&name, &hex(&record.voucher_id)),
+                    &upload.vouchers[*index].vd_blob,
+                )
+                .await?;
+        }
+        self.store
+            .insert_attachment(&AttachmentRecord {
+                id: attachment,
+                account: upload.account,
+                sha256,
+                length,
+                state: AttachmentState::Held,
+                created_at: now(),
+            })
+            .await?;
+        // The opened records go into the account's threshold log, the state every server
+        // process shares; a replayed voucher is refused there.
+        for (index, record) in &opened {
+            match self
+                .add_to_log(&upload.account, record.clone(), &attachment)
+                .await?
+            {
+                AddOutcome::ReusedVoucherId => {
+                    self.store
+                        .set_attachment_state(&attachment, AttachmentState::Deleted)
+                        .await?;
+                    self.blobs.delete(&BlobName::attachment(&name)).await?;
+                    for (_, r) in &opened {
+                        self.blobs
+                            .delete(&BlobName::visual_derivative(&name, &hex(&r.voucher_id)))
+                            .await?;
+                    }
+                    return Ok(UploadOutcome::Rejected(Rejection::ReusedVoucher {
+                        index: *index,
+                    }));
+                }
+                AddOutcome::CapReached => {
+                    self.store.freeze_shares(&upload.account).await?;
+                    self.audit(
+                        "intake",
+                        "share_cap_reached",
+                        &upload.account.to_string(),
+                        "{}",
+                    )
+                    .await?;
+                }
+                AddOutcome::Added | AddOutcome::Duplicate | AddOutcome::Conflict => {}
+            }
+        }
+        let case = CaseId::new(random_id()?);
+        let detail = serde_json::json!({
+            "media": upload.media,
+            "reason": "a voucher opened: the item's key is in the table (a key match, not yet proof of listed content)",
+        });
+        self.store
+            .insert_case(&CaseRecord {
+                id: case,
+                account: upload.account,
+                kind: CaseKind::Held,
+                attachment: Some(attachment),
+                state: CaseState::Held,
+                created_at: now(),
+                updated_at: now(),
+                detail: detail.to_string(),
+            })
+            .await?;
+        self.audit("intake", "held", &case.to_string(), "{}")
+            .await?;
+        self.threshold(&upload.account).await?;
+        Ok(UploadOutcome::Held { case, attachment })
+    }
+
+    /// Adds `record` to the account's log: reads the log, replays it, and appends at the next
+    /// position; if another process appended first, reads again.
+    async fn add_to_log(
+        &self,
+        account: &AccountId,
+        record: OpenedRecord,
+        attachment: &AttachmentId,
+    ) -> Result<AddOutcome, IntakeError> {
+        for _ in 0..APPEND_RETRIES {
+            let (mut shares, seq) = self.shares(account).await?;
+            let outcome = shares.add(record.clone());
+            if !outcome.is_stored() {
+                return Ok(outcome);
+            }
+            match self
+                .store
+                .append_opened_record(account, seq, &record.encode(), Some(attachment), now())
+                .await?
+            {
+                Appended::Written => return Ok(outcome),
+                Appended::SeqTaken => continue,
+            }
+        }
+        Err(IntakeError::Contended(APPEND_RETRIES))
+    }
+
+    /// The account's share store rebuilt from its log, and the log's length.
+    async fn shares(&self, account: &AccountId) -> Result<(AccountShares, u64), IntakeError> {
+        let rows = self.store.opened_records(account).await?;
+        let frozen = self.store.shares_frozen(account).await?;
+        let params = self.table.params();
+        let seq = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        let records: Vec<OpenedRecord> = rows
+            .iter()
+            .filter_map(|row: &StoredRecord| OpenedRecord::decode(&row.bytes, params).ok())
+            .collect();
+        // A row that no longer decodes (the parameters changed with a new table) or a log that
+        // no store kept counts for nothing rather than failing every upload of the account.
+        let shares = AccountShares::rebuild(params.clone(), records.clone(), frozen)
+            .or_else(|_| AccountShares::rebuild(params.clone(), records, false))
+            .unwrap_or_else(|_| AccountShares::new(params.clone()));
+        Ok((shares, seq))
+    }
+
+    /// At T distinct matches: reconstruct, decrypt, check each item against the plaintext
+    /// index, and open one threshold case per account.
+    async fn threshold(&self, account: &AccountId) -> Result<(), IntakeError> {
+        let (shares, _) = self.shares(account).await?;
+        let ThresholdOutcome::Decrypted { items, invalid, .. } = shares.try_decrypt() else {
+            return Ok(());
+        };
+        if self.store.threshold_case_exists(account).await? {
+            return Ok(());
+        }
+        let mut scratch = Scratch::default();
+        let checked: Vec<serde_json::Value> = items
+            .iter()
+            .map(|item| {
+                let nearest = self.nearest_listed(&Hash256::from_be_bytes(&item.payload.pdq), &mut scratch);
+                serde_json::json!({
+                    "voucher_id": hex(&item.voucher_id),
+                    "pdq": hex(&item.payload.pdq),
+                    "quality": item.payload.quality,
+                    "nearest_listed": nearest.map(|(entry, distance)| serde_json::json!({"entry": entry, "distance": distance})),
+                })
+            })
+            .collect();
+        let detail = serde_json::json!({
+            "items": checked,
+            "undecryptable": invalid.len(),
+            "second_hash": "not computed yet: the check is the full PDQ distance alone",
+        });
+        let inserted = self
+            .store
+            .insert_case(&CaseRecord {
+                id: CaseId::new(random_id()?),
+                account: *account,
+                kind: CaseKind::Threshold,
+                attachment: None,
+                state: CaseState::Queued,
+                created_at: now(),
+                updated_at: now(),
+                detail: detail.to_string(),
+            })
+            .await;
+        match inserted {
+            Ok(()) => {}
+            // Another server process opened the account's one threshold case first.
+            Err(StoreError::Duplicate { table: "cases", .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        self.audit("intake", "threshold_reached", &account.to_string(), "{}")
+            .await?;
+        Ok(())
+    }
+
+    /// The listed PDQ entry nearest to `hash` within the match distance, as (entry id,
+    /// distance).
+    fn nearest_listed(&self, hash: &Hash256, scratch: &mut Scratch) -> Option<(String, u32)> {
+        let banks = self.banks.as_ref()?;
+        let lookup = banks.lookup(&Signal::Pdq(*hash), scratch);
+        lookup
+            .reported()
+            .iter()
+            .min_by_key(|h| h.distance)
+            .and_then(|h| {
+                let item = banks.item(h.bank, h.item)?;
+                Some((BankSet::entry_id(item), h.distance))
+            })
+    }
+
+    /// The ciphertext of a deliverable attachment (stored, or released after a check); `None`
+    /// for an unknown, held or deleted one, which look the same to the caller.
+    pub async fn download(&self, id: &AttachmentId) -> Result<Option<Vec<u8>>, IntakeError> {
+        match self.store.attachment(id).await? {
+            Some(a) if matches!(a.state, AttachmentState::Stored | AttachmentState::Released) => {
+                Ok(self
+                    .blobs
+                    .get(&BlobName::attachment(&id.to_string()))
+                    .await?)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The automatic check of one held item, by its sender's consent (R/E12 step 2).
+    pub async fn check(
+        &self,
+        account: &AccountId,
+        case_id: &CaseId,
+        reveal: &ConsentReveal,
+    ) -> Result<CheckOutcome, CheckError> {
+        let case = match self.store.case(case_id).await.map_err(IntakeError::from)? {
+            Some(c) if c.account == *account => c,
+            _ => return Err(CheckError::NoSuchCase),
+        };
+        let attachment = match (case.kind, case.state, case.attachment) {
+            (CaseKind::Held, CaseState::Held, Some(a)) => a,
+            (_, state, _) => return Err(CheckError::NotHeld(state_words(state))),
+        };
+        let params = self.table.params();
+        let record = self
+            .store
+            .opened_records(account)
+            .await
+            .map_err(IntakeError::from)?
+            .into_iter()
+            .filter(|row| row.attachment == Some(attachment))
+            .filter_map(|row| OpenedRecord::decode(&row.bytes, params).ok())
+            .find(|r| r.voucher_id == reveal.voucher_id)
+            .ok_or_else(|| CheckError::Keys("no voucher of this item has that id".to_string()))?;
+        let vd_name =
+            BlobName::visual_derivative(&attachment.to_string(), &hex(&record.voucher_id));
+        let vd_blob = self
+            .blobs
+            .get(&vd_name)
+            .await
+            .map_err(IntakeError::from)?
+            .ok_or_else(|| CheckError::Keys("the item's visual derivative is gone".to_string()))?;
+        let item = check_consent(&record, reveal, &vd_blob)
+            .map_err(|e| CheckError::Keys(e.to_string()))?;
+        let mut scratch = Scratch::default();
+        let nearest = self.nearest_listed(&Hash256::from_be_bytes(&item.payload.pdq), &mut scratch);
+        let facts = CheckFacts {
+            nearest: nearest.as_ref().map(|(_, d)| (0, *d)),
+            second_hash: SecondHash::NotComputed,
+        };
+        let verdict = auto_check(&facts);
+        let detail = serde_json::json!({
+            "check": match verdict { Verdict::Release => "released", Verdict::ToReview { .. } => "blocked_for_review" },
+            "nearest_listed": nearest.as_ref().map(|(entry, distance)| serde_json::json!({"entry": entry, "distance": distance})),
+            "second_hash": "not computed yet: the check is the full PDQ distance alone",
+        });
+        let outcome = match verdict {
+            Verdict::Release => {
+                if !self
+                    .store
+                    .set_case_state(
+                        case_id,
+                        CaseState::Held,
+                        CaseState::CheckReleased,
+                        Some(&detail.to_string()),
+                        now(),
+                    )
+                    .await
+                    .map_err(IntakeError::from)?
+                {
+                    return Err(CheckError::NotHeld("being checked"));
+                }
+                self.store
+                    .set_attachment_state(&attachment, AttachmentState::Released)
+                    .await
+                    .map_err(IntakeError::from)?;
+                // The material of a released item is deleted after the check.
+                self.blobs
+                    .delete(&vd_name)
+                    .await
+                    .map_err(IntakeError::from)?;
+                CheckOutcome::Released { attachment }
+            }
+            Verdict::ToReview { .. } => {
+                if !self
+                    .store
+                    .set_case_state(
+                        case_id,
+                        CaseState::Held,
+                        CaseState::CheckBlocked,
+                        Some(&detail.to_string()),
+                        now(),
+                    )
+                    .await
+                    .map_err(IntakeError::from)?
+                {
+                    return Err(CheckError::NotHeld("being checked"));
+                }
+                CheckOutcome::BlockedForReview
+            }
+        };
+        self.audit(
+            "consent_check",
+            detail["check"].as_str().unwrap_or("checked"),
+            &case_id.to_string(),
+            &detail.to_string(),
+        )
+        .await?;
+        Ok(outcome)
+    }
+
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<(), IntakeError> {
+        self.store
+            .append_audit(now(), actor, action, subject, detail)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A case state in the words the API uses.
+pub fn state_words(state: CaseState) -> &'static str {
+    match state {
+        CaseState::Held => "held",
+        CaseState::CheckReleased => "released after the automatic check",
+        CaseState::CheckBlocked => "blocked for review after the automatic check",
+        CaseState::Queued => "in the review queue",
+        CaseState::Closed => "closed",
+    }
+}
