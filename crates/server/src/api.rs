@@ -246,10 +246,10 @@ pub struct UploadForm {
     vd: Vec<Vec<u8>>,
 }
 
-/// A delivered upload.
+/// A delivered (201) or accepted (202, policy `silent`) upload.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Delivered {
-    /// `delivered`.
+    /// `delivered`, or `accepted` under `silent`.
     pub status: String,
     /// The attachment's id: recipients fetch the ciphertext with it.
     pub attachment_id: String,
@@ -448,6 +448,27 @@ pub async fn upload(
             }),
         )
             .into_response(),
+        UploadOutcome::Accepted {
+            attachment,
+            pending,
+        } => {
+            // R/E5 step 7: the reply is sent before any opening; the opening runs on its own
+            // task, and its failure is logged, never shown to the client.
+            let background = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = background.intake().open_pending(pending).await {
+                    tracing::error!(error = %e, "opening an accepted upload failed");
+                }
+            });
+            (
+                StatusCode::ACCEPTED,
+                Json(Delivered {
+                    status: "accepted".to_string(),
+                    attachment_id: attachment.to_string(),
+                }),
+            )
+                .into_response()
+        }
         UploadOutcome::Held { case, .. } => (
             StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
             Json(held_body(&state, &case)),

@@ -99,6 +99,7 @@ impl Fixture {
         test: &str,
         lists: &[(&str, &str, &str, String)],
         preset: Preset,
+        policy: Policy,
     ) -> Option<Fixture> {
         // The server's own log on standard error: what a failed test's output shows.
         hashguard_server::init_logging(LogFormat::Text);
@@ -124,7 +125,7 @@ impl Fixture {
                 .await
                 .expect("import");
         }
-        let params = preset.params(Policy::Intervene);
+        let params = preset.params(policy);
         let consensus = ConsensusSpec {
             banks: Vec::new(),
             min_organisations: 2,
@@ -146,7 +147,7 @@ impl Fixture {
             &consensus,
             &BuildOptions {
                 preset,
-                policy: Policy::Intervene,
+                policy,
                 shards: None,
                 threads: 1,
                 valid_days: 30,
@@ -423,6 +424,7 @@ async fn upload_hold_check_release(kind: &str) {
         "upload_hold_check_release",
         &standin_lists(),
         Preset::V1,
+        Policy::Intervene,
     )
     .await
     else {
@@ -589,7 +591,14 @@ async fn threshold_opens_one_case(kind: &str) {
         ("standin-a", "Stand-in Org A", "GB", text.clone()),
         ("standin-b", "Stand-in Org B", "US", text),
     ];
-    let Some(f) = Fixture::start(kind, "threshold_opens_one_case", &lists, Preset::Lite).await
+    let Some(f) = Fixture::start(
+        kind,
+        "threshold_opens_one_case",
+        &lists,
+        Preset::Lite,
+        Policy::Intervene,
+    )
+    .await
     else {
         return;
     };
@@ -641,6 +650,7 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
         "benign_uploads_leave_only_ciphertext_and_bookkeeping",
         &standin_lists(),
         Preset::V1,
+        Policy::Intervene,
     )
     .await
     else {
@@ -788,6 +798,96 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
     f.stop().await;
 }
 
+/// PT18 at the HTTP level: under `silent` a listed image and a benign one get the same reply
+/// (status, headers, body but for the attachment's random id), and the listed one is opened
+/// afterwards.
+async fn silent_reply_does_not_depend_on_opening(kind: &str) {
+    let Some(f) = Fixture::start(
+        kind,
+        "silent_reply_does_not_depend_on_opening",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Silent,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 9).await;
+    let mut replies = Vec::new();
+    for name in ["hills-recompressed.jpg", "blocks.webp"] {
+        let mut ciphertext = vec![0u8; 3000];
+        d.rng.fill_bytes(&mut ciphertext);
+        let item = Item {
+            pdq: Some(image_input(name)),
+            content_sha256: [7; 32],
+            media_kind: MediaKind::Image,
+            frame_idx: 0,
+            thumbnail: b"thumb",
+        };
+        let binding = UploadBinding::new(d.account, &ciphertext);
+        let built = d
+            .client
+            .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
+            .expect("voucher");
+        let form = reqwest::multipart::Form::new()
+            .text("media", "image")
+            .part(
+                "ciphertext",
+                reqwest::multipart::Part::bytes(ciphertext.clone()),
+            )
+            .part(
+                "voucher",
+                reqwest::multipart::Part::bytes(built.voucher.encode()),
+            )
+            .part("vd", reqwest::multipart::Part::bytes(built.vd_blob.clone()));
+        let r = f
+            .http
+            .post(f.url("/v1/attachments"))
+            .bearer_auth(&d.token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let status = r.status();
+        let mut headers: Vec<String> = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k != "date")
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("")))
+            .collect();
+        headers.sort();
+        let mut body: Value = r.json().await.expect("json");
+        let id = body["attachment_id"].take();
+        assert_eq!(
+            download(&f, &d.token, id.as_str().expect("id")).await,
+            (StatusCode::OK, ciphertext)
+        );
+        replies.push((status, headers, body));
+    }
+    assert_eq!(replies[0].0, StatusCode::ACCEPTED);
+    assert_eq!(replies[0], replies[1], "the reply depends on the vouchers");
+    // The listed image's voucher is opened after the reply (bounded wait).
+    let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Read)
+        .await
+        .expect("store");
+    let account = hashguard_store::AccountId::new(d.account);
+    let mut opened = 0;
+    for _ in 0..100 {
+        opened = store.opened_records(&account).await.expect("records").len();
+        if opened >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        opened >= 1,
+        "the listed image's voucher was not opened within 5 s"
+    );
+    store.close().await;
+    f.stop().await;
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -813,4 +913,5 @@ on_both!(
     upload_hold_check_release,
     threshold_opens_one_case,
     benign_uploads_leave_only_ciphertext_and_bookkeeping,
+    silent_reply_does_not_depend_on_opening,
 );

@@ -20,6 +20,7 @@ use hashguard_protocol::opener::{
     check_consent, AccountShares, AddOutcome, EpochVerdict, OpenOutcome, OpenedRecord,
     ThresholdOutcome,
 };
+use hashguard_protocol::params::Policy;
 use hashguard_protocol::sender::ConsentReveal;
 use hashguard_protocol::voucher::{UploadBinding, Voucher, VoucherLayout};
 use hashguard_store::{
@@ -126,8 +127,25 @@ pub enum Rejection {
     DuplicateVoucher,
 }
 
+/// The vouchers of an upload accepted under `silent`, to be opened after the reply was sent
+/// ([`Intake::open_pending`]).
+pub struct PendingOpen {
+    account: AccountId,
+    attachment: AttachmentId,
+    binding: UploadBinding,
+    vouchers: Vec<(Voucher, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for PendingOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingOpen")
+            .field("vouchers", &self.vouchers.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the intake decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum UploadOutcome {
     /// No voucher opened: the ciphertext is stored and may be fetched by its id.
     Delivered {
@@ -141,6 +159,14 @@ pub enum UploadOutcome {
         case: CaseId,
         /// The held attachment.
         attachment: AttachmentId,
+    },
+    /// Under `silent`: stored and deliverable, with the same reply whatever the vouchers hold
+    /// (R/E5 step 7); the vouchers are opened afterwards ([`Intake::open_pending`]).
+    Accepted {
+        /// The attachment's id.
+        attachment: AttachmentId,
+        /// The vouchers, to open after replying.
+        pending: PendingOpen,
     },
     /// The vouchers were built for another epoch: the client fetches the current table and
     /// rebuilds them with fresh ids.
@@ -308,6 +334,22 @@ impl<B: BlobStore> Intake<B> {
             account_id: *upload.account.as_bytes(),
             attachment_sha256: sha256,
         };
+        if params.policy() == Policy::Silent {
+            // R/E5 step 7: store and answer before any opening, so nothing the client sees
+            // depends on it.
+            let attachment = AttachmentId::new(random_id()?);
+            self.store_delivered(&upload, attachment, sha256).await?;
+            let vds = upload.vouchers.into_iter().map(|p| p.vd_blob);
+            return Ok(UploadOutcome::Accepted {
+                attachment,
+                pending: PendingOpen {
+                    account: upload.account,
+                    attachment,
+                    binding,
+                    vouchers: vouchers.into_iter().zip(vds).collect(),
+                },
+            });
+        }
         let mut opened = Vec::new();
         for (index, voucher) in vouchers.iter().enumerate() {
             match self.table.opener().open(voucher, &layout, &binding) {
@@ -328,24 +370,7 @@ impl<B: BlobStore> Intake<B> {
         let attachment = AttachmentId::new(random_id()?);
         let length = u64::try_from(upload.ciphertext.len()).unwrap_or(u64::MAX);
         if opened.is_empty() {
-            // G1: nothing of the vouchers is kept; the ciphertext is stored before its row, so
-            // a row always names a complete blob.
-            self.blobs
-                .put(
-                    &BlobName::attachment(&attachment.to_string()),
-                    &upload.ciphertext,
-                )
-                .await?;
-            self.store
-                .insert_attachment(&AttachmentRecord {
-                    id: attachment,
-                    account: upload.account,
-                    sha256,
-                    length,
-                    state: AttachmentState::Stored,
-                    created_at: now(),
-                })
-                .await?;
+            self.store_delivered(&upload, attachment, sha256).await?;
             return Ok(UploadOutcome::Delivered { attachment });
         }
         // A key match. The ciphertext and the opened vouchers' visual derivatives are kept
@@ -428,6 +453,85 @@ impl<B: BlobStore> Intake<B> {
             .await?;
         self.threshold(&upload.account).await?;
         Ok(UploadOutcome::Held { case, attachment })
+    }
+
+    /// Stores a deliverable ciphertext. G1: nothing of the vouchers is kept; the blob is
+    /// written before its row, so a row always names a complete blob.
+    async fn store_delivered(
+        &self,
+        upload: &Upload,
+        attachment: AttachmentId,
+        sha256: [u8; 32],
+    ) -> Result<(), IntakeError> {
+        self.blobs
+            .put(
+                &BlobName::attachment(&attachment.to_string()),
+                &upload.ciphertext,
+            )
+            .await?;
+        self.store
+            .insert_attachment(&AttachmentRecord {
+                id: attachment,
+                account: upload.account,
+                sha256,
+                length: u64::try_from(upload.ciphertext.len()).unwrap_or(u64::MAX),
+                state: AttachmentState::Stored,
+                created_at: now(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Opens the vouchers of an upload accepted under `silent`, always over all P probes:
+    /// opened records join the account's log (a share opening twice or a replayed id is
+    /// ignored and recorded, R/E5 step 5), and the threshold is tried. The visual derivative of
+    /// an opened voucher is kept for review after the threshold; the others are dropped unread.
+    pub async fn open_pending(&self, pending: PendingOpen) -> Result<(), IntakeError> {
+        let layout = VoucherLayout::pdq(self.table.params());
+        let mut any = false;
+        for (voucher, vd_blob) in pending.vouchers {
+            match self
+                .table
+                .opener()
+                .open(&voucher, &layout, &pending.binding)
+            {
+                OpenOutcome::NoMatch => {}
+                OpenOutcome::Opened(record) => {
+                    let name = pending.attachment.to_string();
+                    self.blobs
+                        .put(
+                            &BlobName::visual_derivative(&name, &hex(&record.voucher_id)),
+                            &vd_blob,
+                        )
+                        .await?;
+                    match self
+                        .add_to_log(&pending.account, *record, &pending.attachment)
+                        .await?
+                    {
+                        AddOutcome::ReusedVoucherId => {
+                            let account = pending.account.to_string();
+                            self.audit("intake", "reused_voucher_ignored", &account, "{}")
+                                .await?;
+                        }
+                        AddOutcome::CapReached => {
+                            self.store.freeze_shares(&pending.account).await?;
+                        }
+                        AddOutcome::Added | AddOutcome::Duplicate | AddOutcome::Conflict => {
+                            any = true;
+                        }
+                    }
+                }
+                OpenOutcome::MultipleOpens(_) | OpenOutcome::Invalid => {
+                    let account = pending.account.to_string();
+                    self.audit("intake", "invalid_voucher_ignored", &account, "{}")
+                        .await?;
+                }
+            }
+        }
+        if any {
+            self.threshold(&pending.account).await?;
+        }
+        Ok(())
     }
 
     /// Adds `record` to the account's log: reads the log, replays it, and appends at the next
