@@ -29,7 +29,7 @@ impl DbArgs {
             Err(e @ StoreError::NoDatabase(_)) => Err(anyhow::anyhow!(
                 "{e} (create a bank with `hashguard list create`, or give --db)"
             )),
-            Err(e @ StoreError::NotAFile(_)) => Err(e.into()),
+            Err(e @ (StoreError::NotAFile(_) | StoreError::ReadOnly { .. })) => Err(e.into()),
             Err(e) => Err(e).with_context(|| format!("cannot open the {}", location.describe())),
         }
     }

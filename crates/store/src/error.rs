@@ -32,6 +32,14 @@ pub enum StoreError {
     /// ([`OpenMode`](crate::OpenMode)).
     #[error("no database at {}", .0.display())]
     NoDatabase(std::path::PathBuf),
+    /// A SQLite file this user may not write, opened by a writing caller.
+    #[error("the database file {} is read-only for this user ({reason})", path.display())]
+    ReadOnly {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
     /// A directory where a SQLite database file was expected.
     #[error("{} is a directory, not a SQLite database file", .0.display())]
     NotAFile(std::path::PathBuf),

@@ -110,6 +110,17 @@ impl Store {
             if path.is_dir() {
                 return Err(StoreError::NotAFile(path.to_path_buf()));
             }
+            // SQLite opens a file it may not write read-only without a word, and a command
+            // that turns out to write nothing (an unchanged list) would then succeed; a
+            // writing caller is told at once instead.
+            if mode == OpenMode::Write {
+                if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
+                    return Err(StoreError::ReadOnly {
+                        path: path.to_path_buf(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
         }
         match mode {
             OpenMode::Read => Store::open_read_only(location.url()).await,
