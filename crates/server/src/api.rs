@@ -2,7 +2,9 @@
 //! status and a body. The words a person sees on a held upload are here, in [`held_body`].
 
 use axum::body::Bytes;
-use axum::extract::{Multipart, Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Multipart, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -183,7 +185,8 @@ async fn new_device(
 
 /// Registers a new account with its first device.
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts",
-    responses((status = 201, description = "registered", body = Registered)))]
+    responses((status = 201, description = "registered", body = Registered),
+              (status = 429, description = "too many registrations from this address", body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
@@ -327,6 +330,15 @@ fn rejection_error(r: &Rejection) -> ApiError {
     ApiError::bad_request(code, r.to_string())
 }
 
+/// A form that cannot be read: 413 when the body passed the size limit, else 400.
+fn form_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.body_text())
+    } else {
+        ApiError::bad_request("malformed_form", e.body_text())
+    }
+}
+
 /// Reads one part with a limit, so a hostile client cannot make the server buffer more than
 /// the part may hold.
 async fn read_part(
@@ -335,11 +347,7 @@ async fn read_part(
     name: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
-    while let Some(chunk) = field
-        .chunk()
-        .await
-        .map_err(|e| ApiError::bad_request("malformed_form", format!("part {name}: {e}")))?
-    {
+    while let Some(chunk) = field.chunk().await.map_err(form_error)? {
         if out.len() + chunk.len() > limit {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -361,23 +369,69 @@ async fn read_part(
               (status = 401, description = "no valid token", body = ErrorBody),
               (status = 409, description = "vouchers built for another table epoch: refresh the table and rebuild them", body = StaleTable),
               (status = 413, description = "too large", body = ErrorBody),
+              (status = 429, description = "rate limited (Retry-After says when to try again)", body = ErrorBody),
               (status = 451, description = "held for a check: the intervention", body = Held)))]
 pub async fn upload(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    auth: Authenticated,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let result = match form {
+        Ok(form) => upload_inner(&state, peer, auth, form).await,
+        Err(e) => Err(ApiError::bad_request(
+            "malformed_form",
+            format!(
+                "{} (send multipart/form-data with parts media, ciphertext, voucher, vd)",
+                e.body_text()
+            ),
+        )),
+    };
+    let outcome = match &result {
+        Ok(r) => match r.status() {
+            StatusCode::CREATED => "delivered",
+            StatusCode::ACCEPTED => "accepted",
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS => "held",
+            StatusCode::CONFLICT => "stale",
+            _ => "rejected",
+        },
+        Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => "limited",
+        Err(e) if e.status().is_server_error() => "failed",
+        Err(_) => "rejected",
+    };
+    state.metrics().upload(outcome);
+    result
+}
+
+async fn upload_inner(
+    state: &AppState,
+    peer: SocketAddr,
     auth: Authenticated,
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
+    // Limits first: a refused upload costs no parsing.
+    let limits = state.config().limits;
+    state
+        .limit(
+            "uploads from this account",
+            &format!("uploads:account:{}", auth.account),
+            limits.uploads_per_account,
+        )
+        .await?;
+    state
+        .limit(
+            "uploads from this address",
+            &format!("uploads:source:{}", peer.ip()),
+            limits.uploads_per_source,
+        )
+        .await?;
     let params = state.intake().table().params();
     let voucher_limit = hashguard_protocol::voucher::VoucherLayout::pdq(params).voucher_len();
     let vd_limit = usize::try_from(params.vd_len()).unwrap_or(usize::MAX);
     let max = usize::try_from(state.config().max_attachment_bytes).unwrap_or(usize::MAX);
     let (mut media, mut ciphertext) = (None, None);
     let (mut vouchers, mut vds) = (Vec::new(), Vec::new());
-    while let Some(mut field) = form
-        .next_field()
-        .await
-        .map_err(|e| ApiError::bad_request("malformed_form", e.to_string()))?
-    {
+    while let Some(mut field) = form.next_field().await.map_err(form_error)? {
         let name = field.name().unwrap_or("").to_string();
         match name.as_str() {
             "media" => {
@@ -471,7 +525,7 @@ pub async fn upload(
         }
         UploadOutcome::Held { case, .. } => (
             StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-            Json(held_body(&state, &case)),
+            Json(held_body(state, &case)),
         )
             .into_response(),
         UploadOutcome::Stale { current_epoch } => (
@@ -530,6 +584,22 @@ pub struct CaseStatus {
 
 fn own_case_id(text: &str) -> Result<CaseId, ApiError> {
     text.parse().map_err(|_| ApiError::not_found("case"))
+}
+
+/// Prometheus metrics (text exposition); no label names an account.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "metrics", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let queue = match state.intake().store().case_queue(100_000).await {
+        Ok(q) => i64::try_from(q.len()).unwrap_or(i64::MAX),
+        Err(_) => -1,
+    };
+    let mut response = state.metrics().render(queue).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
 }
 
 /// Where one of the caller's cases stands.
@@ -597,14 +667,37 @@ fn hex_array<const N: usize>(text: &str, what: &str) -> Result<[u8; N], ApiError
               (status = 400, description = "malformed keys, or keys that do not open the item", body = ErrorBody),
               (status = 401, description = "no valid token", body = ErrorBody),
               (status = 404, description = "no case of that id for this account", body = ErrorBody),
-              (status = 409, description = "the case is not waiting for a check", body = ErrorBody)))]
+              (status = 409, description = "the case is not waiting for a check", body = ErrorBody),
+              (status = 429, description = "too many checks (Retry-After says when to try again)", body = ErrorBody)))]
 pub async fn check(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<String>,
     body: Result<Json<CheckRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<CheckResult>, ApiError> {
+    let result = check_inner(&state, auth, id, body).await;
+    state.metrics().check(match &result {
+        Ok(r) => r.outcome.as_str(),
+        Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => "limited",
+        Err(_) => "refused",
+    });
+    result
+}
+
+async fn check_inner(
+    state: &AppState,
+    auth: Authenticated,
+    id: String,
+    body: Result<Json<CheckRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<CheckResult>, ApiError> {
     let id = own_case_id(&id)?;
+    state
+        .limit(
+            "checks from this account",
+            &format!("checks:account:{}", auth.account),
+            state.config().limits.checks_per_account,
+        )
+        .await?;
     let Json(body) = body.map_err(|e| ApiError::bad_request("malformed_json", e.body_text()))?;
     let reveal = ConsentReveal {
         voucher_id: hex_array(&body.voucher_id, "voucher_id")?,

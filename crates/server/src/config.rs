@@ -78,6 +78,71 @@ impl Default for Intervention {
     }
 }
 
+/// A token bucket: `burst` at once, refilled at `per_hour`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    /// How many at once (1 to 1,000,000).
+    pub burst: u32,
+    /// How many an hour in the long run (1 to 3,600,000).
+    pub per_hour: u32,
+}
+
+/// The limits every server process shares (kept in the database).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Uploads per account.
+    pub uploads_per_account: Bucket,
+    /// Uploads per network source (IP address).
+    pub uploads_per_source: Bucket,
+    /// Automatic checks per account (each one decrypts a held item).
+    pub checks_per_account: Bucket,
+    /// Registrations per network source.
+    pub registrations_per_source: Bucket,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            uploads_per_account: Bucket {
+                burst: 120,
+                per_hour: 3_600,
+            },
+            uploads_per_source: Bucket {
+                burst: 600,
+                per_hour: 36_000,
+            },
+            checks_per_account: Bucket {
+                burst: 10,
+                per_hour: 20,
+            },
+            registrations_per_source: Bucket {
+                burst: 20,
+                per_hour: 120,
+            },
+        }
+    }
+}
+
+impl Limits {
+    fn check(&self) -> Result<(), ConfigError> {
+        for (name, b) in [
+            ("uploads_per_account", self.uploads_per_account),
+            ("uploads_per_source", self.uploads_per_source),
+            ("checks_per_account", self.checks_per_account),
+            ("registrations_per_source", self.registrations_per_source),
+        ] {
+            if !(1..=1_000_000).contains(&b.burst) || !(1..=3_600_000).contains(&b.per_hour) {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name}: burst must be 1 to 1000000 and per_hour 1 to 3600000"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The configuration file (every field optional; see [`Config`] for the meaning).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +167,8 @@ pub struct ConfigFile {
     pub max_attachment_bytes: Option<u64>,
     /// The intervention's help resources.
     pub intervention: Option<Intervention>,
+    /// Rate limits.
+    pub limits: Option<Limits>,
 }
 
 /// What the command line or the environment set (they win over the file).
@@ -146,6 +213,8 @@ pub struct Config {
     pub max_attachment_bytes: u64,
     /// The intervention's help resources.
     pub intervention: Intervention,
+    /// Rate limits.
+    pub limits: Limits,
 }
 
 /// Why the configuration cannot be used.
@@ -217,7 +286,10 @@ impl Config {
                 "max_attachment_bytes must be at least 1".to_string(),
             ));
         }
+        let limits = from_file.limits.unwrap_or_default();
+        limits.check()?;
         Ok(Config {
+            limits,
             listen,
             db: overrides
                 .db

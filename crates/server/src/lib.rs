@@ -20,6 +20,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod state;
 
 use std::future::Future;
@@ -27,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use hashguard_service::banks::BankSet;
@@ -51,6 +52,7 @@ use crate::state::AppState;
     paths(
         api::healthz,
         api::readyz,
+        api::metrics,
         api::manifest,
         api::shard,
         api::register,
@@ -93,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(api::metrics))
         .route("/v1/table/manifest", get(api::manifest))
         .route("/v1/table/shards/{root}", get(api::shard))
         .route("/v1/accounts", post(api::register))
@@ -105,12 +108,29 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/attachments/{attachment_id}", get(api::download))
         .route("/v1/cases/{case_id}", get(api::case_status))
         .route("/v1/cases/{case_id}/check", post(api::check))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(120),
         ))
         .with_state(state)
+}
+
+/// Records each routed request's route pattern, status class and latency.
+async fn record(
+    State(state): State<AppState>,
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = matched.map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics()
+        .request(&route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// Why the server could not start.
@@ -233,10 +253,13 @@ impl Server {
             .take()
             .ok_or_else(|| io("serve")(std::io::Error::other("already running")))?;
         match self.tls.take() {
-            None => axum::serve(listener, self.app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(io("serving")),
+            None => axum::serve(
+                listener,
+                self.app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(io("serving")),
             Some((cert, key)) => {
                 // ring is the one crypto provider this build carries (aws-lc-rs, which rustls
                 // now prefers for its post-quantum key exchange, needs a C toolchain and CMake
@@ -263,7 +286,7 @@ impl Server {
                 });
                 axum_server::from_tcp_rustls(std_listener, tls)
                     .handle(handle)
-                    .serve(self.app.into_make_service())
+                    .serve(self.app.into_make_service_with_connect_info::<SocketAddr>())
                     .await
                     .map_err(io("serving TLS"))
             }

@@ -10,8 +10,9 @@ use hashguard_service::intake::Intake;
 use hashguard_store::{AccountId, DeviceId};
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::config::{Bucket, Config};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// The shared state of the server.
 #[derive(Clone)]
@@ -22,13 +23,18 @@ pub struct AppState {
 struct Inner {
     intake: Intake<LocalBlobs>,
     config: Config,
+    metrics: Metrics,
 }
 
 impl AppState {
     /// The state over an intake and the configuration it was made from.
     pub fn new(intake: Intake<LocalBlobs>, config: Config) -> AppState {
         AppState {
-            inner: Arc::new(Inner { intake, config }),
+            inner: Arc::new(Inner {
+                intake,
+                config,
+                metrics: Metrics::new(),
+            }),
         }
     }
     /// The intake.
@@ -38,6 +44,35 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Takes one from the bucket `key` under `bucket`, or answers 429 with the wait. The
+    /// buckets live in the database, so every server process draws on the same ones.
+    pub async fn limit(&self, what: &str, key: &str, bucket: Bucket) -> Result<(), ApiError> {
+        // Whole tokens scaled by 3600, so a rate per hour refills exactly at a rate per second.
+        const SCALE: u32 = 3_600;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match self
+            .intake()
+            .store()
+            .take_tokens(
+                key,
+                SCALE,
+                bucket.burst.saturating_mul(SCALE),
+                bucket.per_hour,
+                now_ms,
+            )
+            .await?
+        {
+            None => Ok(()),
+            Some(wait) => Err(ApiError::rate_limited(what, wait)),
+        }
     }
 }
 

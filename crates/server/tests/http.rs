@@ -19,7 +19,7 @@ use hashguard_protocol::manifest::Manifest;
 use hashguard_protocol::params::{Params, PinnedParams, Policy, Preset};
 use hashguard_protocol::prelude::*;
 use hashguard_protocol::sender::BuiltVoucher;
-use hashguard_server::config::{Config, Intervention, LogFormat};
+use hashguard_server::config::{Config, Intervention, Limits, LogFormat};
 use hashguard_server::Server;
 use hashguard_service::keyset::{load_key_set, ConsensusSpec};
 use hashguard_service::publish::{opening_key, os_rng, publish, BuildOptions, TableDir};
@@ -101,6 +101,17 @@ impl Fixture {
         preset: Preset,
         policy: Policy,
     ) -> Option<Fixture> {
+        Fixture::start_with(kind, test, lists, preset, policy, Limits::default()).await
+    }
+
+    async fn start_with(
+        kind: &str,
+        test: &str,
+        lists: &[(&str, &str, &str, String)],
+        preset: Preset,
+        policy: Policy,
+        limits: Limits,
+    ) -> Option<Fixture> {
         // The server's own log on standard error: what a failed test's output shows.
         hashguard_server::init_logging(LogFormat::Text);
         let dir = tempfile::tempdir().expect("tempdir");
@@ -166,6 +177,7 @@ impl Fixture {
             log_format: LogFormat::Text,
             max_attachment_bytes: 1 << 20,
             intervention: Intervention::default(),
+            limits,
         };
         let server = Server::bind(config).await.expect("server starts");
         let addr: SocketAddr = server.local_addr();
@@ -714,6 +726,7 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
         "accounts",
         "devices",
         "attachments",
+        "rate_buckets",
     ];
     for table in &tables {
         // Table names come from the database's own catalogue.
@@ -726,6 +739,17 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
             "table {table} holds {rows} rows after benign uploads only"
         );
     }
+    // The rate buckets count requests per account and per network source, nothing else.
+    let keys: Vec<String> = sqlx::query_scalar("SELECT bucket FROM rate_buckets ORDER BY bucket")
+        .fetch_all(&pool)
+        .await
+        .expect("bucket keys");
+    assert!(
+        keys.iter().all(|k| k.starts_with("uploads:account:")
+            || k.starts_with("uploads:source:")
+            || k.starts_with("register:source:")),
+        "{keys:?}"
+    );
     // The attachments table is bookkeeping: exactly these columns, one row per upload.
     let columns: Vec<String> = if kind == "sqlite" {
         sqlx::query_scalar("SELECT name FROM pragma_table_info('attachments') ORDER BY name")
@@ -888,6 +912,122 @@ async fn silent_reply_does_not_depend_on_opening(kind: &str) {
     f.stop().await;
 }
 
+/// Rate limits (429 with Retry-After), the metrics (no account in any label), hostile forms,
+/// and the OpenAPI document against the routes.
+async fn limits_metrics_and_the_document(kind: &str) {
+    let mut limits = Limits::default();
+    limits.uploads_per_account.burst = 2;
+    let Some(f) = Fixture::start_with(
+        kind,
+        "limits_metrics_and_the_document",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Intervene,
+        limits,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 11).await;
+    for _ in 0..2 {
+        let (status, body, _, _) = upload(&f, &mut d, image_input("blocks.webp")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body, _, _) = upload(&f, &mut d, image_input("blocks.webp")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "rate_limited");
+    // Hostile forms: not multipart, and a part the form does not have.
+    let r = f
+        .http
+        .post(f.url("/v1/attachments"))
+        .bearer_auth(&d.token)
+        .json(&serde_json::json!({"media": "image"}))
+        .send()
+        .await
+        .expect("json upload");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.expect("error body");
+    assert_eq!(body["error"], "malformed_form");
+    let r = f
+        .http
+        .post(f.url("/v1/cases/00000000000000000000000000000000/check"))
+        .bearer_auth(&d.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("bad json");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json::<Value>().await.expect("body")["error"],
+        "malformed_json"
+    );
+    // Metrics: the outcomes are counted, and no account id, device id or token appears.
+    let text = f
+        .http
+        .get(f.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("hashguard_uploads_total{outcome=\"delivered\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hashguard_uploads_total{outcome=\"limited\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hashguard_http_request_duration_seconds"),
+        "{text}"
+    );
+    assert!(!text.contains(&hex::encode(d.account)) && !text.contains(&d.token));
+    // Every operation of the document is routed: its answer is never the router's own 404
+    // (an empty body) or 405.
+    let doc: Value = f
+        .http
+        .get(f.url("/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3.1"));
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 11, "{paths:?}");
+    for (path, ops) in paths {
+        let concrete = path
+            .replace("{root}", &"0".repeat(64))
+            .replace("{attachment_id}", &"0".repeat(32))
+            .replace("{case_id}", &"0".repeat(32))
+            .replace("{device_id}", &"0".repeat(32));
+        assert!(!concrete.contains('{'), "{path}");
+        for method in ops.as_object().expect("ops").keys() {
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let r = f
+                .http
+                .request(m, f.url(&concrete))
+                .bearer_auth(&d.token)
+                .send()
+                .await
+                .expect("request");
+            let status = r.status();
+            let body = r.bytes().await.expect("body");
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                status != StatusCode::NOT_FOUND || !body.is_empty(),
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+    f.stop().await;
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -914,4 +1054,5 @@ on_both!(
     threshold_opens_one_case,
     benign_uploads_leave_only_ciphertext_and_bookkeeping,
     silent_reply_does_not_depend_on_opening,
+    limits_metrics_and_the_document,
 );
