@@ -83,6 +83,7 @@ async fn database(kind: &str, dir: &Path, test: &str) -> Option<String> {
 /// A running server over a published table.
 struct Fixture {
     _dir: tempfile::TempDir,
+    config: Config,
     base: String,
     db: String,
     http: reqwest::Client,
@@ -179,7 +180,7 @@ impl Fixture {
             intervention: Intervention::default(),
             limits,
         };
-        let server = Server::bind(config).await.expect("server starts");
+        let server = Server::bind(config.clone()).await.expect("server starts");
         let addr: SocketAddr = server.local_addr();
         assert!(addr.ip().is_loopback());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -193,6 +194,7 @@ impl Fixture {
         });
         Some(Fixture {
             _dir: dir,
+            config,
             base: format!("http://{addr}"),
             db,
             http: reqwest::Client::builder()
@@ -203,6 +205,31 @@ impl Fixture {
             stop: Some(stop),
             task: Some(task),
         })
+    }
+
+    /// A second server on the same database, data folder and table, as another process
+    /// behind the same load balancer would be: it shares nothing with the first but them.
+    async fn second_server(
+        &self,
+    ) -> (
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let server = Server::bind(self.config.clone())
+            .await
+            .expect("second server");
+        let base = format!("http://{}", server.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("second server runs");
+        });
+        (base, stop, task)
     }
 
     fn url(&self, path: &str) -> String {
@@ -364,6 +391,17 @@ async fn upload_raw(
     ciphertext: &[u8],
     built: &BuiltVoucher,
 ) -> (StatusCode, Value) {
+    upload_to(f, &f.base, token, ciphertext, built).await
+}
+
+/// [`upload_raw`] to the server at `base`.
+async fn upload_to(
+    f: &Fixture,
+    base: &str,
+    token: &str,
+    ciphertext: &[u8],
+    built: &BuiltVoucher,
+) -> (StatusCode, Value) {
     let form = reqwest::multipart::Form::new()
         .text("media", "image")
         .part(
@@ -377,7 +415,7 @@ async fn upload_raw(
         .part("vd", reqwest::multipart::Part::bytes(built.vd_blob.clone()));
     let r = f
         .http
-        .post(f.url("/v1/attachments"))
+        .post(format!("{base}/v1/attachments"))
         .bearer_auth(token)
         .multipart(form)
         .send()
@@ -1028,6 +1066,140 @@ async fn limits_metrics_and_the_document(kind: &str) {
     f.stop().await;
 }
 
+/// Two server processes on one database share an account's threshold state: uploads
+/// alternate between them, every opened record lands in one dense log, and T is reached
+/// exactly once.
+async fn two_servers_share_one_threshold(kind: &str) {
+    let mut gen = ChaCha20Rng::seed_from_u64(91);
+    let values: Vec<hashguard_pdq::Hash256> = (0..40)
+        .map(|_| {
+            hashguard_pdq::Hash256::from_words([
+                gen.next_u64(),
+                gen.next_u64(),
+                gen.next_u64(),
+                gen.next_u64(),
+            ])
+        })
+        .collect();
+    let text: String = values.iter().map(|v| format!("{v}\n")).collect();
+    let lists = vec![
+        ("standin-a", "Stand-in Org A", "GB", text.clone()),
+        ("standin-b", "Stand-in Org B", "US", text),
+    ];
+    let Some(f) = Fixture::start(
+        kind,
+        "two_servers_share_one_threshold",
+        &lists,
+        Preset::Lite,
+        Policy::Intervene,
+    )
+    .await
+    else {
+        return;
+    };
+    let (second, stop, task) = f.second_server().await;
+    let mut d = device(&f, 13).await;
+    let t = usize::from(f.params.threshold());
+    let mut held = 0usize;
+    // Two uploads at a time, one to each server, so their appends race.
+    for pair in values.chunks(2).take(t / 2 + 2) {
+        let mut jobs = Vec::new();
+        for (i, v) in pair.iter().enumerate() {
+            let mut ciphertext = vec![0u8; 500];
+            d.rng.fill_bytes(&mut ciphertext);
+            let item = Item {
+                pdq: Some(PdqInput {
+                    hash: *v,
+                    margins: [1.0; 256],
+                    quality: 90,
+                }),
+                content_sha256: [0; 32],
+                media_kind: MediaKind::Image,
+                frame_idx: 0,
+                thumbnail: b"",
+            };
+            // Distinct content: each item is its own share (one content would dedup to one).
+            let mut content = [0u8; 32];
+            d.rng.fill_bytes(&mut content);
+            let item = Item {
+                content_sha256: content,
+                ..item
+            };
+            let binding = UploadBinding::new(d.account, &ciphertext);
+            let built = d
+                .client
+                .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
+                .expect("voucher");
+            let base = if i == 0 {
+                f.base.clone()
+            } else {
+                second.clone()
+            };
+            jobs.push((base, ciphertext, built));
+        }
+        let answers = futures_join(
+            jobs.iter()
+                .map(|(base, c, b)| upload_to(&f, base, &d.token, c, b)),
+        )
+        .await;
+        for (status, body) in answers {
+            if status == StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS {
+                held += 1;
+            } else {
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+            }
+        }
+    }
+    assert!(held >= t, "only {held} held; T = {t}");
+    let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Read)
+        .await
+        .expect("store");
+    let account = hashguard_store::AccountId::new(d.account);
+    let records = store.opened_records(&account).await.expect("records");
+    assert_eq!(records.len(), held, "one log entry per opened voucher");
+    assert!(records
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.seq == u64::try_from(i).expect("seq")));
+    let queue = store.case_queue(1000).await.expect("queue");
+    assert_eq!(
+        queue
+            .iter()
+            .filter(|c| c.kind == CaseKind::Threshold)
+            .count(),
+        1
+    );
+    store.integrity_check().await.expect("integrity");
+    store.close().await;
+    let _ = stop.send(());
+    task.await.expect("second server stops");
+    f.stop().await;
+}
+
+/// Runs the futures at once and returns their outputs in order.
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, fut) in out.iter_mut().zip(pinned.iter_mut()) {
+            if slot.is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1055,4 +1227,5 @@ on_both!(
     benign_uploads_leave_only_ciphertext_and_bookkeeping,
     silent_reply_does_not_depend_on_opening,
     limits_metrics_and_the_document,
+    two_servers_share_one_threshold,
 );
