@@ -4,7 +4,8 @@
 #   is several times slower), pkg-config, clang/libclang (bindgen), FFmpeg development packages
 #   (video, libav);
 # - a Python virtual environment at .venv with the reference implementations used as test
-#   oracles and benchmark peers (tools/oracle/requirements.txt).
+#   oracles and benchmark peers (tools/oracle/requirements.txt), and schemathesis, which the
+#   server's tests run against its OpenAPI document.
 # Quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,10 @@ if ! .venv/bin/python -c "import pdqhash, numpy, PIL, threatexchange" 2>/dev/nul
   echo "setup: creating .venv with the reference oracles" >&2
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r tools/oracle/requirements.txt
+fi
+
+# schemathesis, the property-based API tester the server's tests run against /openapi.json.
+if ! .venv/bin/schemathesis --version >/dev/null 2>&1; then
+  echo "setup: installing schemathesis into .venv" >&2
+  .venv/bin/pip install -q --disable-pip-version-check "schemathesis==4.32.5"
 fi

@@ -237,15 +237,16 @@ pub async fn revoke_device(
 #[allow(dead_code)]
 pub struct UploadForm {
     /// `image` or `video`.
+    #[schema(value_type = String, pattern = "^(image|video)$")]
     media: String,
     /// The attachment ciphertext.
     #[schema(value_type = String, format = Binary)]
     ciphertext: Vec<u8>,
     /// One voucher (an image) or 1 to 16 (a video), in order.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, min_items = 1, max_items = 16)]
     voucher: Vec<Vec<u8>>,
     /// Each voucher's visual-derivative blob, in the same order.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, min_items = 1, max_items = 16)]
     vd: Vec<Vec<u8>>,
 }
 
@@ -349,11 +350,20 @@ async fn read_part(
     let mut out = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(form_error)? {
         if out.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("part {name} is larger than {limit} bytes"),
-            ));
+            // Only the ciphertext's size is the client's to choose (413); a longer media,
+            // voucher or vd part is simply malformed.
+            return Err(if name == "ciphertext" {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the ciphertext is larger than {limit} bytes"),
+                )
+            } else {
+                ApiError::bad_request(
+                    "malformed_form",
+                    format!("part {name} is longer than {limit} bytes"),
+                )
+            });
         }
         out.extend_from_slice(&chunk);
     }
@@ -588,7 +598,7 @@ fn own_case_id(text: &str) -> Result<CaseId, ApiError> {
 
 /// Prometheus metrics (text exposition); no label names an account.
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "metrics", content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "metrics (OpenMetrics text)", content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let queue = match state.intake().store().case_queue(100_000).await {
         Ok(q) => i64::try_from(q.len()).unwrap_or(i64::MAX),
