@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::config::HelpResource;
 use crate::error::{ApiError, ErrorBody};
-use crate::state::{token_hash, AppState, Authenticated};
+use crate::state::{token_hash, AppState, Authenticated, Staff};
 
 /// `GET /healthz` and `/readyz` bodies.
 #[derive(Debug, Serialize, ToSchema)]
@@ -734,4 +734,59 @@ async fn check_inner(
         Err(e @ CheckError::Keys(_)) => Err(ApiError::bad_request("wrong_keys", e.to_string())),
         Err(CheckError::Service(e)) => Err(e.into()),
     }
+}
+
+/// One case in the review queue.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueuedCase {
+    /// The case.
+    pub case_id: String,
+    /// `held` (a held item whose automatic check could not rule out a match) or `threshold`
+    /// (an account that reached T matches).
+    pub kind: String,
+    /// Its state.
+    pub state: String,
+    /// When it was opened (Unix seconds).
+    pub created_at: i64,
+    /// How long it has waited, in seconds.
+    pub age_seconds: i64,
+}
+
+/// The review queue.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Queue {
+    /// How many cases wait (at most the 1,000 oldest are listed).
+    pub count: usize,
+    /// The cases, oldest first.
+    pub cases: Vec<QueuedCase>,
+}
+
+/// The cases waiting for human review, oldest first (staff only).
+#[utoipa::path(get, path = "/v1/review/queue", tag = "review", security(("bearer" = [])),
+    responses((status = 200, description = "the queue", body = Queue),
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 403, description = "a user's token: the review API needs a staff token", body = ErrorBody)))]
+pub async fn review_queue(
+    State(state): State<AppState>,
+    _staff: Staff,
+) -> Result<Json<Queue>, ApiError> {
+    let now = i64::try_from(hashguard_service::publish::now()).unwrap_or(i64::MAX);
+    let cases: Vec<QueuedCase> = state
+        .intake()
+        .store()
+        .case_queue(1_000)
+        .await?
+        .into_iter()
+        .map(|c| QueuedCase {
+            case_id: c.id.to_string(),
+            kind: c.kind.as_str().to_string(),
+            state: c.state.as_str().to_string(),
+            created_at: c.created_at,
+            age_seconds: now.saturating_sub(c.created_at),
+        })
+        .collect();
+    Ok(Json(Queue {
+        count: cases.len(),
+        cases,
+    }))
 }

@@ -169,6 +169,18 @@ pub struct ConfigFile {
     pub intervention: Option<Intervention>,
     /// Rate limits.
     pub limits: Option<Limits>,
+    /// The review API's staff tokens.
+    pub review: Option<Review>,
+}
+
+/// Who may use the review API until staff accounts exist (issue "Review"): the SHA-256 (64 hex
+/// digits) of each staff bearer token. Make one with `openssl rand -hex 32`, give it to the
+/// reviewer, and put `printf %s TOKEN | sha256sum` here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    /// SHA-256 of each staff token.
+    pub token_sha256: Vec<String>,
 }
 
 /// What the command line or the environment set (they win over the file).
@@ -215,6 +227,8 @@ pub struct Config {
     pub intervention: Intervention,
     /// Rate limits.
     pub limits: Limits,
+    /// SHA-256 of each staff token of the review API.
+    pub staff_tokens: Vec<[u8; 32]>,
 }
 
 /// Why the configuration cannot be used.
@@ -288,8 +302,19 @@ impl Config {
         }
         let limits = from_file.limits.unwrap_or_default();
         limits.check()?;
+        let mut staff_tokens = Vec::new();
+        for digest in from_file.review.map(|r| r.token_sha256).unwrap_or_default() {
+            let mut d = [0u8; 32];
+            hex::decode_to_slice(digest.trim(), &mut d).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "review.token_sha256: {digest:?} is not 64 hex digits (printf %s TOKEN | sha256sum)"
+                ))
+            })?;
+            staff_tokens.push(d);
+        }
         Ok(Config {
             limits,
+            staff_tokens,
             listen,
             db: overrides
                 .db

@@ -13,7 +13,8 @@
 //!   intervention), `409` stale table, `400` refused. `GET /v1/attachments/{id}` fetches one.
 //! - `GET /v1/cases/{id}` and `POST /v1/cases/{id}/check`: a held item's state and the automatic
 //!   check by its sender's consent.
-//! - `GET /healthz`, `GET /readyz`.
+//! - `GET /v1/review/queue`: the cases waiting for human review (staff tokens only).
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -62,6 +63,7 @@ use crate::state::AppState;
         api::download,
         api::case_status,
         api::check,
+        api::review_queue,
     ),
     modifiers(&BearerAuth)
 )]
@@ -108,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/attachments/{attachment_id}", get(api::download))
         .route("/v1/cases/{case_id}", get(api::case_status))
         .route("/v1/cases/{case_id}/check", post(api::check))
+        .route("/v1/review/queue", get(api::review_queue))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

@@ -90,6 +90,40 @@ pub struct Authenticated {
     pub device: DeviceId,
 }
 
+/// A member of staff, authenticated by a staff token (never a user's device token: the two
+/// are never interchangeable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staff;
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        let digest = token_hash(token);
+        let staff = state
+            .config()
+            .staff_tokens
+            .iter()
+            .fold(subtle::Choice::from(0), |found, t| {
+                found | subtle::ConstantTimeEq::ct_eq(&t[..], &digest[..])
+            });
+        if bool::from(staff) {
+            return Ok(Staff);
+        }
+        // A user's valid token is not enough here: 403, so a client learns it reached the
+        // wrong door, not that its token is bad.
+        match state.intake().store().device_for_token(&digest).await? {
+            Some(device) if !device.revoked => Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "the review API needs a staff token; user tokens cannot use it",
+            )),
+            _ => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
 /// The bearer token of a request, if it has a well-formed one.
 pub fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts

@@ -29,6 +29,8 @@ use rand_chacha::ChaCha20Rng;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// The review API's staff token in these tests.
+const STAFF_TOKEN: &str = "a-staff-token-for-the-tests-only";
 const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -179,6 +181,7 @@ impl Fixture {
             max_attachment_bytes: 1 << 20,
             intervention: Intervention::default(),
             limits,
+            staff_tokens: vec![hashguard_server::state::token_hash(STAFF_TOKEN)],
         };
         let server = Server::bind(config.clone()).await.expect("server starts");
         let addr: SocketAddr = server.local_addr();
@@ -669,6 +672,32 @@ async fn threshold_opens_one_case(kind: &str) {
             assert_eq!(status, StatusCode::CREATED, "{body}");
         }
     }
+    // The review queue over HTTP: staff only; a user's token is refused with 403.
+    let queue_url = f.url("/v1/review/queue");
+    let r = f
+        .http
+        .get(&queue_url)
+        .bearer_auth(STAFF_TOKEN)
+        .send()
+        .await
+        .expect("queue");
+    assert_eq!(r.status(), StatusCode::OK);
+    let listed: Value = r.json().await.expect("json");
+    assert!(listed["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .any(|c| c["kind"] == "threshold"));
+    let r = f
+        .http
+        .get(&queue_url)
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .expect("user");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = f.http.get(&queue_url).send().await.expect("anonymous");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Read)
         .await
         .expect("store");
