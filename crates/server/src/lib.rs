@@ -197,6 +197,9 @@ impl Server {
     /// Opens the database (a SQLite file is created if missing), loads and checks the table
     /// and its key, indexes the banks for the checks after decryption, and binds the address.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        // The table first: without one there is nothing to serve, and no database file is
+        // created for nothing.
+        let table = ServedTable::load(&TableDir::new(&config.table), &config.key)?;
         let location = DatabaseLocation::parse(&config.db);
         let store = Store::open_location(&location, OpenMode::Create)
             .await
@@ -204,7 +207,6 @@ impl Server {
                 what: location.describe(),
                 source,
             })?;
-        let table = ServedTable::load(&TableDir::new(&config.table), &config.key)?;
         let banks = BankSet::load(&store, None).await?;
         let blobs = LocalBlobs::open(config.data.join("blobs")).map_err(io(format!(
             "cannot create the data folder {}",

@@ -82,7 +82,7 @@ pub enum ServiceError {
     #[error("{0}")]
     Invalid(String),
     /// No table has been published in the directory the service was given.
-    #[error("no table in {}: publish one with `hashguard table build --out {} --key KEYFILE` (after importing lists with `hashguard list import`)", .0.display(), .0.display())]
+    #[error("no published table in the directory {} (it has no manifest.bin): publish one with `hashguard table build --out {} --key KEYFILE` after importing lists with `hashguard list import`", .0.display(), .0.display())]
     NoTable(std::path::PathBuf),
     /// The operating system gave no randomness.
     #[error("no OS randomness: {0}")]
