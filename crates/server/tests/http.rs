@@ -82,6 +82,43 @@ async fn database(kind: &str, dir: &Path, test: &str) -> Option<String> {
     Some(format!("{url}{sep}options[search_path]={schema}"))
 }
 
+/// Publishes the next epoch of the table in `table` from the banks of `db` (epoch 1 in an
+/// empty directory), with the opening key in `key` (created if missing).
+async fn publish_epoch(db: &str, table: &Path, key: &Path, preset: Preset, policy: Policy) {
+    let store = Store::open_location(&DatabaseLocation::parse(db), OpenMode::Read)
+        .await
+        .expect("store");
+    let params = preset.params(policy);
+    let consensus = ConsensusSpec {
+        banks: Vec::new(),
+        min_organisations: 2,
+        min_jurisdictions: 2,
+        distance: 10,
+    };
+    let key_set = load_key_set(&store, &consensus, &params)
+        .await
+        .expect("key set");
+    store.close().await;
+    let mut rng = os_rng().expect("rng");
+    let (secret, _) = opening_key(key, &mut rng).expect("key");
+    publish(
+        &TableDir::new(table),
+        &secret,
+        &key_set,
+        &consensus,
+        &BuildOptions {
+            preset,
+            policy,
+            shards: None,
+            threads: 1,
+            valid_days: 30,
+            beacon: None,
+        },
+        &mut rng,
+    )
+    .expect("publish");
+}
+
 /// A running server over a published table.
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -139,37 +176,11 @@ impl Fixture {
                 .await
                 .expect("import");
         }
-        let params = preset.params(policy);
-        let consensus = ConsensusSpec {
-            banks: Vec::new(),
-            min_organisations: 2,
-            min_jurisdictions: 2,
-            distance: 10,
-        };
-        let key_set = load_key_set(&store, &consensus, &params)
-            .await
-            .expect("key set");
         store.close().await;
-        let mut rng = os_rng().expect("rng");
+        let params = preset.params(policy);
         let key = dir.path().join("table.key");
-        let (secret, _) = opening_key(&key, &mut rng).expect("key");
         let table = dir.path().join("table");
-        publish(
-            &TableDir::new(&table),
-            &secret,
-            &key_set,
-            &consensus,
-            &BuildOptions {
-                preset,
-                policy,
-                shards: None,
-                threads: 1,
-                valid_days: 30,
-                beacon: None,
-            },
-            &mut rng,
-        )
-        .expect("publish");
+        publish_epoch(&db, &table, &key, preset, policy).await;
         let config = Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             db: db.clone(),
@@ -1306,6 +1317,73 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404",
     f.stop().await;
 }
 
+/// A new epoch: vouchers built for the previous one still open during the grace period (the
+/// key is the same), and a voucher naming any other epoch gets 409 with the current one.
+async fn a_new_epoch_keeps_the_previous_one_in_grace(kind: &str) {
+    let Some(f) = Fixture::start(
+        kind,
+        "a_new_epoch_keeps_the_previous_one_in_grace",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Intervene,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 21).await;
+    publish_epoch(
+        &f.db,
+        &f.config.table,
+        &f.config.key,
+        Preset::V1,
+        Policy::Intervene,
+    )
+    .await;
+    let (second, stop, task) = f.second_server().await;
+    let manifest = f
+        .http
+        .get(format!("{second}/v1/table/manifest"))
+        .send()
+        .await
+        .expect("manifest")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(Manifest::decode(&manifest).expect("decodes").epoch(), 2);
+    // An epoch-1 voucher of the listed image, to the epoch-2 server: still opened (held).
+    let mut ciphertext = vec![0u8; 800];
+    d.rng.fill_bytes(&mut ciphertext);
+    let item = Item {
+        pdq: Some(image_input("hills-recompressed.jpg")),
+        content_sha256: [3; 32],
+        media_kind: MediaKind::Image,
+        frame_idx: 0,
+        thumbnail: b"",
+    };
+    let binding = UploadBinding::new(d.account, &ciphertext);
+    let built = d
+        .client
+        .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
+        .expect("voucher");
+    assert_eq!(built.voucher.epoch, 1);
+    let (status, body) = upload_to(&f, &second, &d.token, &ciphertext, &built).await;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{body}");
+    // A voucher naming epoch 9 (its header edited): 409, before any opening.
+    let mut stale = built.voucher.clone();
+    stale.epoch = 9;
+    let edited = BuiltVoucher {
+        voucher: stale,
+        ..built
+    };
+    let (status, body) = upload_to(&f, &second, &d.token, &ciphertext, &edited).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["current_epoch"], 2);
+    let _ = stop.send(());
+    task.await.expect("second server stops");
+    f.stop().await;
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1341,4 +1419,5 @@ on_both!(
     silent_reply_does_not_depend_on_opening,
     limits_metrics_and_the_document,
     two_servers_share_one_threshold,
+    a_new_epoch_keeps_the_previous_one_in_grace,
 );

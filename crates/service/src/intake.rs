@@ -320,7 +320,7 @@ impl<B: BlobStore> Intake<B> {
         if vouchers.iter().any(|v| v.epoch != epoch) {
             return Ok(UploadOutcome::Rejected(Rejection::MixedEpochs));
         }
-        match self.table.window().check(epoch) {
+        match self.table.window(crate::publish::now()).check(epoch) {
             EpochVerdict::Open => {}
             EpochVerdict::Stale { current } | EpochVerdict::Revoked { current } => {
                 return Ok(UploadOutcome::Stale {

@@ -39,7 +39,15 @@ pub struct ServedTable {
     /// unchanged shard keeps its name across epochs and a client or CDN keeps its copy.
     shards: Vec<(String, TableFile)>,
     opener: Opener,
+    /// The previous epoch, when its manifest is kept beside this one, chains to it and names
+    /// the same opening key (so its vouchers open with this opener).
+    previous: Option<u32>,
 }
+
+/// How long after a new epoch starts the previous epoch's vouchers are still opened (R/E5
+/// step 6): clients that fetched the table just before a change finish their uploads, and
+/// nobody gets a longer window to use a table the organisations have replaced.
+pub const GRACE_SECONDS: u64 = 24 * 60 * 60;
 
 impl std::fmt::Debug for ServedTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,11 +101,24 @@ impl ServedTable {
         verify::check_opening_key(&secret, &manifest)
             .map_err(|reason| ServiceError::bad_file(key, reason))?;
         let opener = Opener::new(secret, manifest.params().clone());
+        let previous = manifest
+            .epoch()
+            .checked_sub(1)
+            .filter(|&e| e >= 1)
+            .and_then(|e| {
+                let bytes = std::fs::read(dir.epoch_manifest_path(e)).ok()?;
+                let before = Manifest::decode(&bytes).ok()?;
+                (before.hash() == *manifest.prev_manifest_hash()
+                    && before.public_key() == manifest.public_key()
+                    && before.params() == manifest.params())
+                .then_some(e)
+            });
         Ok(ServedTable {
             manifest_file: TableFile::new(manifest_bytes),
             manifest,
             shards: files,
             opener,
+            previous,
         })
     }
 
@@ -134,12 +155,14 @@ impl ServedTable {
         &self.opener
     }
 
-    /// The epochs vouchers may be built for: this one only (a grace period for the previous
-    /// epoch needs its table, which a later step will keep).
-    pub fn window(&self) -> EpochWindow {
+    /// The epochs vouchers may be built for at time `now` (Unix seconds): this one, and the
+    /// previous one for [`GRACE_SECONDS`] after this one's `not_before` when it shares the
+    /// opening key; never a revoked epoch.
+    pub fn window(&self, now: u64) -> EpochWindow {
         EpochWindow {
             current: self.manifest.epoch(),
-            previous_in_grace: false,
+            previous_in_grace: self.previous.is_some()
+                && now < self.manifest.not_before().saturating_add(GRACE_SECONDS),
             revoked: self.manifest.revokes().to_vec(),
         }
     }
