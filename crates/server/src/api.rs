@@ -669,6 +669,15 @@ fn hex_array<const N: usize>(text: &str, what: &str) -> Result<[u8; N], ApiError
     Ok(out)
 }
 
+/// The keys of a check request, or why they are malformed.
+pub fn consent_reveal(body: &CheckRequest) -> Result<ConsentReveal, ApiError> {
+    Ok(ConsentReveal {
+        voucher_id: hex_array(&body.voucher_id, "voucher_id")?,
+        k_adct: hex_array(&body.k_adct, "k_adct")?,
+        vd_key: hex_array(&body.vd_key, "vd_key")?,
+    })
+}
+
 /// The automatic check of one held item (by its sender's consent).
 #[utoipa::path(post, path = "/v1/cases/{case_id}/check", tag = "cases", security(("bearer" = [])),
     params(("case_id" = String, Path, description = "32 hex digits")),
@@ -709,11 +718,7 @@ async fn check_inner(
         )
         .await?;
     let Json(body) = body.map_err(|e| ApiError::bad_request("malformed_json", e.body_text()))?;
-    let reveal = ConsentReveal {
-        voucher_id: hex_array(&body.voucher_id, "voucher_id")?,
-        k_adct: hex_array(&body.k_adct, "k_adct")?,
-        vd_key: hex_array(&body.vd_key, "vd_key")?,
-    };
+    let reveal = consent_reveal(&body)?;
     match state.intake().check(&auth.account, &id, &reveal).await {
         Ok(CheckOutcome::Released { attachment }) => Ok(Json(CheckResult {
             outcome: "released".to_string(),
