@@ -1384,6 +1384,152 @@ async fn a_new_epoch_keeps_the_previous_one_in_grace(kind: &str) {
     f.stop().await;
 }
 
+/// Uploads a video of `frames` keyframes (their vouchers share one dedup decision).
+async fn upload_video(
+    f: &Fixture,
+    d: &mut Device,
+    frames: Vec<PdqInput>,
+) -> (StatusCode, Value, Vec<u8>) {
+    let mut ciphertext = vec![0u8; 5000];
+    d.rng.fill_bytes(&mut ciphertext);
+    let mut video_sha256 = [0u8; 32];
+    d.rng.fill_bytes(&mut video_sha256);
+    let items: Vec<Item<'_>> = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, pdq)| Item {
+            pdq: Some(pdq),
+            content_sha256: video_sha256,
+            media_kind: MediaKind::VideoFrame,
+            frame_idx: u16::try_from(i).expect("few frames"),
+            thumbnail: b"",
+        })
+        .collect();
+    let binding = UploadBinding::new(d.account, &ciphertext);
+    let built = d
+        .client
+        .build_video_vouchers(&d.table, video_sha256, &items, &binding, &mut d.rng)
+        .expect("video vouchers");
+    let mut form = reqwest::multipart::Form::new().text("media", "video").part(
+        "ciphertext",
+        reqwest::multipart::Part::bytes(ciphertext.clone()),
+    );
+    for b in &built {
+        form = form
+            .part(
+                "voucher",
+                reqwest::multipart::Part::bytes(b.voucher.encode()),
+            )
+            .part("vd", reqwest::multipart::Part::bytes(b.vd_blob.clone()));
+    }
+    let r = f
+        .http
+        .post(f.url("/v1/attachments"))
+        .bearer_auth(&d.token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    let status = r.status();
+    (status, r.json().await.expect("json"), ciphertext)
+}
+
+fn random_input(rng: &mut ChaCha20Rng) -> PdqInput {
+    let mut margins = [0f32; 256];
+    for m in margins.iter_mut() {
+        *m = f32::from(u16::try_from(rng.next_u32() % 1000).expect("small")) + 1.0;
+    }
+    PdqInput {
+        hash: hashguard_pdq::Hash256::from_words([
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+        ]),
+        margins,
+        quality: 90,
+    }
+}
+
+/// Videos: keyframe vouchers of one upload; a listed keyframe holds the whole video; more than
+/// 16 vouchers, or an image with two, is refused.
+async fn videos_are_held_by_any_listed_keyframe(kind: &str) {
+    let Some(f) = Fixture::start(
+        kind,
+        "videos_are_held_by_any_listed_keyframe",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Intervene,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 31).await;
+    let mut gen = ChaCha20Rng::seed_from_u64(32);
+    let benign: Vec<PdqInput> = (0..3).map(|_| random_input(&mut gen)).collect();
+    let (status, body, ciphertext) = upload_video(&f, &mut d, benign).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["attachment_id"].as_str().expect("id");
+    assert_eq!(
+        download(&f, &d.token, id).await,
+        (StatusCode::OK, ciphertext)
+    );
+    let listed = vec![
+        random_input(&mut gen),
+        image_input("hills-recompressed.jpg"),
+        random_input(&mut gen),
+    ];
+    let (status, body, _) = upload_video(&f, &mut d, listed).await;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{body}");
+    assert_eq!(body["status"], "held_for_check");
+    // Counts the form refuses: 17 vouchers for a video, two for an image.
+    let voucher = vec![0u8; 10];
+    let mut form = reqwest::multipart::Form::new()
+        .text("media", "video")
+        .part("ciphertext", reqwest::multipart::Part::bytes(vec![1u8; 10]));
+    for _ in 0..17 {
+        form = form
+            .part("voucher", reqwest::multipart::Part::bytes(voucher.clone()))
+            .part("vd", reqwest::multipart::Part::bytes(voucher.clone()));
+    }
+    let r = f
+        .http
+        .post(f.url("/v1/attachments"))
+        .bearer_auth(&d.token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["error"],
+        "voucher_count"
+    );
+    let mut form = reqwest::multipart::Form::new()
+        .text("media", "image")
+        .part("ciphertext", reqwest::multipart::Part::bytes(vec![1u8; 10]));
+    for _ in 0..2 {
+        form = form
+            .part("voucher", reqwest::multipart::Part::bytes(voucher.clone()))
+            .part("vd", reqwest::multipart::Part::bytes(voucher.clone()));
+    }
+    let r = f
+        .http
+        .post(f.url("/v1/attachments"))
+        .bearer_auth(&d.token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["error"],
+        "voucher_count"
+    );
+    f.stop().await;
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1420,4 +1566,5 @@ on_both!(
     limits_metrics_and_the_document,
     two_servers_share_one_threshold,
     a_new_epoch_keeps_the_previous_one_in_grace,
+    videos_are_held_by_any_listed_keyframe,
 );
