@@ -219,7 +219,26 @@ impl Server {
             data = %config.data.display(),
             "table loaded"
         );
+        // What a crash left an hour or more ago: partial temporary files, and blobs written
+        // just before a crash whose row never was (their uploads were never answered).
+        let swept = blobs.sweep(Duration::from_secs(3600)).map_err(io(format!(
+            "cannot sweep the data folder {}",
+            config.data.display()
+        )))?;
         let intake = Intake::new(store, blobs, Arc::new(table), Some(Arc::new(banks)));
+        let orphans = intake
+            .delete_orphans(&swept.attachments)
+            .await
+            .map_err(|e| {
+                io("cannot sweep the data folder")(std::io::Error::other(e.to_string()))
+            })?;
+        if swept.temporary_removed + orphans > 0 {
+            tracing::info!(
+                temporary = swept.temporary_removed,
+                orphans,
+                "removed what an earlier crash left in the data folder"
+            );
+        }
         let tls = config.tls.clone();
         let listen = config.listen;
         let app = router(AppState::new(intake, config));

@@ -73,6 +73,37 @@ impl LocalBlobs {
         &self.dir
     }
 
+    /// Files a crash may have left, last modified more than `older_than` ago: temporary files
+    /// (removed at once: no complete blob is ever in `tmp`) are deleted, and the names of the
+    /// attachment blobs are returned for the caller to delete those no row names. The age
+    /// keeps another process's write in flight safe when processes share the folder.
+    pub fn sweep(&self, older_than: std::time::Duration) -> std::io::Result<SweepReport> {
+        let old = |meta: &std::fs::Metadata| {
+            meta.modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > older_than)
+        };
+        let mut report = SweepReport::default();
+        for entry in std::fs::read_dir(self.dir.join("tmp"))? {
+            let entry = entry?;
+            if old(&entry.metadata()?) {
+                std::fs::remove_file(entry.path())?;
+                report.temporary_removed += 1;
+            }
+        }
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_prefix("att-") {
+                if entry.metadata()?.is_file() && old(&entry.metadata()?) {
+                    report.attachments.push(id.to_string());
+                }
+            }
+        }
+        Ok(report)
+    }
+
     fn write(dir: PathBuf, name: BlobName, bytes: Vec<u8>) -> std::io::Result<()> {
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -90,6 +121,15 @@ impl LocalBlobs {
         // The rename is durable once the directory is.
         std::fs::File::open(&dir)?.sync_all()
     }
+}
+
+/// What [`LocalBlobs::sweep`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Temporary files removed.
+    pub temporary_removed: usize,
+    /// The ids (hex) of old attachment blobs, for the caller to check against its rows.
+    pub attachments: Vec<String>,
 }
 
 impl BlobStore for LocalBlobs {
@@ -144,5 +184,37 @@ mod tests {
         assert!(blobs.delete(&name).await.expect("delete"));
         assert!(!blobs.delete(&name).await.expect("delete again"));
         assert_eq!(BlobName::visual_derivative("0a", "FF").as_str(), "vd-0a-ff");
+    }
+
+    #[test]
+    fn the_sweep_takes_only_old_leftovers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = LocalBlobs::open(dir.path()).expect("open");
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        let touch = |path: std::path::PathBuf, old: bool| {
+            let file = std::fs::File::create(&path).expect("create");
+            if old {
+                file.set_modified(two_hours_ago).expect("mtime");
+            }
+        };
+        touch(dir.path().join("tmp/att-aa.1234"), true);
+        touch(dir.path().join("tmp/att-bb.5678"), false);
+        touch(dir.path().join("att-cc"), true);
+        touch(dir.path().join("att-dd"), false);
+        touch(dir.path().join("vd-cc-ee"), true);
+        let report = blobs
+            .sweep(std::time::Duration::from_secs(3600))
+            .expect("sweep");
+        assert_eq!(report.temporary_removed, 1);
+        assert_eq!(report.attachments, vec!["cc".to_string()]);
+        assert!(!dir.path().join("tmp/att-aa.1234").exists());
+        assert!(
+            dir.path().join("tmp/att-bb.5678").exists(),
+            "a write in flight"
+        );
+        assert!(
+            dir.path().join("att-cc").exists(),
+            "only the caller deletes blobs"
+        );
     }
 }

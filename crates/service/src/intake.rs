@@ -264,6 +264,24 @@ impl<B: BlobStore> Intake<B> {
         }
     }
 
+    /// Deletes attachment blobs no row names (a crash between writing the blob and its row
+    /// leaves one; it was never answered with an id) among `candidates`, the ids (hex) of
+    /// blobs old enough that no write is still in flight; returns how many it deleted.
+    pub async fn delete_orphans(&self, candidates: &[String]) -> Result<usize, IntakeError> {
+        let mut deleted = 0;
+        for id in candidates {
+            let Ok(parsed) = id.parse::<AttachmentId>() else {
+                continue;
+            };
+            if self.store.attachment(&parsed).await?.is_none()
+                && self.blobs.delete(&BlobName::attachment(id)).await?
+            {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
