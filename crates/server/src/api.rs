@@ -156,7 +156,7 @@ async fn new_device(
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
     let token = hex::encode(random_bytes::<32>()?);
     let device = DeviceId::new(random_bytes::<16>()?);
-    let now = i64::try_from(hashguard_service::publish::now()).unwrap_or(i64::MAX);
+    let now = hashguard_service::intake::unix_now();
     let store = state.intake().store();
     let account = match account {
         Some(account) => {
@@ -218,7 +218,7 @@ pub async fn revoke_device(
     let device: DeviceId = device
         .parse()
         .map_err(|_| ApiError::not_found("device of this account"))?;
-    let now = i64::try_from(hashguard_service::publish::now()).unwrap_or(i64::MAX);
+    let now = hashguard_service::intake::unix_now();
     if state
         .intake()
         .store()
@@ -775,7 +775,7 @@ pub async fn review_queue(
     State(state): State<AppState>,
     _staff: Staff,
 ) -> Result<Json<Queue>, ApiError> {
-    let now = i64::try_from(hashguard_service::publish::now()).unwrap_or(i64::MAX);
+    let now = hashguard_service::intake::unix_now();
     let cases: Vec<QueuedCase> = state
         .intake()
         .store()

@@ -153,6 +153,9 @@ pub enum ServeError {
     /// The table or its key could not be loaded.
     #[error(transparent)]
     Table(#[from] hashguard_service::ServiceError),
+    /// Removing what a crash left failed (the database or the data folder).
+    #[error("cannot sweep the data folder: {0}")]
+    Sweep(#[from] hashguard_service::intake::IntakeError),
     /// The plaintext index could not be built from the banks.
     #[error("cannot index the banks: {0}")]
     Banks(#[from] hashguard_service::banks::BankSetError),

@@ -408,15 +408,10 @@ async fn upload_raw(
     upload_to(f, &f.base, token, ciphertext, built).await
 }
 
-/// [`upload_raw`] to the server at `base`.
-async fn upload_to(
-    f: &Fixture,
-    base: &str,
-    token: &str,
-    ciphertext: &[u8],
-    built: &BuiltVoucher,
-) -> (StatusCode, Value) {
-    let form = reqwest::multipart::Form::new()
+/// The multipart form of an image upload: `ciphertext` with `built`'s voucher and visual
+/// derivative.
+fn image_form(ciphertext: &[u8], built: &BuiltVoucher) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
         .text("media", "image")
         .part(
             "ciphertext",
@@ -426,7 +421,18 @@ async fn upload_to(
             "voucher",
             reqwest::multipart::Part::bytes(built.voucher.encode()),
         )
-        .part("vd", reqwest::multipart::Part::bytes(built.vd_blob.clone()));
+        .part("vd", reqwest::multipart::Part::bytes(built.vd_blob.clone()))
+}
+
+/// [`upload_raw`] to the server at `base`.
+async fn upload_to(
+    f: &Fixture,
+    base: &str,
+    token: &str,
+    ciphertext: &[u8],
+    built: &BuiltVoucher,
+) -> (StatusCode, Value) {
+    let form = image_form(ciphertext, built);
     let r = f
         .http
         .post(format!("{base}/v1/attachments"))
@@ -638,23 +644,7 @@ async fn upload_hold_check_release(kind: &str) {
 }
 
 async fn threshold_opens_one_case(kind: &str) {
-    // 40 random values both stand-in organisations list: the consensus view holds them all.
-    let mut gen = ChaCha20Rng::seed_from_u64(77);
-    let values: Vec<hashguard_pdq::Hash256> = (0..40)
-        .map(|_| {
-            hashguard_pdq::Hash256::from_words([
-                gen.next_u64(),
-                gen.next_u64(),
-                gen.next_u64(),
-                gen.next_u64(),
-            ])
-        })
-        .collect();
-    let text: String = values.iter().map(|v| format!("{v}\n")).collect();
-    let lists = vec![
-        ("standin-a", "Stand-in Org A", "GB", text.clone()),
-        ("standin-b", "Stand-in Org B", "US", text),
-    ];
+    let (values, lists) = shared_random_lists(77);
     let Some(f) = Fixture::start(
         kind,
         "threshold_opens_one_case",
@@ -754,20 +744,7 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
         let input = if i == 0 {
             image_input("blocks.webp")
         } else {
-            let mut margins = [0f32; 256];
-            for m in margins.iter_mut() {
-                *m = f32::from(u16::try_from(gen.next_u32() % 1000).expect("small")) + 1.0;
-            }
-            PdqInput {
-                hash: hashguard_pdq::Hash256::from_words([
-                    gen.next_u64(),
-                    gen.next_u64(),
-                    gen.next_u64(),
-                    gen.next_u64(),
-                ]),
-                margins,
-                quality: 90,
-            }
+            random_input(&mut gen)
         };
         let (status, body, built, ciphertext) = upload(&f, &mut d, input).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -932,17 +909,7 @@ async fn silent_reply_does_not_depend_on_opening(kind: &str) {
             .client
             .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
             .expect("voucher");
-        let form = reqwest::multipart::Form::new()
-            .text("media", "image")
-            .part(
-                "ciphertext",
-                reqwest::multipart::Part::bytes(ciphertext.clone()),
-            )
-            .part(
-                "voucher",
-                reqwest::multipart::Part::bytes(built.voucher.encode()),
-            )
-            .part("vd", reqwest::multipart::Part::bytes(built.vd_blob.clone()));
+        let form = image_form(&ciphertext, &built);
         let r = f
             .http
             .post(f.url("/v1/attachments"))
@@ -1110,22 +1077,7 @@ async fn limits_metrics_and_the_document(kind: &str) {
 /// alternate between them, every opened record lands in one dense log, and T is reached
 /// exactly once.
 async fn two_servers_share_one_threshold(kind: &str) {
-    let mut gen = ChaCha20Rng::seed_from_u64(91);
-    let values: Vec<hashguard_pdq::Hash256> = (0..40)
-        .map(|_| {
-            hashguard_pdq::Hash256::from_words([
-                gen.next_u64(),
-                gen.next_u64(),
-                gen.next_u64(),
-                gen.next_u64(),
-            ])
-        })
-        .collect();
-    let text: String = values.iter().map(|v| format!("{v}\n")).collect();
-    let lists = vec![
-        ("standin-a", "Stand-in Org A", "GB", text.clone()),
-        ("standin-b", "Stand-in Org B", "US", text),
-    ];
+    let (values, lists) = shared_random_lists(91);
     let Some(f) = Fixture::start(
         kind,
         "two_servers_share_one_threshold",
@@ -1434,21 +1386,42 @@ async fn upload_video(
     (status, r.json().await.expect("json"), ciphertext)
 }
 
+fn random_hash(rng: &mut ChaCha20Rng) -> hashguard_pdq::Hash256 {
+    hashguard_pdq::Hash256::from_words([
+        rng.next_u64(),
+        rng.next_u64(),
+        rng.next_u64(),
+        rng.next_u64(),
+    ])
+}
+
+/// A bank to create: name, organisation, jurisdiction, list text.
+type BankList = (&'static str, &'static str, &'static str, String);
+
+/// A random image's PDQ input: almost surely listed nowhere.
 fn random_input(rng: &mut ChaCha20Rng) -> PdqInput {
     let mut margins = [0f32; 256];
     for m in margins.iter_mut() {
         *m = f32::from(u16::try_from(rng.next_u32() % 1000).expect("small")) + 1.0;
     }
     PdqInput {
-        hash: hashguard_pdq::Hash256::from_words([
-            rng.next_u64(),
-            rng.next_u64(),
-            rng.next_u64(),
-            rng.next_u64(),
-        ]),
+        hash: random_hash(rng),
         margins,
         quality: 90,
     }
+}
+
+/// 40 random values that both stand-in organisations list, so the consensus view holds them
+/// all; and the two lists.
+fn shared_random_lists(seed: u64) -> (Vec<hashguard_pdq::Hash256>, Vec<BankList>) {
+    let mut gen = ChaCha20Rng::seed_from_u64(seed);
+    let values: Vec<hashguard_pdq::Hash256> = (0..40).map(|_| random_hash(&mut gen)).collect();
+    let text: String = values.iter().map(|v| format!("{v}\n")).collect();
+    let lists = vec![
+        ("standin-a", "Stand-in Org A", "GB", text.clone()),
+        ("standin-b", "Stand-in Org B", "US", text),
+    ];
+    (values, lists)
 }
 
 /// Videos: keyframe vouchers of one upload; a listed keyframe holds the whole video; more than

@@ -240,8 +240,8 @@ fn random_id() -> Result<[u8; 16], IntakeError> {
     Ok(id)
 }
 
-/// Unix seconds now.
-fn now() -> i64 {
+/// Unix seconds now, as the store keeps times.
+pub fn unix_now() -> i64 {
     i64::try_from(crate::publish::now()).unwrap_or(i64::MAX)
 }
 
@@ -413,7 +413,7 @@ impl<B: BlobStore> Intake<B> {
                 sha256,
                 length,
                 state: AttachmentState::Held,
-                created_at: now(),
+                created_at: unix_now(),
             })
             .await?;
         // The opened records go into the account's threshold log, the state every server
@@ -462,8 +462,8 @@ impl<B: BlobStore> Intake<B> {
                 kind: CaseKind::Held,
                 attachment: Some(attachment),
                 state: CaseState::Held,
-                created_at: now(),
-                updated_at: now(),
+                created_at: unix_now(),
+                updated_at: unix_now(),
                 detail: detail.to_string(),
             })
             .await?;
@@ -494,7 +494,7 @@ impl<B: BlobStore> Intake<B> {
                 sha256,
                 length: u64::try_from(upload.ciphertext.len()).unwrap_or(u64::MAX),
                 state: AttachmentState::Stored,
-                created_at: now(),
+                created_at: unix_now(),
             })
             .await?;
         Ok(())
@@ -568,7 +568,7 @@ impl<B: BlobStore> Intake<B> {
             }
             match self
                 .store
-                .append_opened_record(account, seq, &record.encode(), Some(attachment), now())
+                .append_opened_record(account, seq, &record.encode(), Some(attachment), unix_now())
                 .await?
             {
                 Appended::Written => return Ok(outcome),
@@ -632,8 +632,8 @@ impl<B: BlobStore> Intake<B> {
                 kind: CaseKind::Threshold,
                 attachment: None,
                 state: CaseState::Queued,
-                created_at: now(),
-                updated_at: now(),
+                created_at: unix_now(),
+                updated_at: unix_now(),
                 detail: detail.to_string(),
             })
             .await;
@@ -734,7 +734,7 @@ impl<B: BlobStore> Intake<B> {
                         CaseState::Held,
                         CaseState::CheckReleased,
                         Some(&detail.to_string()),
-                        now(),
+                        unix_now(),
                     )
                     .await
                     .map_err(IntakeError::from)?
@@ -760,7 +760,7 @@ impl<B: BlobStore> Intake<B> {
                         CaseState::Held,
                         CaseState::CheckBlocked,
                         Some(&detail.to_string()),
-                        now(),
+                        unix_now(),
                     )
                     .await
                     .map_err(IntakeError::from)?
@@ -788,7 +788,7 @@ impl<B: BlobStore> Intake<B> {
         detail: &str,
     ) -> Result<(), IntakeError> {
         self.store
-            .append_audit(now(), actor, action, subject, detail)
+            .append_audit(unix_now(), actor, action, subject, detail)
             .await?;
         Ok(())
     }
