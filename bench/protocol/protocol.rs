@@ -58,10 +58,9 @@ struct Fixture {
     listed: Vec<Hash256>,
 }
 
-fn fixture(params: Params, n_keys: usize, shards: u16) -> Fixture {
-    let mut r = ChaCha20Rng::seed_from_u64(1);
-    let secret = OpeningKey::generate(&mut r);
-    let spec = TableSpec::new(
+/// The benchmarks' table spec: one deployment and salt, `shards` shards.
+fn bench_spec(params: &Params, secret: &OpeningKey, shards: u16) -> TableSpec {
+    TableSpec::new(
         [1; 16],
         TableKind::Pdq,
         params.clone(),
@@ -69,7 +68,13 @@ fn fixture(params: Params, n_keys: usize, shards: u16) -> Fixture {
         shards,
         [2; 32],
     )
-    .expect("spec");
+    .expect("spec")
+}
+
+fn fixture(params: Params, n_keys: usize, shards: u16) -> Fixture {
+    let mut r = ChaCha20Rng::seed_from_u64(1);
+    let secret = OpeningKey::generate(&mut r);
+    let spec = bench_spec(&params, &secret, shards);
     let listed: Vec<Hash256> = (0..n_keys).map(|_| random_hash(&mut r)).collect();
     let raw: Vec<u64> = listed.iter().map(|h| pdq_key(h, &params)).collect();
     let kept = prune_separated(&raw, params.k(), params.sep()).kept;
@@ -162,15 +167,7 @@ fn bench_build(c: &mut Criterion) {
     let params = Params::v1(Policy::Intervene);
     let mut r = ChaCha20Rng::seed_from_u64(3);
     let secret = OpeningKey::generate(&mut r);
-    let spec = TableSpec::new(
-        [1; 16],
-        TableKind::Pdq,
-        params.clone(),
-        secret.public_key(),
-        1,
-        [2; 32],
-    )
-    .expect("spec");
+    let spec = bench_spec(&params, &secret, 1);
     let n = 16_384usize;
     let keys: Vec<KeyBytes> = (0..n)
         .map(|_| KeyBytes::from_pdq_key(r.next_u64() >> 16, params.k()))
@@ -458,15 +455,7 @@ fn fixed_work() -> bool {
         "build" => {
             let mut r = ChaCha20Rng::seed_from_u64(3);
             let secret = OpeningKey::generate(&mut r);
-            let spec = TableSpec::new(
-                [1; 16],
-                TableKind::Pdq,
-                params.clone(),
-                secret.public_key(),
-                1,
-                [2; 32],
-            )
-            .expect("spec");
+            let spec = bench_spec(&params, &secret, 1);
             let keys: Vec<KeyBytes> = (0..16_384)
                 .map(|_| KeyBytes::from_pdq_key(r.next_u64() >> 16, params.k()))
                 .collect();
