@@ -71,7 +71,7 @@ use hashguard_protocol::keys::TableKind;
 use hashguard_protocol::manifest::Manifest;
 use hashguard_protocol::params::{Params, PinnedParams, Policy, Preset};
 use hashguard_protocol::prelude::*;
-use hashguard_server::config::{Bucket, Config, Limits, LogFormat, Overrides};
+use hashguard_server::config::{Bucket, Config, Limits, LogFormat, Overrides, Shield};
 use hashguard_server::Server;
 use hashguard_service::keyset::{load_key_set, ConsensusSpec};
 use hashguard_service::publish::{opening_key, os_rng, publish, BuildOptions, TableDir};
@@ -982,6 +982,12 @@ fn all_limits_off() -> Limits {
         uploads_per_source: wide,
         checks_per_account: wide,
         registrations_per_source: wide,
+        matches_per_account: wide,
+        matches_per_source: wide,
+        flood_shield: Shield {
+            per_second: 1_000_000,
+            burst: 1_000_000,
+        },
     }
 }
 

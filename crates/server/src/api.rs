@@ -8,19 +8,22 @@ use axum::extract::{ConnectInfo, Multipart, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hashguard_protocol::params::Policy;
 use hashguard_protocol::sender::ConsentReveal;
 use hashguard_service::intake::{
     CheckError, CheckOutcome, MediaType, Rejection, Upload, UploadOutcome, VoucherPart,
     MAX_VIDEO_VOUCHERS,
 };
 use hashguard_service::serving::TableFile;
-use hashguard_store::{AccountId, AttachmentId, CaseId, DeviceId};
+use hashguard_store::{
+    AccountId, Appeal, AppealState, AttachmentId, CaseId, CaseKind, CaseRecord, CaseState, DeviceId,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::HelpResource;
 use crate::error::{ApiError, ErrorBody};
-use crate::state::{token_hash, AppState, Authenticated, Staff};
+use crate::state::{token_hash, AppState, Authenticated, Limit, Staff};
 
 /// `GET /healthz` and `/readyz` bodies.
 #[derive(Debug, Serialize, ToSchema)]
@@ -152,8 +155,16 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
 
 async fn new_device(
     state: &AppState,
+    peer: SocketAddr,
     account: Option<AccountId>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    state
+        .limit(&[Limit::take(
+            "registrations from this address",
+            format!("registrations:source:{}", peer.ip()),
+            state.config().limits.registrations_per_source,
+        )])
+        .await?;
     let token = hex::encode(random_bytes::<32>()?);
     let device = DeviceId::new(random_bytes::<16>()?);
     let now = hashguard_service::intake::unix_now();
@@ -189,19 +200,22 @@ async fn new_device(
               (status = 429, description = "too many registrations from this address", body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
-    new_device(&state, None).await
+    new_device(&state, peer, None).await
 }
 
 /// Adds a device to the caller's account.
 #[utoipa::path(post, path = "/v1/devices", tag = "accounts", security(("bearer" = [])),
     responses((status = 201, description = "the new device's credentials", body = Registered),
-              (status = 401, description = "no valid token", body = ErrorBody)))]
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 429, description = "too many registrations from this address", body = ErrorBody)))]
 pub async fn add_device(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     auth: Authenticated,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
-    new_device(&state, Some(auth.account)).await
+    new_device(&state, peer, Some(auth.account)).await
 }
 
 /// Revokes one of the caller's account's devices (its token stops working at once).
@@ -268,6 +282,15 @@ pub struct CheckOffer {
     pub what_it_does: String,
 }
 
+/// The appeal route the intervention offers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppealOffer {
+    /// Where the app sends the appeal (POST, JSON [`AppealRequest`]).
+    pub url: String,
+    /// When and how to appeal, in plain words.
+    pub how: String,
+}
+
 /// The intervention: the upload was held (HTTP 451).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Held {
@@ -281,6 +304,8 @@ pub struct Held {
     pub what_happens: String,
     /// The automatic check, by consent.
     pub check: CheckOffer,
+    /// The appeal, if the check keeps the file blocked.
+    pub appeal: AppealOffer,
     /// Where the case stands later (GET).
     pub case_url: String,
     /// People to talk to.
@@ -311,7 +336,16 @@ pub fn held_body(state: &AppState, case: &CaseId) -> Held {
         ),
         check: CheckOffer {
             url: format!("/v1/cases/{case}/check"),
-            what_it_does: "If you agree, your app sends the two keys for this one file, and only this file. A computer compares it with the known picture. If it is not a match, the file is sent and the copy made for the check is deleted.".to_string(),
+            what_it_does: format!(
+                "If you agree, your app sends the two keys for this one file, and only this file. A computer compares it with the known picture. If it is not a match, the file is sent and the copy made for the check is deleted. Only the file's fingerprint (a short code computed from the picture; the picture cannot be rebuilt from it) is kept for {} days, to notice if someone is making harmless pictures set this off on purpose.",
+                state.intake().campaign_rule().retention_days()
+            ),
+        },
+        appeal: AppealOffer {
+            url: format!("/v1/cases/{case}/appeal"),
+            how: format!(
+                "If the check keeps your file blocked and you think that is wrong, you can appeal. A trained person at {operator} who did not make the first decision will look at it, and you will see the answer here."
+            ),
         },
         case_url: format!("/v1/cases/{case}"),
         help: state.config().intervention.help.clone(),
@@ -419,22 +453,27 @@ async fn upload_inner(
     auth: Authenticated,
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
-    // Limits first: a refused upload costs no parsing.
+    // Limits first, in one transaction: a refused upload costs no parsing.
     let limits = state.config().limits;
-    state
-        .limit(
+    let mut draws = vec![
+        Limit::take(
             "uploads from this account",
-            &format!("uploads:account:{}", auth.account),
+            format!("uploads:account:{}", auth.account),
             limits.uploads_per_account,
-        )
-        .await?;
-    state
-        .limit(
+        ),
+        Limit::take(
             "uploads from this address",
-            &format!("uploads:source:{}", peer.ip()),
+            format!("uploads:source:{}", peer.ip()),
             limits.uploads_per_source,
-        )
-        .await?;
+        ),
+    ];
+    let key_matches = key_match_limits(state, &auth, peer);
+    if !key_matches.is_empty() {
+        // An account or address with no key matches left uploads nothing until they refill;
+        // the check draws nothing (a held upload does, below).
+        draws.extend(key_matches.iter().cloned().map(Limit::must_have_one));
+    }
+    state.limit(&draws).await?;
     let params = state.intake().table().params();
     let voucher_limit = hashguard_protocol::voucher::VoucherLayout::pdq(params).voucher_len();
     let vd_limit = usize::try_from(params.vd_len()).unwrap_or(usize::MAX);
@@ -533,11 +572,21 @@ async fn upload_inner(
             )
                 .into_response()
         }
-        UploadOutcome::Held { case, .. } => (
-            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-            Json(held_body(state, &case)),
-        )
-            .into_response(),
+        UploadOutcome::Held { case, .. } => {
+            // Counts toward the key-match limits. Refused only when another upload took the
+            // last match first: the item is held all the same, and the next upload waits.
+            let key_matches = key_match_limits(state, &auth, peer);
+            if let Err(e) = state.limit(&key_matches).await {
+                if e.status().is_server_error() {
+                    return Err(e);
+                }
+            }
+            (
+                StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+                Json(held_body(state, &case)),
+            )
+                .into_response()
+        }
         UploadOutcome::Stale { current_epoch } => (
             StatusCode::CONFLICT,
             Json(StaleTable {
@@ -549,6 +598,31 @@ async fn upload_inner(
             .into_response(),
         UploadOutcome::Rejected(r) => rejection_error(&r).into_response(),
     })
+}
+
+/// The key-match limits of an upload (R/E12 step 6): under `intervene` only, since under
+/// `silent` nothing the client sees may depend on what a voucher holds (PT18).
+fn key_match_limits(
+    state: &AppState,
+    auth: &Authenticated,
+    peer: SocketAddr,
+) -> Vec<Limit<'static>> {
+    if state.intake().table().params().policy() != Policy::Intervene {
+        return Vec::new();
+    }
+    let limits = state.config().limits;
+    vec![
+        Limit::take(
+            "held uploads from this account",
+            format!("matches:account:{}", auth.account),
+            limits.matches_per_account,
+        ),
+        Limit::take(
+            "held uploads from this address",
+            format!("matches:source:{}", peer.ip()),
+            limits.matches_per_source,
+        ),
+    ]
 }
 
 /// Fetches an attachment's ciphertext by its id.
@@ -590,6 +664,133 @@ pub struct CaseStatus {
     pub state: String,
     /// The same in words.
     pub state_words: String,
+    /// The appeal, if one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appeal: Option<AppealStatus>,
+}
+
+/// Where an appeal stands.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppealStatus {
+    /// `open`, `upheld` or `overturned`.
+    pub state: String,
+    /// The same in words.
+    pub state_words: String,
+    /// When it was made (Unix seconds).
+    pub created_at: i64,
+}
+
+/// An appeal: what the user wants the reviewer to know (may be empty).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppealRequest {
+    /// At most 2,000 characters.
+    #[serde(default)]
+    #[schema(max_length = 2000)]
+    pub message: String,
+}
+
+fn appeal_status(appeal: &Appeal) -> AppealStatus {
+    AppealStatus {
+        state: appeal.state.as_str().to_string(),
+        state_words: match appeal.state {
+            AppealState::Open => "waiting for a reviewer who did not make the first decision",
+            AppealState::Upheld => "a reviewer looked again and the file stays blocked",
+            AppealState::Overturned => {
+                "a reviewer looked again and found it was a mistake: the file is released"
+            }
+        }
+        .to_string(),
+        created_at: appeal.created_at,
+    }
+}
+
+/// The caller's own case of a held item. Threshold cases are never shown to the account
+/// (G3: nothing about matches is revealed below or at the threshold to the user either).
+async fn own_held_case(
+    state: &AppState,
+    auth: &Authenticated,
+    id: &str,
+) -> Result<CaseRecord, ApiError> {
+    let id = own_case_id(id)?;
+    match state.intake().store().case(&id).await? {
+        Some(c) if c.account == auth.account && c.kind == CaseKind::Held => Ok(c),
+        _ => Err(ApiError::not_found("case")),
+    }
+}
+
+/// Appeals one of the caller's held items that the automatic check kept blocked.
+#[utoipa::path(post, path = "/v1/cases/{case_id}/appeal", tag = "cases", security(("bearer" = [])),
+    params(("case_id" = String, Path, description = "32 hex digits")),
+    request_body(content = AppealRequest, content_type = "application/json"),
+    responses((status = 202, description = "the appeal is recorded and waits for a reviewer", body = AppealStatus),
+              (status = 400, description = "malformed JSON, or a message over 2,000 characters", body = ErrorBody),
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 404, description = "no case of that id for this account", body = ErrorBody),
+              (status = 409, description = "nothing to appeal yet (run the automatic check first), already released, or already appealed", body = ErrorBody),
+              (status = 429, description = "too many appeals from this account", body = ErrorBody)))]
+pub async fn appeal(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    body: Result<Json<AppealRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<AppealStatus>), ApiError> {
+    let case = own_held_case(&state, &auth, &id).await?;
+    state
+        .limit(&[Limit::take(
+            "appeals from this account",
+            format!("appeals:account:{}", auth.account),
+            state.config().limits.checks_per_account,
+        )])
+        .await?;
+    let Json(body) = body.map_err(|e| ApiError::bad_request("malformed_json", e.body_text()))?;
+    if body.message.chars().count() > 2_000 {
+        return Err(ApiError::bad_request(
+            "message_too_long",
+            "the appeal's message may have at most 2000 characters",
+        ));
+    }
+    let conflict = |message: &str| ApiError::new(StatusCode::CONFLICT, "cannot_appeal", message);
+    match case.state {
+        CaseState::Held => {
+            return Err(conflict(
+                "ask for the automatic check first: if the file is not a match it is sent at once, and an appeal is for a file the check kept blocked",
+            ))
+        }
+        CaseState::CheckReleased => {
+            return Err(conflict("this file was released; there is nothing to appeal"))
+        }
+        CaseState::CheckBlocked | CaseState::Queued | CaseState::Closed => {}
+    }
+    let appeal = Appeal {
+        case: case.id,
+        account: auth.account,
+        message: body.message,
+        state: AppealState::Open,
+        created_at: hashguard_service::intake::unix_now(),
+        decided_at: None,
+    };
+    match state.intake().store().insert_appeal(&appeal).await {
+        Ok(()) => {}
+        Err(hashguard_store::StoreError::Duplicate { .. }) => {
+            return Err(conflict(
+                "this case was appealed already; its answer will show on the case",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .intake()
+        .store()
+        .append_audit(
+            appeal.created_at,
+            "user",
+            "appealed",
+            &case.id.to_string(),
+            "{}",
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(appeal_status(&appeal))))
 }
 
 fn own_case_id(text: &str) -> Result<CaseId, ApiError> {
@@ -623,15 +824,14 @@ pub async fn case_status(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<CaseStatus>, ApiError> {
-    let id = own_case_id(&id)?;
-    match state.intake().store().case(&id).await? {
-        Some(c) if c.account == auth.account => Ok(Json(CaseStatus {
-            case_id: id.to_string(),
-            state: c.state.as_str().to_string(),
-            state_words: hashguard_service::intake::state_words(c.state).to_string(),
-        })),
-        _ => Err(ApiError::not_found("case")),
-    }
+    let c = own_held_case(&state, &auth, &id).await?;
+    let appeal = state.intake().store().appeal(&c.id).await?;
+    Ok(Json(CaseStatus {
+        case_id: c.id.to_string(),
+        state: c.state.as_str().to_string(),
+        state_words: hashguard_service::intake::state_words(c.state).to_string(),
+        appeal: appeal.as_ref().map(appeal_status),
+    }))
 }
 
 /// The keys of one held item, sent by its sender's consent.
@@ -711,20 +911,29 @@ async fn check_inner(
 ) -> Result<Json<CheckResult>, ApiError> {
     let id = own_case_id(&id)?;
     state
-        .limit(
+        .limit(&[Limit::take(
             "checks from this account",
-            &format!("checks:account:{}", auth.account),
+            format!("checks:account:{}", auth.account),
             state.config().limits.checks_per_account,
-        )
+        )])
         .await?;
     let Json(body) = body.map_err(|e| ApiError::bad_request("malformed_json", e.body_text()))?;
     let reveal = consent_reveal(&body)?;
     match state.intake().check(&auth.account, &id, &reveal).await {
-        Ok(CheckOutcome::Released { attachment }) => Ok(Json(CheckResult {
+        Ok(CheckOutcome::Released {
+            attachment,
+            campaign,
+        }) => {
+            if let Some(campaign) = campaign {
+                state.metrics().campaign_flagged();
+                tracing::warn!(%campaign, "crafted-collision campaign flagged: one image released by the checks of several accounts");
+            }
+            Ok(Json(CheckResult {
             outcome: "released".to_string(),
             message: "The check found no match. Your file has been sent.".to_string(),
             attachment_id: Some(attachment.to_string()),
-        })),
+        }))
+        }
         Ok(CheckOutcome::BlockedForReview) => Ok(Json(CheckResult {
             outcome: "blocked_for_review".to_string(),
             message: "The check could not rule out a match. The file stays blocked until two trained people have reviewed it.".to_string(),
@@ -764,6 +973,20 @@ pub struct Queue {
     pub count: usize,
     /// The cases, oldest first.
     pub cases: Vec<QueuedCase>,
+    /// Appeals waiting for a reviewer who did not decide the case, oldest first (at most
+    /// 1,000).
+    pub open_appeals: Vec<OpenAppeal>,
+}
+
+/// An appeal waiting for a reviewer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OpenAppeal {
+    /// The case appealed.
+    pub case_id: String,
+    /// When it was made (Unix seconds).
+    pub created_at: i64,
+    /// How long it has waited, in seconds.
+    pub age_seconds: i64,
 }
 
 /// The cases waiting for human review, oldest first (staff only).
@@ -790,8 +1013,81 @@ pub async fn review_queue(
             age_seconds: now.saturating_sub(c.created_at),
         })
         .collect();
+    let open_appeals = state
+        .intake()
+        .store()
+        .open_appeals(1_000)
+        .await?
+        .into_iter()
+        .map(|a| OpenAppeal {
+            case_id: a.case.to_string(),
+            created_at: a.created_at,
+            age_seconds: now.saturating_sub(a.created_at),
+        })
+        .collect();
     Ok(Json(Queue {
         count: cases.len(),
         cases,
+        open_appeals,
+    }))
+}
+
+/// A flagged crafted-collision campaign (R/E12 step 6).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FlaggedCampaign {
+    /// The campaign (32 hex digits).
+    pub campaign_id: String,
+    /// The PDQ hash (64 hex digits) of the released image that raised the flag.
+    pub pdq: String,
+    /// The most distinct accounts seen releasing that image within the window.
+    pub accounts: u64,
+    /// When it was flagged (Unix seconds).
+    pub first_seen: i64,
+    /// The last release that counted toward it (Unix seconds).
+    pub last_seen: i64,
+}
+
+/// The flagged campaigns.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Campaigns {
+    /// The window in days: releases of one image by this many accounts within it make a
+    /// campaign, and a released item's fingerprint is kept that long.
+    pub window_days: i64,
+    /// Distinct accounts that make a campaign.
+    pub accounts_needed: u32,
+    /// The campaigns, the most recently active first (at most 1,000).
+    pub campaigns: Vec<FlaggedCampaign>,
+}
+
+/// Crafted-collision campaigns: one image released by the automatic checks of several
+/// accounts, which suggests someone is making images that collide with a listed key on
+/// purpose (staff only).
+#[utoipa::path(get, path = "/v1/review/campaigns", tag = "review", security(("bearer" = [])),
+    responses((status = 200, description = "the flagged campaigns", body = Campaigns),
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 403, description = "a user's token: the review API needs a staff token", body = ErrorBody)))]
+pub async fn review_campaigns(
+    State(state): State<AppState>,
+    _staff: Staff,
+) -> Result<Json<Campaigns>, ApiError> {
+    let rule = state.intake().campaign_rule();
+    let campaigns = state
+        .intake()
+        .store()
+        .campaigns(1_000)
+        .await?
+        .into_iter()
+        .map(|c| FlaggedCampaign {
+            campaign_id: c.id.to_string(),
+            pdq: hex::encode(c.pdq),
+            accounts: c.accounts,
+            first_seen: c.first_seen,
+            last_seen: c.last_seen,
+        })
+        .collect();
+    Ok(Json(Campaigns {
+        window_days: rule.retention_days(),
+        accounts_needed: rule.accounts,
+        campaigns,
     }))
 }

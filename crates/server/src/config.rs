@@ -88,7 +88,18 @@ pub struct Bucket {
     pub per_hour: u32,
 }
 
-/// The limits every server process shares (kept in the database).
+/// The per-process flood shield: requests per network address in one server process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shield {
+    /// Requests a second per address in the long run (1 to 1,000,000).
+    pub per_second: u32,
+    /// Requests at once per address (1 to 1,000,000).
+    pub burst: u32,
+}
+
+/// The limits every server process shares (kept in the database), and the flood shield in
+/// front of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -98,8 +109,16 @@ pub struct Limits {
     pub uploads_per_source: Bucket,
     /// Automatic checks per account (each one decrypts a held item).
     pub checks_per_account: Bucket,
-    /// Registrations per network source.
+    /// Registrations (new accounts and new devices) per network source.
     pub registrations_per_source: Bucket,
+    /// Key matches (held uploads) per account, under `intervene` (R/E12 step 6): when it is
+    /// empty the account's uploads are refused with 429 until it refills, which bounds how
+    /// often anyone can try images against the table and how many cases one account opens.
+    pub matches_per_account: Bucket,
+    /// Key matches (held uploads) per network source, the same way.
+    pub matches_per_source: Bucket,
+    /// Requests per network address in each server process, before anything else.
+    pub flood_shield: Shield,
 }
 
 impl Default for Limits {
@@ -121,6 +140,22 @@ impl Default for Limits {
                 burst: 20,
                 per_hour: 120,
             },
+            // A chance key match happens about once in a million images (calibration.md):
+            // ten in a row is never bad luck.
+            matches_per_account: Bucket {
+                burst: 10,
+                per_hour: 2,
+            },
+            matches_per_source: Bucket {
+                burst: 30,
+                per_hour: 10,
+            },
+            // Far above what one person's app sends; an address behind a large NAT may need
+            // more.
+            flood_shield: Shield {
+                per_second: 200,
+                burst: 400,
+            },
         }
     }
 }
@@ -132,12 +167,21 @@ impl Limits {
             ("uploads_per_source", self.uploads_per_source),
             ("checks_per_account", self.checks_per_account),
             ("registrations_per_source", self.registrations_per_source),
+            ("matches_per_account", self.matches_per_account),
+            ("matches_per_source", self.matches_per_source),
         ] {
             if !(1..=1_000_000).contains(&b.burst) || !(1..=3_600_000).contains(&b.per_hour) {
                 return Err(ConfigError::Invalid(format!(
                     "limits.{name}: burst must be 1 to 1000000 and per_hour 1 to 3600000"
                 )));
             }
+        }
+        let shield = self.flood_shield;
+        if !(1..=1_000_000).contains(&shield.per_second) || !(1..=1_000_000).contains(&shield.burst)
+        {
+            return Err(ConfigError::Invalid(
+                "limits.flood_shield: per_second and burst must be 1 to 1000000".to_string(),
+            ));
         }
         Ok(())
     }

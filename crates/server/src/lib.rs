@@ -22,6 +22,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod shield;
 pub mod state;
 
 use std::future::Future;
@@ -63,11 +64,52 @@ use crate::state::AppState;
         api::download,
         api::case_status,
         api::check,
+        api::appeal,
         api::review_queue,
+        api::review_campaigns,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &FloodShieldAnswer)
 )]
 pub struct ApiDoc;
+
+/// Every operation but the health checks may be answered 429 by the flood shield
+/// ([`shield`]): the document says so where the operation does not already.
+struct FloodShieldAnswer;
+
+impl utoipa::Modify for FloodShieldAnswer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let answer = ResponseBuilder::new()
+            .description("too many requests from this address (Retry-After says when to try again)")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path == "/healthz" || path == "/readyz" {
+                continue;
+            }
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("429".to_string())
+                    .or_insert_with(|| answer.clone().into());
+            }
+        }
+    }
+}
 
 /// Declares the bearer-token scheme the operations name.
 struct BearerAuth;
@@ -110,8 +152,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/attachments/{attachment_id}", get(api::download))
         .route("/v1/cases/{case_id}", get(api::case_status))
         .route("/v1/cases/{case_id}/check", post(api::check))
+        .route("/v1/cases/{case_id}/appeal", post(api::appeal))
         .route("/v1/review/queue", get(api::review_queue))
+        .route("/v1/review/campaigns", get(api::review_campaigns))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), record))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            shield::shield,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -230,7 +278,7 @@ impl Server {
         )))?;
         let intake = Intake::new(store, blobs, Arc::new(table), Some(Arc::new(banks)));
         let orphans = intake
-            .delete_orphans(&swept.attachments)
+            .delete_orphans(&swept.attachments, &swept.pending)
             .await
             .map_err(|e| {
                 io("cannot sweep the data folder")(std::io::Error::other(e.to_string()))
@@ -241,6 +289,21 @@ impl Server {
                 orphans,
                 "removed what an earlier crash left in the data folder"
             );
+        }
+        // Uploads accepted under `silent` whose vouchers a killed process had not opened.
+        let pending = intake.blobs().pending().map_err(io(format!(
+            "cannot list the pending openings in {}",
+            config.data.display()
+        )))?;
+        let recovered = intake.recover_pending(&pending).await?;
+        if recovered.opened > 0 {
+            tracing::info!(
+                opened = recovered.opened,
+                "opened the vouchers an earlier process accepted but had not opened"
+            );
+        }
+        for name in &recovered.unreadable {
+            tracing::error!(file = %name, "a pending opening cannot be read back; it is kept in the data folder for a person to look at");
         }
         let tls = config.tls.clone();
         let listen = config.listen;

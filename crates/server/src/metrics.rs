@@ -43,6 +43,7 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     uploads: Family<OutcomeLabels, Counter>,
     checks: Family<OutcomeLabels, Counter>,
+    campaigns: Counter,
     queue: Gauge,
 }
 
@@ -83,6 +84,12 @@ impl Metrics {
             "Automatic checks by outcome (released, blocked_for_review, refused)",
             checks.clone(),
         );
+        let campaigns = Counter::default();
+        registry.register(
+            "campaigns_flagged",
+            "Crafted-collision campaigns flagged (one image released by the checks of many accounts)",
+            campaigns.clone(),
+        );
         let queue = Gauge::default();
         registry.register(
             "review_queue_cases",
@@ -95,6 +102,7 @@ impl Metrics {
             latency,
             uploads,
             checks,
+            campaigns,
             queue,
         }
     }
@@ -130,6 +138,11 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// Counts a flagged campaign.
+    pub fn campaign_flagged(&self) {
+        self.campaigns.inc();
     }
 
     /// The text exposition, with the queue length set to `queue`.

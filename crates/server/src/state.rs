@@ -7,12 +7,13 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use hashguard_service::blobs::LocalBlobs;
 use hashguard_service::intake::Intake;
-use hashguard_store::{AccountId, DeviceId};
+use hashguard_store::{AccountId, DeviceId, TokenTake};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Bucket, Config};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::shield::FloodShield;
 
 /// The shared state of the server.
 #[derive(Clone)]
@@ -24,6 +25,7 @@ struct Inner {
     intake: Intake<LocalBlobs>,
     config: Config,
     metrics: Metrics,
+    shield: FloodShield,
 }
 
 impl AppState {
@@ -32,6 +34,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 intake,
+                shield: FloodShield::new(config.limits.flood_shield),
                 config,
                 metrics: Metrics::new(),
             }),
@@ -49,29 +52,77 @@ impl AppState {
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
+    /// The flood shield.
+    pub fn shield(&self) -> &FloodShield {
+        &self.inner.shield
+    }
 
-    /// Takes one from the bucket `key` under `bucket`, or answers 429 with the wait. The
-    /// buckets live in the database, so every server process draws on the same ones.
-    pub async fn limit(&self, what: &str, key: &str, bucket: Bucket) -> Result<(), ApiError> {
+    /// Takes one token from each of the buckets, or from none and answers 429 with the wait of
+    /// the first that is short (its `what` says which limit it is). The buckets live in the
+    /// database, so every server process draws on the same ones; one transaction per request.
+    pub async fn limit(&self, buckets: &[Limit<'_>]) -> Result<(), ApiError> {
         // Whole tokens scaled by 3600, so a rate per hour refills exactly at a rate per second.
         const SCALE: u32 = 3_600;
+        if buckets.is_empty() {
+            return Ok(());
+        }
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let takes: Vec<TokenTake<'_>> = buckets
+            .iter()
+            .map(|l| TokenTake {
+                key: &l.key,
+                cost: if l.draw { SCALE } else { 0 },
+                capacity: l.bucket.burst.saturating_mul(SCALE),
+                per_second: l.bucket.per_hour,
+                at_least: SCALE,
+            })
+            .collect();
         match self
             .intake()
             .store()
-            .take_tokens(
-                key,
-                SCALE,
-                bucket.burst.saturating_mul(SCALE),
-                bucket.per_hour,
-                now_ms,
-            )
+            .take_tokens_together(&takes, now_ms)
             .await?
         {
             None => Ok(()),
-            Some(wait) => Err(ApiError::rate_limited(what, wait)),
+            Some(refused) => Err(ApiError::rate_limited(
+                buckets.get(refused.index).map_or("requests", |l| l.what),
+                refused.wait,
+            )),
+        }
+    }
+}
+
+/// One rate limit a request draws on (or only checks).
+#[derive(Debug, Clone)]
+pub struct Limit<'a> {
+    /// What it limits, in the words of the 429 ("uploads from this account").
+    pub what: &'a str,
+    /// The bucket's key: a route and an account or address, nothing derived from content.
+    pub key: String,
+    /// Its size and refill.
+    pub bucket: Bucket,
+    /// Whether the request takes a token (`false`: it only needs one to be there).
+    pub draw: bool,
+}
+
+impl<'a> Limit<'a> {
+    /// A limit the request takes one token from.
+    pub fn take(what: &'a str, key: String, bucket: Bucket) -> Limit<'a> {
+        Limit {
+            what,
+            key,
+            bucket,
+            draw: true,
+        }
+    }
+
+    /// The same bucket, only checked: the request needs one token there but takes none.
+    pub fn must_have_one(self) -> Limit<'a> {
+        Limit {
+            draw: false,
+            ..self
         }
     }
 }

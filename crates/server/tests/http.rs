@@ -19,10 +19,13 @@ use hashguard_protocol::manifest::Manifest;
 use hashguard_protocol::params::{Params, PinnedParams, Policy, Preset};
 use hashguard_protocol::prelude::*;
 use hashguard_protocol::sender::BuiltVoucher;
-use hashguard_server::config::{Config, Intervention, Limits, LogFormat};
+use hashguard_server::config::{Bucket, Config, Intervention, Limits, LogFormat};
 use hashguard_server::Server;
+use hashguard_service::blobs::LocalBlobs;
+use hashguard_service::intake::{Intake, MediaType, Upload, UploadOutcome, VoucherPart};
 use hashguard_service::keyset::{load_key_set, ConsensusSpec};
 use hashguard_service::publish::{opening_key, os_rng, publish, BuildOptions, TableDir};
+use hashguard_service::serving::ServedTable;
 use hashguard_store::{CaseKind, DatabaseLocation, ImportMeta, OpenMode, Store};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -141,7 +144,18 @@ impl Fixture {
         preset: Preset,
         policy: Policy,
     ) -> Option<Fixture> {
-        Fixture::start_with(kind, test, lists, preset, policy, Limits::default()).await
+        // The threshold tests hold T + 2 items from one account and address: more than the
+        // default key-match limits allow (they have their own test).
+        let wide = Bucket {
+            burst: 1_000,
+            per_hour: 1_000,
+        };
+        let limits = Limits {
+            matches_per_account: wide,
+            matches_per_source: wide,
+            ..Limits::default()
+        };
+        Fixture::start_with(kind, test, lists, preset, policy, limits).await
     }
 
     async fn start_with(
@@ -488,6 +502,30 @@ fn standin_lists() -> Vec<(&'static str, &'static str, &'static str, String)> {
     ]
 }
 
+/// An image with the listed stand-in image's key bits and the rest of its hash far away: what
+/// a chance key collision, or an image crafted to collide, looks like.
+fn key_collision(f: &Fixture) -> PdqInput {
+    let listed = image_input("hills-recompressed.jpg");
+    let mut far = listed.hash;
+    let keys: Vec<u8> = f.params.key_positions().to_vec();
+    let mut flipped = 0;
+    for bit in 0..256u16 {
+        if flipped == 70 {
+            break;
+        }
+        let b = u8::try_from(bit).expect("bit");
+        if !keys.contains(&b) {
+            far = far.with_bit_flipped(usize::from(bit));
+            flipped += 1;
+        }
+    }
+    PdqInput {
+        hash: far,
+        margins: listed.margins,
+        quality: listed.quality,
+    }
+}
+
 async fn upload_hold_check_release(kind: &str) {
     let Some(f) = Fixture::start(
         kind,
@@ -559,6 +597,70 @@ async fn upload_hold_check_release(kind: &str) {
         consent(&f, &d.token, &case, &built).await.0,
         StatusCode::CONFLICT
     );
+    // The appeal route the intervention offers: the blocked item's sender appeals once; the
+    // case shows it, the review queue lists it, and nobody else can appeal the case.
+    let appeal_url = held["appeal"]["url"]
+        .as_str()
+        .expect("appeal url")
+        .to_string();
+    assert_eq!(appeal_url, format!("/v1/cases/{case}/appeal"));
+    let appeal = |token: &str, body: Value| {
+        f.http
+            .post(f.url(&appeal_url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let r = appeal(&other.token, serde_json::json!({}))
+        .await
+        .expect("other");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = appeal(&d.token, serde_json::json!({"message": "x".repeat(2_001)}))
+        .await
+        .expect("long");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = appeal(
+        &d.token,
+        serde_json::json!({"message": "This is a photo of my garden."}),
+    )
+    .await
+    .expect("appeal");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.json::<Value>().await.expect("json")["state"], "open");
+    let r = appeal(&d.token, serde_json::json!({}))
+        .await
+        .expect("again");
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let shown: Value = f
+        .http
+        .get(f.url(&format!("/v1/cases/{case}")))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .expect("case")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["state"], "check_blocked", "{shown}");
+    assert_eq!(shown["appeal"]["state"], "open", "{shown}");
+    let queue: Value = f
+        .http
+        .get(f.url("/v1/review/queue"))
+        .bearer_auth(STAFF_TOKEN)
+        .send()
+        .await
+        .expect("queue")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        queue["open_appeals"]
+            .as_array()
+            .expect("appeals")
+            .iter()
+            .any(|a| a["case_id"] == case.as_str()),
+        "{queue}"
+    );
     // The held ciphertext is served to nobody, and its voucher cannot be replayed: moved to
     // other bytes it does not open (delivered like any non-match, and nothing is learned);
     // with its own bytes again it opens and is refused as a reused voucher id.
@@ -573,31 +675,21 @@ async fn upload_hold_check_release(kind: &str) {
     let (status, body) = upload_raw(&f, &other.token, &ciphertext, &built).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    // A chance key collision: the listed image's key bits, the rest of the hash far away. The
-    // voucher opens (a key match), the check finds the full hash far from every listed one
-    // and releases the item at once.
-    let listed = image_input("hills-recompressed.jpg");
-    let mut far = listed.hash;
-    let keys: Vec<u8> = f.params.key_positions().to_vec();
-    let mut flipped = 0;
-    for bit in 0..256u16 {
-        if flipped == 70 {
-            break;
-        }
-        let b = u8::try_from(bit).expect("bit");
-        if !keys.contains(&b) {
-            far = far.with_bit_flipped(usize::from(bit));
-            flipped += 1;
-        }
-    }
-    let collision = PdqInput {
-        hash: far,
-        margins: listed.margins,
-        quality: listed.quality,
-    };
-    let (status, held, built, ciphertext) = upload(&f, &mut other, collision).await;
+    // A chance key collision: the voucher opens (a key match), the check finds the full hash
+    // far from every listed one and releases the item at once.
+    let (status, held, built, ciphertext) = upload(&f, &mut other, key_collision(&f)).await;
     assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{held}");
     let case = held["case_id"].as_str().expect("case");
+    // Before its check it cannot be appealed yet (the check comes first).
+    let r = f
+        .http
+        .post(f.url(&format!("/v1/cases/{case}/appeal")))
+        .bearer_auth(&other.token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("early appeal");
+    assert_eq!(r.status(), StatusCode::CONFLICT);
     let (status, result) = consent(&f, &other.token, case, &built).await;
     assert_eq!(status, StatusCode::OK, "{result}");
     assert_eq!(result["outcome"], "released", "{result}");
@@ -794,7 +886,9 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
             "table {table} holds {rows} rows after benign uploads only"
         );
     }
-    // The rate buckets count requests per account and per network source, nothing else.
+    // The rate buckets count requests per account and per network source, nothing else. The
+    // key-match buckets exist for every account that uploads (each upload checks them) and are
+    // full after benign uploads.
     let keys: Vec<String> = sqlx::query_scalar("SELECT bucket FROM rate_buckets ORDER BY bucket")
         .fetch_all(&pool)
         .await
@@ -802,7 +896,9 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
     assert!(
         keys.iter().all(|k| k.starts_with("uploads:account:")
             || k.starts_with("uploads:source:")
-            || k.starts_with("register:source:")),
+            || k.starts_with("matches:account:")
+            || k.starts_with("matches:source:")
+            || k.starts_with("registrations:source:")),
         "{keys:?}"
     );
     // The attachments table is bookkeeping: exactly these columns, one row per upload.
@@ -953,6 +1049,136 @@ async fn silent_reply_does_not_depend_on_opening(kind: &str) {
         opened >= 1,
         "the listed image's voucher was not opened within 5 s"
     );
+    // Opened, the vouchers are dropped from the disk too (bounded wait: the file goes after
+    // the threshold is tried).
+    let mut left = pending_files(&f);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = pending_files(&f);
+    }
+    assert!(
+        left.is_empty(),
+        "pending vouchers left after opening: {left:?}"
+    );
+    store.close().await;
+    f.stop().await;
+}
+
+/// The pending openings in the server's data folder.
+fn pending_files(f: &Fixture) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(f.config.data.join("blobs"))
+        .expect("data folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pending-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Under `silent` the vouchers wait on disk until they are opened: a process killed between
+/// the reply and the opening loses nothing, because the next start opens them; a file that
+/// cannot be read back is kept for a person, not deleted.
+async fn silent_openings_survive_a_crash(kind: &str) {
+    let Some(f) = Fixture::start(
+        kind,
+        "silent_openings_survive_a_crash",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Silent,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 21).await;
+    let account = hashguard_store::AccountId::new(d.account);
+    let mut ciphertext = vec![0u8; 2000];
+    d.rng.fill_bytes(&mut ciphertext);
+    let item = Item {
+        pdq: Some(image_input("hills-recompressed.jpg")),
+        content_sha256: [7; 32],
+        media_kind: MediaKind::Image,
+        frame_idx: 0,
+        thumbnail: b"thumb",
+    };
+    let binding = UploadBinding::new(d.account, &ciphertext);
+    let built = d
+        .client
+        .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
+        .expect("voucher");
+    // A process that accepts the upload and is killed before it opens the vouchers: the
+    // intake's own upload, and the opening never run.
+    let table = ServedTable::load(&TableDir::new(&f.config.table), &f.config.key).expect("table");
+    let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Create)
+        .await
+        .expect("store");
+    let blobs = LocalBlobs::open(f.config.data.join("blobs")).expect("blobs");
+    let killed = Intake::new(store.clone(), blobs, std::sync::Arc::new(table), None);
+    let outcome = killed
+        .upload(Upload {
+            account,
+            media: MediaType::Image,
+            ciphertext: ciphertext.clone(),
+            vouchers: vec![VoucherPart {
+                voucher: built.voucher.encode(),
+                vd_blob: built.vd_blob.clone(),
+            }],
+        })
+        .await
+        .expect("upload");
+    let UploadOutcome::Accepted {
+        attachment,
+        pending,
+    } = outcome
+    else {
+        panic!("not accepted under silent: {outcome:?}");
+    };
+    drop(pending);
+    drop(killed);
+    assert_eq!(pending_files(&f), vec![format!("pending-{attachment}")]);
+    assert!(store
+        .opened_records(&account)
+        .await
+        .expect("log")
+        .is_empty());
+    // A pending file that cannot be read back, for an upload that was answered.
+    let (status, body, _, _) = upload(&f, &mut d, image_input("blocks.webp")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let answered = body["attachment_id"].as_str().expect("id").to_string();
+    // Its own pending file goes once the running server has opened it (bounded wait).
+    for _ in 0..100 {
+        if pending_files(&f).len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending_files(&f), vec![format!("pending-{attachment}")]);
+    let garbage = f
+        .config
+        .data
+        .join("blobs")
+        .join(format!("pending-{answered}"));
+    std::fs::write(&garbage, b"HGP1 and then nothing sensible").expect("write");
+
+    // The next start opens the pending vouchers, keeps the unreadable file.
+    let (_, stop, task) = f.second_server().await;
+    let records = store.opened_records(&account).await.expect("log");
+    assert_eq!(
+        records.len(),
+        1,
+        "the accepted voucher was opened at the next start"
+    );
+    assert_eq!(records[0].attachment, Some(attachment));
+    assert_eq!(pending_files(&f), vec![format!("pending-{answered}")]);
+    assert_eq!(
+        download(&f, &d.token, &attachment.to_string()).await,
+        (StatusCode::OK, ciphertext)
+    );
+    let _ = stop.send(());
+    task.await.expect("second server stops");
     store.close().await;
     f.stop().await;
 }
@@ -962,6 +1188,8 @@ async fn silent_reply_does_not_depend_on_opening(kind: &str) {
 async fn limits_metrics_and_the_document(kind: &str) {
     let mut limits = Limits::default();
     limits.uploads_per_account.burst = 2;
+    limits.matches_per_account.burst = 1;
+    limits.registrations_per_source.burst = 4;
     let Some(f) = Fixture::start_with(
         kind,
         "limits_metrics_and_the_document",
@@ -1031,6 +1259,21 @@ async fn limits_metrics_and_the_document(kind: &str) {
         "{text}"
     );
     assert!(!text.contains(&hex::encode(d.account)) && !text.contains(&d.token));
+    // Key matches count (R/E12 step 6): after one held upload, the account's next upload is
+    // refused until the limit refills, and the held one stays held.
+    let mut matched = device(&f, 12).await;
+    let (status, body, _, _) =
+        upload(&f, &mut matched, image_input("hills-recompressed.jpg")).await;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{body}");
+    let (status, body, _, _) = upload(&f, &mut matched, image_input("blocks.webp")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("held uploads from this account"),
+        "{body}"
+    );
     // Every operation of the document is routed: its answer is never the router's own 404
     // (an empty body) or 405.
     let doc: Value = f
@@ -1070,6 +1313,123 @@ async fn limits_metrics_and_the_document(kind: &str) {
             );
         }
     }
+    // Registrations per address: two devices above and the document's two registering
+    // operations used the four allowed; the fifth is refused.
+    let r = f
+        .http
+        .post(f.url("/v1/accounts"))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.expect("body");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("registrations from this address"),
+        "{body}"
+    );
+    f.stop().await;
+}
+
+/// A crafted-collision campaign (R/E12 step 6): one image with a listed key, sent from several
+/// accounts, is released by each account's consented check; the third account's release
+/// flags a campaign for staff, the fourth raises its count, and only the released items'
+/// PDQ hashes are kept for it.
+async fn one_image_released_for_many_accounts_is_a_campaign(kind: &str) {
+    let Some(f) = Fixture::start(
+        kind,
+        "one_image_released_for_many_accounts_is_a_campaign",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Intervene,
+    )
+    .await
+    else {
+        return;
+    };
+    let campaigns = |f: &Fixture| {
+        let r = f
+            .http
+            .get(f.url("/v1/review/campaigns"))
+            .bearer_auth(STAFF_TOKEN)
+            .send();
+        async move {
+            let r = r.await.expect("campaigns");
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let crafted = key_collision(&f);
+    let mut users = Vec::new();
+    for n in 0..4u8 {
+        let mut d = device(&f, 40 + u64::from(n)).await;
+        let (status, held, built, _) = upload(&f, &mut d, crafted.clone()).await;
+        assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{held}");
+        // The offer says what is kept, and for how long.
+        assert!(
+            held["check"]["what_it_does"]
+                .as_str()
+                .expect("offer")
+                .contains("kept for 30 days"),
+            "{held}"
+        );
+        let case = held["case_id"].as_str().expect("case").to_string();
+        let (status, result) = consent(&f, &d.token, &case, &built).await;
+        assert_eq!(status, StatusCode::OK, "{result}");
+        assert_eq!(result["outcome"], "released", "{result}");
+        // Nothing about the campaign reaches the user.
+        assert!(!result.to_string().contains("campaign"), "{result}");
+        let listed = campaigns(&f).await;
+        let found = listed["campaigns"].as_array().expect("campaigns");
+        if n < 2 {
+            assert!(
+                found.is_empty(),
+                "flagged after {} accounts: {listed}",
+                n + 1
+            );
+        } else {
+            assert_eq!(found.len(), 1, "{listed}");
+            assert_eq!(found[0]["accounts"], u64::from(n) + 1, "{listed}");
+            assert_eq!(found[0]["pdq"], hex::encode(crafted.hash.to_be_bytes()));
+        }
+        users.push(d);
+    }
+    assert_eq!(campaigns(&f).await["accounts_needed"], 3);
+    // A user's token cannot read campaigns.
+    let r = f
+        .http
+        .get(f.url("/v1/review/campaigns"))
+        .bearer_auth(&users[0].token)
+        .send()
+        .await
+        .expect("user");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let text = f
+        .http
+        .get(f.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("hashguard_campaigns_flagged_total 1"),
+        "{text}"
+    );
+    // What is kept: the four released items' PDQ hashes, each with its case and account.
+    let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Read)
+        .await
+        .expect("store");
+    let kept = store.released_checks_since(0).await.expect("released");
+    assert_eq!(kept.len(), 4);
+    assert!(kept.iter().all(|r| r.pdq == crafted.hash.to_be_bytes()));
+    let accounts: std::collections::BTreeSet<_> = kept.iter().map(|r| r.account).collect();
+    assert_eq!(accounts.len(), 4);
+    store.close().await;
     f.stop().await;
 }
 
@@ -1225,7 +1585,8 @@ async fn schemathesis_finds_nothing(kind: &str) {
     let report = f._dir.path().join("schemathesis");
     // A voucher's or a key's validity is cryptographic, which no schema can state: for the
     // two operations that take them, a schema-valid request with random bytes is rightly
-    // refused with 400.
+    // refused with 400. A random case id names no case (404), and the registrations per
+    // address run out (429).
     let config = f._dir.path().join("schemathesis.toml");
     std::fs::write(
         &config,
@@ -1236,6 +1597,18 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "409",
 [[operations]]
 include-name = "POST /v1/cases/{case_id}/check"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "409", "429"]
+
+[[operations]]
+include-name = "POST /v1/cases/{case_id}/appeal"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "429"]
+
+[[operations]]
+include-name = "POST /v1/accounts"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "429"]
+
+[[operations]]
+include-name = "POST /v1/devices"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "429"]
 "#,
     )
     .expect("config");
@@ -1540,4 +1913,6 @@ on_both!(
     two_servers_share_one_threshold,
     a_new_epoch_keeps_the_previous_one_in_grace,
     videos_are_held_by_any_listed_keyframe,
+    one_image_released_for_many_accounts_is_a_campaign,
+    silent_openings_survive_a_crash,
 );

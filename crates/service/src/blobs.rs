@@ -9,6 +9,8 @@
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A blob's name: lowercase hex and `-` only (ids the service chose), so it is safe as a file
 /// name and an object key.
@@ -23,6 +25,10 @@ impl BlobName {
     /// The visual-derivative blob of the voucher `voucher_id` (hex) of attachment `id`.
     pub fn visual_derivative(id: &str, voucher_id: &str) -> BlobName {
         BlobName(format!("vd-{}-{}", clean(id), clean(voucher_id)))
+    }
+    /// The vouchers of attachment `id` (hex) accepted under `silent` and not opened yet.
+    pub fn pending(id: &str) -> BlobName {
+        BlobName(format!("pending-{}", clean(id)))
     }
     /// The name.
     pub fn as_str(&self) -> &str {
@@ -58,6 +64,32 @@ pub trait BlobStore: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct LocalBlobs {
     dir: PathBuf,
+    dir_sync: Arc<DirSync>,
+}
+
+/// Group commit of the folder's `fsync`: a rename is durable once the folder is synced after
+/// it, and one sync covers every rename done before it began. Writers that finish while a sync
+/// runs wait for it and then need their own only if it began before their rename.
+#[derive(Debug, Default)]
+struct DirSync {
+    /// Renames done (each counted after its rename returned).
+    renamed: AtomicU64,
+    /// Renames covered by a finished sync of the folder.
+    synced: Mutex<u64>,
+}
+
+impl DirSync {
+    /// Returns once rename number `ticket` is durable.
+    fn sync(&self, dir: &std::path::Path, ticket: u64) -> std::io::Result<()> {
+        let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        if *synced >= ticket {
+            return Ok(());
+        }
+        let upto = self.renamed.load(Ordering::SeqCst);
+        std::fs::File::open(dir)?.sync_all()?;
+        *synced = upto;
+        Ok(())
+    }
 }
 
 impl LocalBlobs {
@@ -65,7 +97,10 @@ impl LocalBlobs {
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<LocalBlobs> {
         let dir = dir.into();
         std::fs::create_dir_all(dir.join("tmp"))?;
-        Ok(LocalBlobs { dir })
+        Ok(LocalBlobs {
+            dir,
+            dir_sync: Arc::default(),
+        })
     }
 
     /// The folder.
@@ -75,7 +110,8 @@ impl LocalBlobs {
 
     /// Files a crash may have left, last modified more than `older_than` ago: temporary files
     /// (removed at once: no complete blob is ever in `tmp`) are deleted, and the names of the
-    /// attachment blobs are returned for the caller to delete those no row names. The age
+    /// attachment blobs and pending openings are returned for the caller to delete those no
+    /// row names. The age
     /// keeps another process's write in flight safe when processes share the folder.
     pub fn sweep(&self, older_than: std::time::Duration) -> std::io::Result<SweepReport> {
         let old = |meta: &std::fs::Metadata| {
@@ -99,12 +135,34 @@ impl LocalBlobs {
                 if entry.metadata()?.is_file() && old(&entry.metadata()?) {
                     report.attachments.push(id.to_string());
                 }
+            } else if let Some(id) = name.strip_prefix("pending-") {
+                if entry.metadata()?.is_file() && old(&entry.metadata()?) {
+                    report.pending.push(id.to_string());
+                }
             }
         }
         Ok(report)
     }
 
-    fn write(dir: PathBuf, name: BlobName, bytes: Vec<u8>) -> std::io::Result<()> {
+    /// The attachment ids (hex) of the pending openings in the folder (see
+    /// [`BlobName::pending`]), whatever their age.
+    pub fn pending(&self) -> std::io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_prefix("pending-") {
+                if entry.metadata()?.is_file() {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn write(&self, name: &BlobName, bytes: &[u8]) -> std::io::Result<()> {
+        let dir = &self.dir;
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
         let tmp = dir
@@ -114,12 +172,13 @@ impl LocalBlobs {
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
+        file.write_all(bytes)?;
+        // The data and the length it needs; the rest of the file's metadata does not matter.
+        file.sync_data()?;
         drop(file);
         std::fs::rename(&tmp, dir.join(name.as_str()))?;
-        // The rename is durable once the directory is.
-        std::fs::File::open(&dir)?.sync_all()
+        let ticket = self.dir_sync.renamed.fetch_add(1, Ordering::SeqCst) + 1;
+        self.dir_sync.sync(dir, ticket)
     }
 }
 
@@ -130,12 +189,14 @@ pub struct SweepReport {
     pub temporary_removed: usize,
     /// The ids (hex) of old attachment blobs, for the caller to check against its rows.
     pub attachments: Vec<String>,
+    /// The attachment ids (hex) of old pending openings, for the caller to check the same way.
+    pub pending: Vec<String>,
 }
 
 impl BlobStore for LocalBlobs {
     async fn put(&self, name: &BlobName, bytes: &[u8]) -> std::io::Result<()> {
-        let (dir, name, bytes) = (self.dir.clone(), name.clone(), bytes.to_vec());
-        tokio::task::spawn_blocking(move || LocalBlobs::write(dir, name, bytes))
+        let (blobs, name, bytes) = (self.clone(), name.clone(), bytes.to_vec());
+        tokio::task::spawn_blocking(move || blobs.write(&name, &bytes))
             .await
             .map_err(std::io::Error::other)?
     }
@@ -184,6 +245,32 @@ mod tests {
         assert!(blobs.delete(&name).await.expect("delete"));
         assert!(!blobs.delete(&name).await.expect("delete again"));
         assert_eq!(BlobName::visual_derivative("0a", "FF").as_str(), "vd-0a-ff");
+    }
+
+    /// Concurrent writers share the folder's flushes: every blob is there, and the last
+    /// rename is covered by a finished flush.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_the_folder_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = LocalBlobs::open(dir.path()).expect("open");
+        let mut tasks = Vec::new();
+        for i in 0..32u8 {
+            let blobs = blobs.clone();
+            tasks.push(tokio::spawn(async move {
+                let name = BlobName::attachment(&format!("{i:02x}"));
+                blobs.put(&name, &[i; 100]).await.expect("put");
+                name
+            }));
+        }
+        for (i, task) in tasks.into_iter().enumerate() {
+            let name = task.await.expect("join");
+            let byte = u8::try_from(i).expect("index");
+            assert_eq!(blobs.get(&name).await.expect("get"), Some(vec![byte; 100]));
+        }
+        let renamed = blobs.dir_sync.renamed.load(Ordering::SeqCst);
+        let synced = *blobs.dir_sync.synced.lock().expect("lock");
+        assert_eq!(renamed, 32);
+        assert_eq!(synced, 32, "the last rename is covered by a flush");
     }
 
     #[test]

@@ -10,7 +10,12 @@
 //! What is kept for an upload whose vouchers do not open (G1): its ciphertext and the
 //! bookkeeping every messenger keeps for one (id, owner, SHA-256 of the ciphertext, length,
 //! time). The vouchers and visual-derivative blobs are dropped unread.
+//!
+//! What is kept for a held item released by its sender's consented check: its PDQ hash, for
+//! the campaign window only ([`CampaignRule`]), so that one image crafted to collide with a
+//! listed key and sent from many accounts is flagged (R/E12 step 6).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use hashguard_hashlist::Signal;
@@ -24,8 +29,8 @@ use hashguard_protocol::params::Policy;
 use hashguard_protocol::sender::ConsentReveal;
 use hashguard_protocol::voucher::{UploadBinding, Voucher, VoucherLayout};
 use hashguard_store::{
-    AccountId, Appended, AttachmentId, AttachmentRecord, AttachmentState, CaseId, CaseKind,
-    CaseRecord, CaseState, Store, StoreError, StoredRecord,
+    AccountId, Appended, AttachmentId, AttachmentRecord, AttachmentState, Campaign, CampaignId,
+    CaseId, CaseKind, CaseRecord, CaseState, ReleasedCheck, Store, StoreError, StoredRecord,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -33,7 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::banks::BankSet;
 use crate::blobs::{BlobName, BlobStore};
 use crate::hex;
-use crate::review::{auto_check, CheckFacts, SecondHash, Verdict};
+use crate::review::{auto_check, CheckFacts, SecondHash, Verdict, MATCH_DISTANCE};
 use crate::serving::ServedTable;
 
 /// Most keyframe vouchers one video carries (protocol.md: up to 16, one dedup id).
@@ -136,6 +141,104 @@ pub struct PendingOpen {
     vouchers: Vec<(Voucher, Vec<u8>)>,
 }
 
+/// The first bytes of an encoded [`PendingOpen`] (format version 1).
+const PENDING_MAGIC: &[u8; 4] = b"HGP1";
+
+/// Why a pending opening's file could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a pending opening's file is unreadable: {0}")]
+pub struct PendingDecodeError(&'static str);
+
+impl PendingOpen {
+    /// The attachment these vouchers came with.
+    pub fn attachment(&self) -> AttachmentId {
+        self.attachment
+    }
+
+    /// The bytes kept in the blob store until the opening is done, so that a process killed
+    /// between the reply and the opening loses nothing: `HGP1`, the account (16 bytes), the
+    /// attachment (16), the ciphertext's SHA-256 (32), the voucher count (1), then per voucher
+    /// its length (u32, big-endian) and bytes and the visual derivative's length and bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(PENDING_MAGIC);
+        out.extend_from_slice(self.account.as_bytes());
+        out.extend_from_slice(self.attachment.as_bytes());
+        out.extend_from_slice(&self.binding.attachment_sha256);
+        out.push(u8::try_from(self.vouchers.len()).unwrap_or(u8::MAX));
+        for (voucher, vd) in &self.vouchers {
+            for part in [voucher.encode(), vd.clone()] {
+                out.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+                out.extend_from_slice(&part);
+            }
+        }
+        out
+    }
+
+    /// Reads [`PendingOpen::encode`]'s bytes back; every voucher parses strictly again.
+    pub fn decode(bytes: &[u8], layout: &VoucherLayout) -> Result<PendingOpen, PendingDecodeError> {
+        fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], PendingDecodeError> {
+            if rest.len() < n {
+                return Err(PendingDecodeError("truncated"));
+            }
+            let (head, tail) = rest.split_at(n);
+            *rest = tail;
+            Ok(head)
+        }
+        fn array<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], PendingDecodeError> {
+            let mut out = [0u8; N];
+            out.copy_from_slice(take(rest, N)?);
+            Ok(out)
+        }
+        let mut rest = bytes;
+        if take(&mut rest, 4)? != PENDING_MAGIC {
+            return Err(PendingDecodeError("not a pending opening (wrong magic)"));
+        }
+        let account = AccountId::new(array(&mut rest)?);
+        let attachment = AttachmentId::new(array(&mut rest)?);
+        let sha256: [u8; 32] = array(&mut rest)?;
+        let [count] = array::<1>(&mut rest)?;
+        if count == 0 || usize::from(count) > MAX_VIDEO_VOUCHERS {
+            return Err(PendingDecodeError("a voucher count out of range"));
+        }
+        let mut vouchers = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let mut part = || -> Result<&[u8], PendingDecodeError> {
+                let len = u32::from_be_bytes(array(&mut rest)?);
+                take(&mut rest, usize::try_from(len).unwrap_or(usize::MAX))
+            };
+            let voucher = Voucher::decode(part()?, layout)
+                .map_err(|_| PendingDecodeError("a voucher does not parse"))?;
+            let vd = part()?.to_vec();
+            vouchers.push((voucher, vd));
+        }
+        if !rest.is_empty() {
+            return Err(PendingDecodeError("trailing bytes"));
+        }
+        Ok(PendingOpen {
+            account,
+            attachment,
+            binding: UploadBinding {
+                account_id: *account.as_bytes(),
+                attachment_sha256: sha256,
+            },
+            vouchers,
+        })
+    }
+}
+
+/// What [`Intake::recover_pending`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveredOpenings {
+    /// Pending openings opened now.
+    pub opened: usize,
+    /// Pending files with no attachment row (never answered, or another process's write in
+    /// flight), left to [`Intake::delete_orphans`].
+    pub unanswered: usize,
+    /// Files that could not be read back: kept in place for a person to look at.
+    pub unreadable: Vec<String>,
+}
+
 impl std::fmt::Debug for PendingOpen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingOpen")
@@ -185,6 +288,9 @@ pub enum CheckOutcome {
     Released {
         /// The attachment, now deliverable.
         attachment: AttachmentId,
+        /// The crafted-collision campaign this release flagged, if it flagged one (staff only:
+        /// never shown to the user).
+        campaign: Option<CampaignId>,
     },
     /// The item stays blocked and waits for two human reviewers.
     BlockedForReview,
@@ -226,13 +332,51 @@ pub enum IntakeError {
     Randomness(String),
 }
 
+/// When releases are flagged as a crafted-collision campaign (R/E12 step 6): one image (PDQ
+/// hashes within the match distance of each other) released by the automatic checks of at
+/// least `accounts` distinct accounts within `window_seconds`.
+///
+/// A released item's PDQ hash is kept for the window and then deleted; the consent offer
+/// says so ([`CampaignRule::retention_words`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CampaignRule {
+    /// Distinct accounts that make a campaign (at least 2).
+    pub accounts: u32,
+    /// The window, which is also how long a released item's PDQ hash is kept (seconds).
+    pub window_seconds: i64,
+}
+
+impl Default for CampaignRule {
+    /// Three accounts within 30 days: a chance key match happens about once in a million
+    /// images (calibration.md), so two other accounts releasing the same image within a
+    /// month is not chance.
+    fn default() -> Self {
+        CampaignRule {
+            accounts: 3,
+            window_seconds: 30 * 24 * 3_600,
+        }
+    }
+}
+
+impl CampaignRule {
+    /// How long a released item's fingerprint is kept, in days (rounded up), for the consent
+    /// offer.
+    pub fn retention_days(&self) -> i64 {
+        (self.window_seconds + 86_399) / 86_400
+    }
+}
+
 /// The intake: the table, the store, the blobs, and the plaintext index of the banks.
 pub struct Intake<B: BlobStore> {
     store: Store,
     blobs: B,
     table: Arc<ServedTable>,
     banks: Option<Arc<BankSet>>,
+    campaign: CampaignRule,
 }
+
+/// How many of the most recent campaigns a new flag is compared with.
+const CAMPAIGNS_SCANNED: u32 = 1_000;
 
 fn random_id() -> Result<[u8; 16], IntakeError> {
     let mut id = [0u8; 16];
@@ -261,21 +405,40 @@ impl<B: BlobStore> Intake<B> {
             blobs,
             table,
             banks,
+            campaign: CampaignRule::default(),
         }
     }
 
-    /// Deletes attachment blobs no row names (a crash between writing the blob and its row
-    /// leaves one; it was never answered with an id) among `candidates`, the ids (hex) of
-    /// blobs old enough that no write is still in flight; returns how many it deleted.
-    pub async fn delete_orphans(&self, candidates: &[String]) -> Result<usize, IntakeError> {
+    /// The same intake with another campaign rule (the default is [`CampaignRule::default`]).
+    pub fn with_campaign_rule(mut self, rule: CampaignRule) -> Self {
+        self.campaign = rule;
+        self
+    }
+
+    /// The campaign rule.
+    pub fn campaign_rule(&self) -> CampaignRule {
+        self.campaign
+    }
+
+    /// Deletes attachment blobs and pending openings no row names (a crash between writing
+    /// them and the row leaves one; its upload was never answered) among `attachments` and
+    /// `pending`, the ids (hex) of files old enough that no write is still in flight (see
+    /// [`LocalBlobs::sweep`](crate::blobs::LocalBlobs::sweep)); returns how many it deleted.
+    pub async fn delete_orphans(
+        &self,
+        attachments: &[String],
+        pending: &[String],
+    ) -> Result<usize, IntakeError> {
         let mut deleted = 0;
-        for id in candidates {
+        let named = attachments
+            .iter()
+            .map(|id| (id, BlobName::attachment(id)))
+            .chain(pending.iter().map(|id| (id, BlobName::pending(id))));
+        for (id, blob) in named {
             let Ok(parsed) = id.parse::<AttachmentId>() else {
                 continue;
             };
-            if self.store.attachment(&parsed).await?.is_none()
-                && self.blobs.delete(&BlobName::attachment(id)).await?
-            {
+            if self.store.attachment(&parsed).await?.is_none() && self.blobs.delete(&blob).await? {
                 deleted += 1;
             }
         }
@@ -285,6 +448,11 @@ impl<B: BlobStore> Intake<B> {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &B {
+        &self.blobs
     }
 
     /// The table.
@@ -354,18 +522,26 @@ impl<B: BlobStore> Intake<B> {
         };
         if params.policy() == Policy::Silent {
             // R/E5 step 7: store and answer before any opening, so nothing the client sees
-            // depends on it.
+            // depends on it. The vouchers are written first, durably, until they are opened:
+            // a process killed after the reply opens them at its next start.
             let attachment = AttachmentId::new(random_id()?);
+            let vds = upload.vouchers.iter().map(|p| p.vd_blob.clone());
+            let pending = PendingOpen {
+                account: upload.account,
+                attachment,
+                binding,
+                vouchers: vouchers.into_iter().zip(vds).collect(),
+            };
+            self.blobs
+                .put(
+                    &BlobName::pending(&attachment.to_string()),
+                    &pending.encode(),
+                )
+                .await?;
             self.store_delivered(&upload, attachment, sha256).await?;
-            let vds = upload.vouchers.into_iter().map(|p| p.vd_blob);
             return Ok(UploadOutcome::Accepted {
                 attachment,
-                pending: PendingOpen {
-                    account: upload.account,
-                    attachment,
-                    binding,
-                    vouchers: vouchers.into_iter().zip(vds).collect(),
-                },
+                pending,
             });
         }
         let mut opened = Vec::new();
@@ -549,7 +725,47 @@ impl<B: BlobStore> Intake<B> {
         if any {
             self.threshold(&pending.account).await?;
         }
+        // Opened and recorded: the vouchers are dropped (G1 keeps nothing of them).
+        self.blobs
+            .delete(&BlobName::pending(&pending.attachment.to_string()))
+            .await?;
         Ok(())
+    }
+
+    /// Opens what a killed process accepted under `silent` but had not opened yet: the pending
+    /// files named by `ids` (hex attachment ids, as [`LocalBlobs::pending`] lists them). A
+    /// file whose upload has no row is left alone (see [`RecoveredOpenings::unanswered`]); a
+    /// file that cannot be read back is kept and reported. Opening one twice (another process recovering the same
+    /// file) is harmless: the voucher ids are in the log already.
+    ///
+    /// [`LocalBlobs::pending`]: crate::blobs::LocalBlobs::pending
+    pub async fn recover_pending(&self, ids: &[String]) -> Result<RecoveredOpenings, IntakeError> {
+        let layout = VoucherLayout::pdq(self.table.params());
+        let mut report = RecoveredOpenings::default();
+        for id in ids {
+            let name = BlobName::pending(id);
+            let Some(bytes) = self.blobs.get(&name).await? else {
+                continue;
+            };
+            let answered = match id.parse::<AttachmentId>() {
+                Ok(attachment) => self.store.attachment(&attachment).await?.is_some(),
+                Err(_) => false,
+            };
+            if !answered {
+                // Never answered, or still being written by another process sharing the
+                // folder: the hourly sweep deletes it once it is old and still has no row.
+                report.unanswered += 1;
+                continue;
+            }
+            match PendingOpen::decode(&bytes, &layout) {
+                Ok(pending) => {
+                    self.open_pending(pending).await?;
+                    report.opened += 1;
+                }
+                Err(_) => report.unreadable.push(name.as_str().to_string()),
+            }
+        }
+        Ok(report)
     }
 
     /// Adds `record` to the account's log: reads the log, replays it, and appends at the next
@@ -685,7 +901,8 @@ impl<B: BlobStore> Intake<B> {
         reveal: &ConsentReveal,
     ) -> Result<CheckOutcome, CheckError> {
         let case = match self.store.case(case_id).await.map_err(IntakeError::from)? {
-            Some(c) if c.account == *account => c,
+            // A threshold case is never the account's to see or check (G3).
+            Some(c) if c.account == *account && c.kind == CaseKind::Held => c,
             _ => return Err(CheckError::NoSuchCase),
         };
         let attachment = match (case.kind, case.state, case.attachment) {
@@ -750,7 +967,14 @@ impl<B: BlobStore> Intake<B> {
                     .delete(&vd_name)
                     .await
                     .map_err(IntakeError::from)?;
-                CheckOutcome::Released { attachment }
+                let campaign = self
+                    .watch_for_campaign(case_id, account, item.payload.pdq)
+                    .await?
+                    .map(|c| c.id);
+                CheckOutcome::Released {
+                    attachment,
+                    campaign,
+                }
             }
             Verdict::ToReview { .. } => {
                 if !self
@@ -778,6 +1002,83 @@ impl<B: BlobStore> Intake<B> {
         )
         .await?;
         Ok(outcome)
+    }
+
+    /// Keeps a released item's PDQ hash for the campaign window and flags a campaign when
+    /// enough distinct accounts released the same image within it (R/E12 step 6); returns the
+    /// campaign when this release flagged a new one. A campaign already flagged for that image
+    /// is updated, not flagged again (two server processes flagging one image at the same
+    /// moment may each add one).
+    async fn watch_for_campaign(
+        &self,
+        case: &CaseId,
+        account: &AccountId,
+        pdq: [u8; 32],
+    ) -> Result<Option<Campaign>, IntakeError> {
+        let now = unix_now();
+        let since = now.saturating_sub(self.campaign.window_seconds);
+        self.store
+            .record_released_check(
+                &ReleasedCheck {
+                    case: *case,
+                    account: *account,
+                    pdq,
+                    released_at: now,
+                },
+                since,
+            )
+            .await?;
+        let hash = Hash256::from_be_bytes(&pdq);
+        let near =
+            |other: &[u8; 32]| hash.distance(&Hash256::from_be_bytes(other)) <= MATCH_DISTANCE;
+        let accounts: BTreeSet<AccountId> = self
+            .store
+            .released_checks_since(since)
+            .await?
+            .into_iter()
+            .filter(|r| near(&r.pdq))
+            .map(|r| r.account)
+            .collect();
+        let count = u32::try_from(accounts.len()).unwrap_or(u32::MAX);
+        if count < self.campaign.accounts {
+            return Ok(None);
+        }
+        let known = self
+            .store
+            .campaigns(CAMPAIGNS_SCANNED)
+            .await?
+            .into_iter()
+            .find(|c| c.last_seen >= since && near(&c.pdq));
+        let campaign = match known {
+            Some(c) => Campaign {
+                accounts: u64::from(count).max(c.accounts),
+                last_seen: now,
+                ..c
+            },
+            None => Campaign {
+                id: CampaignId::new(random_id()?),
+                pdq,
+                accounts: u64::from(count),
+                first_seen: now,
+                last_seen: now,
+            },
+        };
+        self.store.upsert_campaign(&campaign).await?;
+        if known.is_none() {
+            let detail = serde_json::json!({
+                "accounts": count,
+                "window_days": self.campaign.retention_days(),
+                "why": "automatic checks of this many accounts released one image: someone may be making images that collide with a listed key on purpose",
+            });
+            self.audit(
+                "consent_check",
+                "campaign_flagged",
+                &campaign.id.to_string(),
+                &detail.to_string(),
+            )
+            .await?;
+        }
+        Ok(known.is_none().then_some(campaign))
     }
 
     async fn audit(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use hashguard_hashlist::{BankName, SignalType, Version, VersionError};
 
-use crate::{AccountId, AttachmentId, Backend};
+use crate::{AccountId, AttachmentId, Backend, CaseId};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +96,9 @@ pub enum StoreError {
     /// No attachment of that id.
     #[error("no attachment {0}")]
     NoSuchAttachment(AttachmentId),
+    /// No case of that id.
+    #[error("no case {0}")]
+    NoSuchCase(CaseId),
     /// A row with the same key exists already. The key's value is not in the message: it can be
     /// a token's digest.
     #[error("{table}: a row with the same {key} exists already")]

@@ -112,9 +112,11 @@
 #![deny(missing_docs)]
 
 mod accounts;
+mod appeals;
 mod attachments;
 mod audit;
 mod banks;
+mod campaigns;
 mod cases;
 mod error;
 mod import;
@@ -130,17 +132,21 @@ mod rows;
 mod shares;
 mod state;
 
+pub use appeals::Appeal;
 pub use banks::DeletedBank;
+pub use campaigns::{Campaign, ReleasedCheck};
 pub use error::StoreError;
 pub use import::{ImportMeta, ImportOutcome, NextImport};
+pub use limits::{Refused, TokenTake};
 pub use load::LoadedBank;
 pub use location::{DatabaseLocation, OpenMode, DEFAULT_DATABASE};
 pub use open::{redact_url, sqlite_file};
 pub use options::StoreOptions;
 pub use read::{BankStats, ImportRecord};
 pub use state::{
-    AccountId, Appended, AttachmentId, AttachmentRecord, AttachmentState, AuditEvent, CaseId,
-    CaseKind, CaseRecord, CaseState, Device, DeviceId, ParseIdError, ParseStateError, StoredRecord,
+    AccountId, AppealState, Appended, AttachmentId, AttachmentRecord, AttachmentState, AuditEvent,
+    CampaignId, CaseId, CaseKind, CaseRecord, CaseState, Device, DeviceId, ParseIdError,
+    ParseStateError, StoredRecord,
 };
 
 /// The schema migrations, embedded at build time.
@@ -160,5 +166,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: pool::Pool,
+    /// The rate buckets' pool: on a SQLite file, connections of their own whose commits do
+    /// not wait for the disk (see [`Store::take_tokens_together`]); otherwise `pool` again.
+    limits_pool: pool::Pool,
     options: StoreOptions,
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use crate::error::StoreError;
@@ -147,11 +147,15 @@ async fn probe_sqlite(
     Ok(connect)
 }
 
+/// The pool of a SQLite database and the rate buckets' pool (see [`Store::take_tokens_together`]):
+/// on a file, up to two connections of their own with `synchronous = NORMAL` (a commit waits
+/// for no disk flush; the WAL keeps the file consistent); in memory (one database per
+/// connection) and read-only, the main pool itself.
 async fn open_sqlite(
     url: &str,
     access: Access,
     options: &StoreOptions,
-) -> Result<Pool, StoreError> {
+) -> Result<(Pool, Pool), StoreError> {
     let memory = url.contains(":memory:");
     let url = match access {
         Access::ReadOnly if !memory => sqlite_url_with_mode(url, "ro"),
@@ -179,9 +183,20 @@ async fn open_sqlite(
         .after_connect(move |conn, _meta| {
             Box::pin(async move { set_up_connection(&mut Conn::Sqlite(conn), access).await })
         })
-        .connect_with(connect)
+        .connect_with(connect.clone())
         .await?;
-    Ok(Pool::Sqlite(pool))
+    if memory || access == Access::ReadOnly {
+        return Ok((Pool::Sqlite(pool.clone()), Pool::Sqlite(pool)));
+    }
+    let limits = SqlitePoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(options.connect_timeout())
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move { set_up_connection(&mut Conn::Sqlite(conn), access).await })
+        })
+        .connect_with(connect.synchronous(SqliteSynchronous::Normal))
+        .await?;
+    Ok((Pool::Sqlite(pool), Pool::Sqlite(limits)))
 }
 
 async fn open_postgres(
@@ -239,10 +254,11 @@ pub(crate) async fn open(
     access: Access,
     options: StoreOptions,
 ) -> Result<Store, StoreError> {
-    let pool = if url.starts_with("sqlite:") {
+    let (pool, limits_pool) = if url.starts_with("sqlite:") {
         open_sqlite(url, access, &options).await?
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        open_postgres(url, access, &options).await?
+        let pool = open_postgres(url, access, &options).await?;
+        (pool.clone(), pool)
     } else {
         return Err(StoreError::UnsupportedUrl(redact_url(url)));
     };
@@ -255,9 +271,14 @@ pub(crate) async fn open(
     };
     if let Err(e) = checked {
         pool.close().await;
+        limits_pool.close().await;
         return Err(e);
     }
-    Ok(Store { pool, options })
+    Ok(Store {
+        pool,
+        limits_pool,
+        options,
+    })
 }
 
 impl Store {
@@ -323,6 +344,7 @@ impl Store {
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.limits_pool.close().await;
     }
 
     /// The SQLite journal mode (`wal` after [`Store::open`]); `None` on PostgreSQL.

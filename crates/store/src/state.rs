@@ -149,6 +149,11 @@ random_id!(
     CaseId,
     "case"
 );
+random_id!(
+    /// A flagged crafted-collision campaign.
+    CampaignId,
+    "campaign"
+);
 
 /// Defines a fieldless enum stored as text, with `as_str`, `Display` and `FromStr`.
 macro_rules! text_enum {
@@ -220,6 +225,19 @@ text_enum!(
         Held = "held",
         /// An account reached the threshold of opened records (at most one per account).
         Threshold = "threshold",
+    }
+);
+
+text_enum!(
+    /// Where an appeal is.
+    AppealState, "appeal state",
+    {
+        /// Waiting for a reviewer who did not decide the case.
+        Open = "open",
+        /// Decided: the original decision stands.
+        Upheld = "upheld",
+        /// Decided: the original decision was wrong; the item is released.
+        Overturned = "overturned",
     }
 );
 

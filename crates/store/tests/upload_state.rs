@@ -26,6 +26,9 @@ suite!(
     concurrent_audit_appends_are_dense,
     token_bucket,
     concurrent_takers_never_over_spend,
+    tokens_together_take_all_or_none,
+    concurrent_joint_takers_never_over_spend,
+    released_checks_and_campaigns,
     integrity_check,
 );
 
@@ -945,4 +948,255 @@ async fn integrity_check(store: Store, url: String) {
     let found = store.integrity_check().await;
     assert!(matches!(found, Err(StoreError::Integrity(_))), "{found:?}");
     raw.close().await;
+}
+
+/// Several buckets in one transaction: every take or none, the refused take named by its place
+/// in the caller's slice, a check-only take (cost 0, at least 1) that draws nothing.
+async fn tokens_together_take_all_or_none(store: Store, _url: String) {
+    let t0: i64 = 1_700_000_000_000;
+    let take = |key, cost, capacity, at_least| TokenTake {
+        key,
+        cost,
+        capacity,
+        per_second: 1,
+        at_least,
+    };
+    // Two buckets of 3 and 1.
+    let both = [take("a", 1, 3, 0), take("b", 1, 1, 0)];
+    assert_eq!(store.take_tokens_together(&both, t0).await.unwrap(), None);
+    // "b" is empty now: refused, and "a" keeps its two tokens.
+    let refused = store
+        .take_tokens_together(&both, t0)
+        .await
+        .unwrap()
+        .expect("b is empty");
+    assert_eq!(refused.index, 1);
+    assert_eq!(refused.wait, Duration::from_secs(1));
+    assert_eq!(store.take_tokens("a", 2, 3, 1, t0).await.unwrap(), None);
+    assert!(store.take_tokens("a", 1, 3, 1, t0).await.unwrap().is_some());
+    // The refused take is named by the caller's order, whatever order the keys lock in.
+    let reversed = [take("z", 1, 5, 0), take("a", 1, 3, 0)];
+    let refused = store
+        .take_tokens_together(&reversed, t0)
+        .await
+        .unwrap()
+        .expect("a is empty");
+    assert_eq!(refused.index, 1);
+    // "z" was created in the refused transaction: rolled back, so it is still full.
+    assert_eq!(store.take_tokens("z", 5, 5, 1, t0).await.unwrap(), None);
+
+    // A check-only take: needs one token, takes none.
+    let check = [take("m", 0, 2, 1)];
+    for _ in 0..3 {
+        assert_eq!(store.take_tokens_together(&check, t0).await.unwrap(), None);
+    }
+    assert_eq!(store.take_tokens("m", 2, 2, 1, t0).await.unwrap(), None);
+    let refused = store
+        .take_tokens_together(&check, t0)
+        .await
+        .unwrap()
+        .expect("m is empty");
+    assert_eq!((refused.index, refused.wait), (0, Duration::from_secs(1)));
+    assert_eq!(
+        store
+            .take_tokens_together(&check, t0 + 1_000)
+            .await
+            .unwrap(),
+        None
+    );
+    // No takes: nothing to refuse. A need beyond the capacity is a configuration error.
+    assert_eq!(store.take_tokens_together(&[], t0).await.unwrap(), None);
+    assert!(matches!(
+        store.take_tokens_together(&[take("n", 0, 2, 3)], t0).await,
+        Err(StoreError::BucketTooSmall {
+            cost: 3,
+            capacity: 2
+        })
+    ));
+}
+
+/// Two processes take from two shared buckets at once, in opposite key orders (each take
+/// also needs a third bucket to hold a token): no deadlock, and exactly the smaller bucket's
+/// tokens are taken from both.
+async fn concurrent_joint_takers_never_over_spend(store: Store, url: String) {
+    let other = Store::open(&url).await.unwrap();
+    let now = 1_700_000_000_000;
+    let barrier = Arc::new(Barrier::new(2));
+    let mut tasks = Vec::new();
+    for (i, s) in [store.clone(), other.clone()].into_iter().enumerate() {
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let small = TokenTake {
+                key: "joint-small",
+                cost: 1,
+                capacity: 8,
+                per_second: 0,
+                at_least: 0,
+            };
+            let large = TokenTake {
+                key: "joint-large",
+                capacity: 100,
+                ..small
+            };
+            let gate = TokenTake {
+                key: "joint-gate",
+                cost: 0,
+                capacity: 1,
+                at_least: 1,
+                ..small
+            };
+            let takes = if i == 0 {
+                [small, large, gate]
+            } else {
+                [gate, large, small]
+            };
+            barrier.wait().await;
+            let mut taken = 0;
+            for _ in 0..10 {
+                if s.take_tokens_together(&takes, now).await.unwrap().is_none() {
+                    taken += 1;
+                }
+            }
+            taken
+        }));
+    }
+    let mut taken = 0;
+    for t in tasks {
+        taken += tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(taken, 8);
+    // The large bucket gave exactly as many: 92 are left, the gate's token is still there.
+    assert_eq!(
+        store
+            .take_tokens("joint-large", 92, 100, 0, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store
+        .take_tokens("joint-large", 1, 100, 0, now)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        store.take_tokens("joint-gate", 1, 1, 0, now).await.unwrap(),
+        None
+    );
+    other.close().await;
+}
+
+/// Released checks are kept from the retention's start on and deleted before it in the same
+/// write; campaigns are added once and then only raised.
+async fn released_checks_and_campaigns(store: Store, _url: String) {
+    let (a, b) = (acct(1), acct(2));
+    for (n, who) in [(1u32, a), (2, b)] {
+        store
+            .create_account(&who, &dev(n), &token(n as u8), 100)
+            .await
+            .unwrap();
+    }
+    for n in 1..=3 {
+        let who = if n == 2 { b } else { a };
+        store.insert_attachment(&attachment(n, who)).await.unwrap();
+        store
+            .insert_case(&case(n, who, CaseKind::Held, CaseState::CheckReleased, 100))
+            .await
+            .unwrap();
+    }
+    let check = |n: u32, who: AccountId, at: i64| ReleasedCheck {
+        case: case_id(n),
+        account: who,
+        pdq: [n as u8; 32],
+        released_at: at,
+    };
+    store
+        .record_released_check(&check(1, a, 1_000), 0)
+        .await
+        .unwrap();
+    store
+        .record_released_check(&check(2, b, 2_000), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.released_checks_since(0).await.unwrap(),
+        vec![check(1, a, 1_000), check(2, b, 2_000)]
+    );
+    assert_eq!(
+        store.released_checks_since(1_500).await.unwrap(),
+        vec![check(2, b, 2_000)]
+    );
+    // One release per case.
+    assert!(matches!(
+        store.record_released_check(&check(1, a, 3_000), 0).await,
+        Err(StoreError::Duplicate { .. })
+    ));
+    // Unknown case or account: refused, nothing written.
+    assert!(matches!(
+        store.record_released_check(&check(9, a, 3_000), 0).await,
+        Err(StoreError::NoSuchCase(_))
+    ));
+    assert!(matches!(
+        store
+            .record_released_check(&check(3, acct(9), 3_000), 0)
+            .await,
+        Err(StoreError::NoSuchAccount(_))
+    ));
+    // A write with a retention starting at 1,500 deletes the release at 1,000.
+    store
+        .record_released_check(&check(3, a, 3_000), 1_500)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.released_checks_since(0).await.unwrap(),
+        vec![check(2, b, 2_000), check(3, a, 3_000)]
+    );
+
+    let flagged = Campaign {
+        id: CampaignId::new([7; 16]),
+        pdq: [0xab; 32],
+        accounts: 3,
+        first_seen: 3_000,
+        last_seen: 3_000,
+    };
+    store.upsert_campaign(&flagged).await.unwrap();
+    // Raised: more accounts, a later release. A smaller count or an earlier time never lowers it.
+    store
+        .upsert_campaign(&Campaign {
+            accounts: 5,
+            last_seen: 4_000,
+            ..flagged
+        })
+        .await
+        .unwrap();
+    store
+        .upsert_campaign(&Campaign {
+            accounts: 2,
+            last_seen: 3_500,
+            pdq: [0; 32],
+            first_seen: 0,
+            ..flagged
+        })
+        .await
+        .unwrap();
+    let other = Campaign {
+        id: CampaignId::new([8; 16]),
+        last_seen: 3_200,
+        ..flagged
+    };
+    store.upsert_campaign(&other).await.unwrap();
+    assert_eq!(
+        store.campaigns(10).await.unwrap(),
+        vec![
+            Campaign {
+                accounts: 5,
+                last_seen: 4_000,
+                ..flagged
+            },
+            other
+        ]
+    );
+    assert_eq!(store.campaigns(1).await.unwrap().len(), 1);
 }
