@@ -272,9 +272,8 @@ async fn take_one(
         None => {
             // A new bucket starts full, less this take. `ON CONFLICT DO NOTHING` rather than a
             // unique violation, which would end a PostgreSQL transaction.
-            let created =
-                on_conn!(conn, |c| {
-                    sqlx::query(
+            let created = on_conn!(conn, |c| {
+                sqlx::query(
                 "INSERT INTO rate_buckets (bucket, milli_tokens, updated_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (bucket) DO NOTHING"
             )
@@ -284,7 +283,7 @@ async fn take_one(
             .execute(&mut *c)
             .await?
             .rows_affected()
-                });
+            });
             Ok(if created > 0 {
                 Take::Taken
             } else {
