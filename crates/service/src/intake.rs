@@ -337,7 +337,7 @@ pub enum IntakeError {
 /// least `accounts` distinct accounts within `window_seconds`.
 ///
 /// A released item's PDQ hash is kept for the window and then deleted; the consent offer
-/// says so ([`CampaignRule::retention_words`]).
+/// says so ([`CampaignRule::retention_days`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CampaignRule {
     /// Distinct accounts that make a campaign (at least 2).
