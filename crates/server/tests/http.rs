@@ -392,6 +392,14 @@ async fn upload(
     d: &mut Device,
     input: PdqInput,
 ) -> (StatusCode, Value, BuiltVoucher, Vec<u8>) {
+    let (ciphertext, built) = prepare(d, input);
+    let (status, body) = upload_raw(f, &d.token, &ciphertext, &built).await;
+    (status, body, built, ciphertext)
+}
+
+/// A random ciphertext and its voucher for an image with `input`'s hash, as the device's
+/// client builds them.
+fn prepare(d: &mut Device, input: PdqInput) -> (Vec<u8>, BuiltVoucher) {
     let mut ciphertext = vec![0u8; 3000];
     d.rng.fill_bytes(&mut ciphertext);
     let mut content = [0u8; 32];
@@ -408,8 +416,7 @@ async fn upload(
         .client
         .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
         .expect("voucher");
-    let (status, body) = upload_raw(f, &d.token, &ciphertext, &built).await;
-    (status, body, built, ciphertext)
+    (ciphertext, built)
 }
 
 /// Uploads `ciphertext` with `built`'s voucher and visual derivative as they are.
@@ -1049,22 +1056,41 @@ async fn silent_reply_does_not_depend_on_opening(kind: &str) {
         opened >= 1,
         "the listed image's voucher was not opened within 5 s"
     );
-    // Opened, the vouchers are dropped from the disk too (bounded wait: the file goes after
-    // the threshold is tried).
-    let mut left = pending_files(&f);
-    for _ in 0..100 {
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        left = pending_files(&f);
-    }
+    // Opened, the vouchers are dropped from the disk too (the file goes after the threshold
+    // is tried).
+    let left = pending_files_settled(&f, 0).await;
     assert!(
         left.is_empty(),
         "pending vouchers left after opening: {left:?}"
     );
     store.close().await;
     f.stop().await;
+}
+
+/// The server's `/metrics` text.
+async fn metrics_text(f: &Fixture) -> String {
+    f.http
+        .get(f.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The pending openings once their count is `expected`, or after 5 s (bounded wait: a running
+/// server deletes its pending files after it has opened them).
+async fn pending_files_settled(f: &Fixture, expected: usize) -> Vec<String> {
+    let mut left = pending_files(f);
+    for _ in 0..100 {
+        if left.len() == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = pending_files(f);
+    }
+    left
 }
 
 /// The pending openings in the server's data folder.
@@ -1095,20 +1121,7 @@ async fn silent_openings_survive_a_crash(kind: &str) {
     };
     let mut d = device(&f, 21).await;
     let account = hashguard_store::AccountId::new(d.account);
-    let mut ciphertext = vec![0u8; 2000];
-    d.rng.fill_bytes(&mut ciphertext);
-    let item = Item {
-        pdq: Some(image_input("hills-recompressed.jpg")),
-        content_sha256: [7; 32],
-        media_kind: MediaKind::Image,
-        frame_idx: 0,
-        thumbnail: b"thumb",
-    };
-    let binding = UploadBinding::new(d.account, &ciphertext);
-    let built = d
-        .client
-        .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
-        .expect("voucher");
+    let (ciphertext, built) = prepare(&mut d, image_input("hills-recompressed.jpg"));
     // A process that accepts the upload and is killed before it opens the vouchers: the
     // intake's own upload, and the opening never run.
     let table = ServedTable::load(&TableDir::new(&f.config.table), &f.config.key).expect("table");
@@ -1148,14 +1161,11 @@ async fn silent_openings_survive_a_crash(kind: &str) {
     let (status, body, _, _) = upload(&f, &mut d, image_input("blocks.webp")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let answered = body["attachment_id"].as_str().expect("id").to_string();
-    // Its own pending file goes once the running server has opened it (bounded wait).
-    for _ in 0..100 {
-        if pending_files(&f).len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(pending_files(&f), vec![format!("pending-{attachment}")]);
+    // Its own pending file goes once the running server has opened it.
+    assert_eq!(
+        pending_files_settled(&f, 1).await,
+        vec![format!("pending-{attachment}")]
+    );
     let garbage = f
         .config
         .data
@@ -1237,15 +1247,7 @@ async fn limits_metrics_and_the_document(kind: &str) {
         "malformed_json"
     );
     // Metrics: the outcomes are counted, and no account id, device id or token appears.
-    let text = f
-        .http
-        .get(f.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&f).await;
     assert!(
         text.contains("hashguard_uploads_total{outcome=\"delivered\"} 2"),
         "{text}"
@@ -1407,15 +1409,7 @@ async fn one_image_released_for_many_accounts_is_a_campaign(kind: &str) {
         .await
         .expect("user");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let text = f
-        .http
-        .get(f.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&f).await;
     assert!(
         text.contains("hashguard_campaigns_flagged_total 1"),
         "{text}"

@@ -69,11 +69,9 @@ impl Store {
             }),
             Err(e) if is_foreign_key_violation(&e) => {
                 drop(pooled);
-                Err(if self.case(&appeal.case).await?.is_none() {
-                    StoreError::NoSuchCase(appeal.case)
-                } else {
-                    StoreError::NoSuchAccount(appeal.account)
-                })
+                Err(self
+                    .missing_case_or_account(&appeal.case, &appeal.account)
+                    .await)
             }
             Err(e) => Err(self.write_error(e)),
         }

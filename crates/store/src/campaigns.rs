@@ -87,11 +87,9 @@ impl Store {
             }),
             Err(e) if is_foreign_key_violation(&e) => {
                 drop(tx);
-                Err(if self.case(&check.case).await?.is_none() {
-                    StoreError::NoSuchCase(check.case)
-                } else {
-                    StoreError::NoSuchAccount(check.account)
-                })
+                Err(self
+                    .missing_case_or_account(&check.case, &check.account)
+                    .await)
             }
             Err(e) => Err(self.write_error(e)),
         }

@@ -77,6 +77,20 @@ impl Store {
         }
     }
 
+    /// The error of an insert that named a case and an account, one of which does not exist:
+    /// looked up after the fact, as [`missing_parent`] does for accounts and attachments.
+    pub(crate) async fn missing_case_or_account(
+        &self,
+        case: &CaseId,
+        account: &AccountId,
+    ) -> StoreError {
+        match self.case(case).await {
+            Err(e) => e,
+            Ok(None) => StoreError::NoSuchCase(*case),
+            Ok(Some(_)) => StoreError::NoSuchAccount(*account),
+        }
+    }
+
     /// The case of this id, if any.
     pub async fn case(&self, id: &CaseId) -> Result<Option<CaseRecord>, StoreError> {
         let mut pooled = self.pool.acquire().await?;
