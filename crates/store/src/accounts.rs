@@ -107,17 +107,22 @@ impl Store {
         .transpose()
     }
 
-    /// Revokes a device of `account`: its token is refused from now on. Revoking a revoked
-    /// device again succeeds and keeps the first revocation time. `false` if `account` has no
-    /// such device (so one account cannot revoke another's).
+    /// Revokes a device of `account`: its token is refused from now on, and in the same
+    /// transaction its MLS delivery queue and unclaimed key packages are deleted (it receives
+    /// nothing more; its group memberships stay until a commit removes them). Revoking a
+    /// revoked device again succeeds and keeps the first revocation time. `false` if `account`
+    /// has no such device (so one account cannot revoke another's).
     pub async fn revoke_device(
         &self,
         account: &AccountId,
         device: &DeviceId,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut pooled = self.pool.acquire().await?;
-        let done = on_conn!(&mut pooled.conn(), |c| sqlx::query(
+        let mut tx = begin_write(self).await?;
+        let mut conn = tx.conn();
+        // The UPDATE locks the device's row, which every delivery to it updates too: a
+        // delivery in flight commits first and is deleted below, a later one skips the device.
+        let done = on_conn!(&mut conn, |c| sqlx::query(
             "UPDATE devices SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 AND account = $3"
         )
         .bind(now)
@@ -127,7 +132,22 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))
         .map_err(|e| self.write_error(e))?;
-        Ok(done > 0)
+        if done == 0 {
+            return Ok(false);
+        }
+        for sql in [
+            "DELETE FROM mls_queue WHERE device = $1",
+            "DELETE FROM mls_key_packages WHERE device = $1",
+        ] {
+            on_conn!(&mut conn, |c| sqlx::query(sql)
+                .bind(device.to_string())
+                .execute(&mut *c)
+                .await
+                .map(|_| ()))
+            .map_err(|e| self.write_error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.write_error(e))?;
+        Ok(true)
     }
 }
 

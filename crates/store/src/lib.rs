@@ -78,7 +78,8 @@
 //! concrete pool and the macro that runs one statement on either driver). The upload service's
 //! state: `state` (its types: ids, states, records), `accounts` (accounts and devices),
 //! `attachments`, `shares` (opened records, frozen share stores), `cases`, `audit`, `limits`
-//! (token buckets) and `integrity` ([`Store::integrity_check`]).
+//! (token buckets) and `integrity` ([`Store::integrity_check`]). The MLS delivery service's:
+//! `delivery` (key packages, groups with compare-and-swap epochs, per-device queues).
 //!
 //! # Example
 //!
@@ -118,6 +119,7 @@ mod audit;
 mod banks;
 mod campaigns;
 mod cases;
+mod delivery;
 mod error;
 mod import;
 mod integrity;
@@ -135,6 +137,11 @@ mod state;
 pub use appeals::Appeal;
 pub use banks::DeletedBank;
 pub use campaigns::{Campaign, ReleasedCheck};
+pub use delivery::{
+    ClaimedKeyPackages, CommitBundle, CommitOutcome, CommitRefusal, Delivery, DeliveryKind,
+    GroupId, GroupIdError, GroupView, KeyPackagesPublished, SendOutcome, MAX_GROUP_ID_BYTES,
+    MAX_KEY_PACKAGES_PER_DEVICE,
+};
 pub use error::StoreError;
 pub use import::{ImportMeta, ImportOutcome, NextImport};
 pub use limits::{Refused, TokenTake};
