@@ -22,6 +22,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod sandbox;
 pub mod shield;
 pub mod state;
 

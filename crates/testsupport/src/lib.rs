@@ -19,6 +19,9 @@ use std::path::PathBuf;
 
 pub use rand_core::Rng;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 /// The shared test data: `$HASHGUARD_TESTDATA`, else `../shared/testdata` beside the repository.
 pub fn testdata_root() -> PathBuf {
     std::env::var_os("HASHGUARD_TESTDATA")

@@ -11,7 +11,7 @@ use crate::manifest::VerifiedManifest;
 use crate::wire::DecodeError;
 
 use super::org::decompress_all;
-use super::{key_point, OpeningKey, TableError, TableShard, TableSpec};
+use super::{build_id, key_point, okvs_seed, OpeningKey, TableError, TableShard, TableSpec};
 
 /// One verified shard held by a client: decompressed points.
 #[derive(Debug, Clone)]
@@ -91,6 +91,15 @@ impl ClientTable {
                 || h.build_id != e.build_id
             {
                 return Err(mism("header differs from manifest entry"));
+            }
+            // The root covers the points only; the seeds that say where a key's points are
+            // must derive from the build id the manifest names (R/E2 steps 2 and 5), or a
+            // changed seed would make every probe of the shard decode to nothing.
+            if build_id(&spec, s, h.shard_version, &h.fill_seed) != h.build_id {
+                return Err(mism("build_id is not derived from the shard's fill seed"));
+            }
+            if !(0..=u8::MAX).any(|attempt| okvs_seed(&h.build_id, attempt) == h.okvs_seed) {
+                return Err(mism("okvs_seed is not derived from the build id"));
             }
             if sh.root() != e.root {
                 return Err(mism("root"));

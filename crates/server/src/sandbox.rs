@@ -1,0 +1,315 @@
+//! A whole deployment on this machine in one call: banks loaded from lists, the private table
+//! published from their consensus view, and the server listening on loopback. `hashguard demo`
+//! runs the product's story on it, and the client SDK's and the messenger's tests run against
+//! it over real HTTP, so what they exercise is the service as deployed, not a mock.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use hashguard_hashlist::{parse_list, Bank, BankKind, SignalType};
+use hashguard_protocol::params::{Params, Policy, Preset};
+use hashguard_service::keyset::{load_key_set, ConsensusSpec};
+use hashguard_service::publish::{opening_key, os_rng, publish, BuildOptions, TableDir};
+use hashguard_store::{DatabaseLocation, ImportMeta, OpenMode, Store};
+
+use crate::config::{Config, Intervention, Limits, LogFormat};
+use crate::state::token_hash;
+use crate::{ServeError, Server};
+
+/// One organisation's list, as it would arrive from that organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListSource {
+    /// The bank's name (lower-case letters, digits and dashes).
+    pub bank: String,
+    /// The organisation that supplies it.
+    pub organisation: String,
+    /// The organisation's jurisdiction (ISO 3166-1 alpha-2).
+    pub jurisdiction: String,
+    /// The list in hashguard's list format.
+    pub text: String,
+}
+
+/// The two bundled stand-in lists (`assets/standin`): benign, made for the demo and the
+/// tests. Each lists the PDQ of `assets/demo/hills.png` among random values, so the consensus
+/// view of the two (two organisations, two jurisdictions) lists exactly that image.
+pub fn standin_lists() -> Vec<ListSource> {
+    let list = |bank: &str, organisation: &str, jurisdiction: &str, text: &str| ListSource {
+        bank: bank.to_string(),
+        organisation: organisation.to_string(),
+        jurisdiction: jurisdiction.to_string(),
+        text: text.to_string(),
+    };
+    vec![
+        list(
+            "standin-a",
+            "Stand-in Org A",
+            "GB",
+            include_str!("../../../assets/standin/org-a.txt"),
+        ),
+        list(
+            "standin-b",
+            "Stand-in Org B",
+            "US",
+            include_str!("../../../assets/standin/org-b.txt"),
+        ),
+    ]
+}
+
+/// What to deploy.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Holds the SQLite database (unless `db` names another), the table, its key and the
+    /// data folder. The caller owns it (a temporary directory, usually).
+    pub dir: PathBuf,
+    /// The database; `None` is a SQLite file in `dir`.
+    pub db: Option<String>,
+    /// The organisations' lists.
+    pub lists: Vec<ListSource>,
+    /// Table parameters.
+    pub preset: Preset,
+    /// What the server does with a match.
+    pub policy: Policy,
+    /// Rate limits.
+    pub limits: Limits,
+    /// The intervention's words and help resources.
+    pub intervention: Intervention,
+    /// Staff tokens for the review API (kept only as hashes).
+    pub staff_tokens: Vec<String>,
+    /// The largest attachment accepted.
+    pub max_attachment_bytes: u64,
+}
+
+impl SandboxOptions {
+    /// The bundled stand-in lists under the deployed parameters and `intervene`, in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> SandboxOptions {
+        SandboxOptions {
+            dir: dir.into(),
+            db: None,
+            lists: standin_lists(),
+            preset: Preset::V1,
+            policy: Policy::Intervene,
+            limits: Limits::default(),
+            intervention: Intervention::default(),
+            staff_tokens: Vec::new(),
+            max_attachment_bytes: crate::config::DEFAULT_MAX_ATTACHMENT_BYTES,
+        }
+    }
+}
+
+/// Why the sandbox could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// A list or bank is malformed.
+    #[error("list of bank {bank}: {message}")]
+    List {
+        /// The bank.
+        bank: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The database refused.
+    #[error("database: {0}")]
+    Store(#[from] hashguard_store::StoreError),
+    /// Publishing the table failed.
+    #[error("publishing the table: {0}")]
+    Publish(#[from] hashguard_service::ServiceError),
+    /// The server did not start.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// A running deployment: the server on 127.0.0.1 with a free port.
+pub struct Sandbox {
+    config: Config,
+    params: Params,
+    base_url: String,
+    running: Option<Running>,
+}
+
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Loads the lists, publishes epoch 1 and starts the server.
+    pub async fn start(options: SandboxOptions) -> Result<Sandbox, SandboxError> {
+        let db = options
+            .db
+            .clone()
+            .unwrap_or_else(|| options.dir.join("hashguard.db").display().to_string());
+        load_lists(&db, &options.lists).await?;
+        let table = options.dir.join("table");
+        let key = options.dir.join("table.key");
+        publish_next_epoch(&db, &table, &key, options.preset, options.policy).await?;
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db,
+            data: options.dir.join("data"),
+            table,
+            key,
+            tls: None,
+            log_format: LogFormat::Text,
+            max_attachment_bytes: options.max_attachment_bytes,
+            intervention: options.intervention.clone(),
+            limits: options.limits,
+            staff_tokens: options.staff_tokens.iter().map(|t| token_hash(t)).collect(),
+        };
+        let mut sandbox = Sandbox {
+            config,
+            params: options.preset.params(options.policy),
+            base_url: String::new(),
+            running: None,
+        };
+        sandbox.run().await?;
+        Ok(sandbox)
+    }
+
+    /// Binds and runs the server.
+    async fn run(&mut self) -> Result<(), ServeError> {
+        let server = Server::bind(self.config.clone()).await?;
+        // A restart listens where the first server did, so clients keep their base URL.
+        self.config.listen = server.local_addr();
+        self.base_url = format!("http://{}", server.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        self.running = Some(Running { stop, task });
+        Ok(())
+    }
+
+    /// Where the service answers, e.g. `http://127.0.0.1:40123`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The published table's parameters (what a client pins).
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The database the server uses.
+    pub fn db(&self) -> &str {
+        &self.config.db
+    }
+
+    /// The folder the server keeps blobs in.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data
+    }
+
+    /// Stops the server gracefully (in-flight requests finish).
+    pub async fn stop(&mut self) -> Result<(), ServeError> {
+        if let Some(running) = self.running.take() {
+            let _ = running.stop.send(());
+            match running.task.await {
+                Ok(result) => result?,
+                Err(e) => tracing::error!(error = %e, "the sandbox server task failed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the server and starts a new one on the same address, database, data folder and
+    /// table (which picks up a newly published epoch).
+    pub async fn restart(&mut self) -> Result<(), ServeError> {
+        self.stop().await?;
+        self.run().await
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.stop.send(());
+        }
+    }
+}
+
+/// Creates one block bank per list in `db` and imports the list into it.
+async fn load_lists(db: &str, lists: &[ListSource]) -> Result<(), SandboxError> {
+    let store = Store::open_location(&DatabaseLocation::parse(db), OpenMode::Create).await?;
+    let result = async {
+        for source in lists {
+            let bad = |message: String| SandboxError::List {
+                bank: source.bank.clone(),
+                message,
+            };
+            let bank = Bank::new(
+                source.bank.parse().map_err(|e| bad(format!("{e}")))?,
+                &source.organisation,
+                source
+                    .jurisdiction
+                    .parse()
+                    .map_err(|e| bad(format!("{e}")))?,
+                SignalType::Pdq,
+                BankKind::Block,
+            )
+            .map_err(|e| bad(e.to_string()))?;
+            store.create_bank(&bank).await?;
+            let list = parse_list(source.text.as_bytes(), SignalType::Pdq, None)
+                .map_err(|e| bad(e.to_string()))?;
+            let meta = ImportMeta::new("sandbox", Some("list.txt"), source.text.as_bytes());
+            store.import_next(bank.name(), &list, &meta).await?;
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+/// Publishes the next epoch of the table in `table` from the consensus view of `db`'s banks
+/// (at least two organisations in two jurisdictions), with the opening key in `key` (created
+/// when missing).
+pub async fn publish_next_epoch(
+    db: &str,
+    table: &Path,
+    key: &Path,
+    preset: Preset,
+    policy: Policy,
+) -> Result<(), SandboxError> {
+    let store = Store::open_location(&DatabaseLocation::parse(db), OpenMode::Read).await?;
+    let params = preset.params(policy);
+    let consensus = ConsensusSpec {
+        banks: Vec::new(),
+        min_organisations: 2,
+        min_jurisdictions: 2,
+        distance: 10,
+    };
+    let key_set = load_key_set(&store, &consensus, &params).await;
+    store.close().await;
+    let key_set = key_set?;
+    let mut rng = os_rng()?;
+    let (secret, _) = opening_key(key, &mut rng)?;
+    publish(
+        &TableDir::new(table),
+        &secret,
+        &key_set,
+        &consensus,
+        &BuildOptions {
+            preset,
+            policy,
+            shards: None,
+            threads: 1,
+            valid_days: 30,
+            beacon: None,
+        },
+        &mut rng,
+    )?;
+    Ok(())
+}
