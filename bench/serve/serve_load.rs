@@ -984,6 +984,7 @@ fn all_limits_off() -> Limits {
         registrations_per_source: wide,
         matches_per_account: wide,
         matches_per_source: wide,
+        deliveries_per_device: wide,
         flood_shield: Shield {
             per_second: 1_000_000,
             burst: 1_000_000,

@@ -117,6 +117,9 @@ pub struct Limits {
     pub matches_per_account: Bucket,
     /// Key matches (held uploads) per network source, the same way.
     pub matches_per_source: Bucket,
+    /// MLS deliveries (application messages and commits) per device: each is copied into the
+    /// queue of every other member, so one device must not fill everyone's queues.
+    pub deliveries_per_device: Bucket,
     /// Requests per network address in each server process, before anything else.
     pub flood_shield: Shield,
 }
@@ -150,6 +153,12 @@ impl Default for Limits {
                 burst: 30,
                 per_hour: 10,
             },
+            // 300 a minute in the long run, 600 at once: far above a person typing or a client
+            // catching up on commits, far below a loop.
+            deliveries_per_device: Bucket {
+                burst: 600,
+                per_hour: 18_000,
+            },
             // Far above what one person's app sends; an address behind a large NAT may need
             // more.
             flood_shield: Shield {
@@ -169,6 +178,7 @@ impl Limits {
             ("registrations_per_source", self.registrations_per_source),
             ("matches_per_account", self.matches_per_account),
             ("matches_per_source", self.matches_per_source),
+            ("deliveries_per_device", self.deliveries_per_device),
         ] {
             if !(1..=1_000_000).contains(&b.burst) || !(1..=3_600_000).contains(&b.per_hour) {
                 return Err(ConfigError::Invalid(format!(

@@ -14,12 +14,17 @@
 //! - `GET /v1/cases/{id}` and `POST /v1/cases/{id}/check`: a held item's state and the automatic
 //!   check by its sender's consent.
 //! - `GET /v1/review/queue`: the cases waiting for human review (staff tokens only).
+//! - `/v1/mls/...`: the MLS delivery service ([`delivery`]): key packages (publish, count,
+//!   claim exactly once), groups (create, state, commits accepted only for the current epoch,
+//!   application messages to the server's membership), and per-device queues with
+//!   acknowledgement.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod metrics;
 pub mod sandbox;
@@ -68,6 +73,15 @@ use crate::state::AppState;
         api::appeal,
         api::review_queue,
         api::review_campaigns,
+        delivery::publish_key_packages,
+        delivery::key_packages_available,
+        delivery::claim_key_packages,
+        delivery::create_group,
+        delivery::group_state,
+        delivery::commit,
+        delivery::send_message,
+        delivery::receive,
+        delivery::acknowledge,
     ),
     modifiers(&BearerAuth, &FloodShieldAnswer)
 )]
@@ -156,6 +170,36 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cases/{case_id}/appeal", post(api::appeal))
         .route("/v1/review/queue", get(api::review_queue))
         .route("/v1/review/campaigns", get(api::review_campaigns))
+        .route(
+            "/v1/mls/key-packages",
+            post(delivery::publish_key_packages)
+                .get(delivery::key_packages_available)
+                .layer(DefaultBodyLimit::max(delivery::body_limits::KEY_PACKAGES)),
+        )
+        .route(
+            "/v1/mls/key-packages/claim",
+            post(delivery::claim_key_packages)
+                .layer(DefaultBodyLimit::max(delivery::body_limits::SMALL)),
+        )
+        .route(
+            "/v1/mls/groups",
+            post(delivery::create_group).layer(DefaultBodyLimit::max(delivery::body_limits::SMALL)),
+        )
+        .route("/v1/mls/groups/{group_id}", get(delivery::group_state))
+        .route(
+            "/v1/mls/groups/{group_id}/commits",
+            post(delivery::commit).layer(DefaultBodyLimit::max(delivery::body_limits::COMMIT)),
+        )
+        .route(
+            "/v1/mls/groups/{group_id}/messages",
+            post(delivery::send_message)
+                .layer(DefaultBodyLimit::max(delivery::body_limits::MESSAGE)),
+        )
+        .route("/v1/mls/queue", get(delivery::receive))
+        .route(
+            "/v1/mls/queue/ack",
+            post(delivery::acknowledge).layer(DefaultBodyLimit::max(delivery::body_limits::SMALL)),
+        )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

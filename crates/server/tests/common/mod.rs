@@ -1,0 +1,345 @@
+//! What the HTTP test files share: a database per test (a SQLite file, or a fresh PostgreSQL
+//! schema at `DATABASE_URL`; unreachable PostgreSQL is a `SKIPPED` line, or a failure with
+//! `HASHGUARD_REQUIRE_POSTGRES=1`), a table published from stand-in lists, the server on
+//! loopback over them ([`Fixture`]), registration, and `on_both!`, which runs a test on both
+//! databases.
+
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hashguard_hashlist::{parse_list, Bank, BankKind, SignalType};
+use hashguard_protocol::params::{Params, Policy, Preset};
+use hashguard_server::config::{Bucket, Config, Intervention, Limits, LogFormat};
+use hashguard_server::Server;
+use hashguard_service::keyset::{load_key_set, ConsensusSpec};
+use hashguard_service::publish::{opening_key, os_rng, publish, BuildOptions, TableDir};
+use hashguard_store::{DatabaseLocation, ImportMeta, OpenMode, Store};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// The review API's staff token in these tests.
+pub const STAFF_TOKEN: &str = "a-staff-token-for-the-tests-only";
+pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub fn unique() -> String {
+    format!(
+        "{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A database for one test: a SQLite file, or a fresh PostgreSQL schema (None when PostgreSQL
+/// is unreachable and not required).
+pub async fn database(kind: &str, dir: &Path, test: &str) -> Option<String> {
+    if kind == "sqlite" {
+        return Some(dir.join("serve.db").display().to_string());
+    }
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG.to_string());
+    let required = std::env::var("HASHGUARD_REQUIRE_POSTGRES").as_deref() == Ok("1");
+    sqlx::any::install_default_drivers();
+    let admin =
+        match tokio::time::timeout(Duration::from_secs(5), sqlx::AnyPool::connect(&url)).await {
+            Ok(Ok(pool)) => pool,
+            other => {
+                let why = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                assert!(
+                    !required,
+                    "PostgreSQL at {url} is unreachable ({why}) and HASHGUARD_REQUIRE_POSTGRES=1"
+                );
+                eprintln!("SKIPPED postgres::{test}: PostgreSQL at {url} is unreachable ({why})");
+                return None;
+            }
+        };
+    // Our own identifier (digits and underscores), never user data.
+    let schema = format!("hashguard_serve_test_{}", unique());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .expect("create schema");
+    admin.close().await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options[search_path]={schema}"))
+}
+
+/// Publishes the next epoch of the table in `table` from the banks of `db` (epoch 1 in an
+/// empty directory), with the opening key in `key` (created if missing).
+pub async fn publish_epoch(db: &str, table: &Path, key: &Path, preset: Preset, policy: Policy) {
+    let store = Store::open_location(&DatabaseLocation::parse(db), OpenMode::Read)
+        .await
+        .expect("store");
+    let params = preset.params(policy);
+    let consensus = ConsensusSpec {
+        banks: Vec::new(),
+        min_organisations: 2,
+        min_jurisdictions: 2,
+        distance: 10,
+    };
+    let key_set = load_key_set(&store, &consensus, &params)
+        .await
+        .expect("key set");
+    store.close().await;
+    let mut rng = os_rng().expect("rng");
+    let (secret, _) = opening_key(key, &mut rng).expect("key");
+    publish(
+        &TableDir::new(table),
+        &secret,
+        &key_set,
+        &consensus,
+        &BuildOptions {
+            preset,
+            policy,
+            shards: None,
+            threads: 1,
+            valid_days: 30,
+            beacon: None,
+        },
+        &mut rng,
+    )
+    .expect("publish");
+}
+
+/// A running server over a published table.
+pub struct Fixture {
+    pub _dir: tempfile::TempDir,
+    pub config: Config,
+    pub base: String,
+    pub db: String,
+    pub http: reqwest::Client,
+    pub params: Params,
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Fixture {
+    /// Banks from `lists` (name, organisation, jurisdiction, list text), a table published from
+    /// their consensus view under `preset`, and the server on 127.0.0.1 with a free port.
+    pub async fn start(
+        kind: &str,
+        test: &str,
+        lists: &[(&str, &str, &str, String)],
+        preset: Preset,
+        policy: Policy,
+    ) -> Option<Fixture> {
+        // The threshold tests hold T + 2 items from one account and address: more than the
+        // default key-match limits allow (they have their own test).
+        let wide = Bucket {
+            burst: 1_000,
+            per_hour: 1_000,
+        };
+        let limits = Limits {
+            matches_per_account: wide,
+            matches_per_source: wide,
+            ..Limits::default()
+        };
+        Fixture::start_with(kind, test, lists, preset, policy, limits).await
+    }
+
+    pub async fn start_with(
+        kind: &str,
+        test: &str,
+        lists: &[(&str, &str, &str, String)],
+        preset: Preset,
+        policy: Policy,
+        limits: Limits,
+    ) -> Option<Fixture> {
+        // The server's own log on standard error: what a failed test's output shows.
+        hashguard_server::init_logging(LogFormat::Text);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(kind, dir.path(), test).await?;
+        let store = Store::open_location(&DatabaseLocation::parse(&db), OpenMode::Create)
+            .await
+            .expect("store");
+        for (name, org, jurisdiction, text) in lists {
+            let bank = Bank::new(
+                name.parse().expect("name"),
+                org,
+                jurisdiction.parse().expect("jurisdiction"),
+                SignalType::Pdq,
+                BankKind::Block,
+            )
+            .expect("bank");
+            store.create_bank(&bank).await.expect("create bank");
+            let list = parse_list(text.as_bytes(), SignalType::Pdq, None).expect("list");
+            let meta = ImportMeta::new("serve-test", Some("standin.txt"), text.as_bytes());
+            store
+                .import_next(bank.name(), &list, &meta)
+                .await
+                .expect("import");
+        }
+        store.close().await;
+        let params = preset.params(policy);
+        let key = dir.path().join("table.key");
+        let table = dir.path().join("table");
+        publish_epoch(&db, &table, &key, preset, policy).await;
+        let config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            db: db.clone(),
+            data: dir.path().join("data"),
+            table,
+            key,
+            tls: None,
+            log_format: LogFormat::Text,
+            max_attachment_bytes: 1 << 20,
+            intervention: Intervention::default(),
+            limits,
+            staff_tokens: vec![hashguard_server::state::token_hash(STAFF_TOKEN)],
+        };
+        let server = Server::bind(config.clone()).await.expect("server starts");
+        let addr: SocketAddr = server.local_addr();
+        assert!(addr.ip().is_loopback());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        Some(Fixture {
+            _dir: dir,
+            config,
+            base: format!("http://{addr}"),
+            db,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            params,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// A second server on the same database, data folder and table, as another process
+    /// behind the same load balancer would be: it shares nothing with the first but them.
+    pub async fn second_server(
+        &self,
+    ) -> (
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let server = Server::bind(self.config.clone())
+            .await
+            .expect("second server");
+        let base = format!("http://{}", server.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("second server runs");
+        });
+        (base, stop, task)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server and waits until it has finished its requests.
+    pub async fn halt(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("the server stops")
+                .expect("the server task ends cleanly");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same database, data folder and table, as
+    /// a restart of the process does (on another port: `base` follows it).
+    pub async fn restart(&mut self) {
+        self.halt().await;
+        let server = Server::bind(self.config.clone())
+            .await
+            .expect("the server starts again");
+        self.base = format!("http://{}", server.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        }));
+    }
+
+    /// Stops the server and removes its folder.
+    pub async fn stop(mut self) {
+        self.halt().await;
+    }
+}
+
+pub async fn register(f: &Fixture) -> (String, [u8; 16], String) {
+    let r = f
+        .http
+        .post(f.url("/v1/accounts"))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.expect("json");
+    let mut account = [0u8; 16];
+    hex::decode_to_slice(body["account_id"].as_str().expect("id"), &mut account).expect("hex");
+    (
+        body["device_id"].as_str().expect("device").to_string(),
+        account,
+        body["token"].as_str().expect("token").to_string(),
+    )
+}
+
+pub fn standin_lists() -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let read = |f: &str| {
+        std::fs::read_to_string(repo().join("assets/standin").join(f)).expect("stand-in list")
+    };
+    vec![
+        ("standin-a", "Stand-in Org A", "GB", read("org-a.txt")),
+        ("standin-b", "Stand-in Org B", "US", read("org-b.txt")),
+    ]
+}
+
+/// Defines each named `async fn name(kind: &str)` as two tests, `sqlite::name` and
+/// `postgres::name`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name("sqlite").await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name("postgres").await;
+                }
+            )*
+        }
+    };
+}
