@@ -24,6 +24,7 @@ macro_rules! out {
     }};
 }
 
+mod chat_cmd;
 mod db;
 mod demo_cmd;
 mod hash_cmd;
@@ -49,6 +50,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The reference end-to-end encrypted messenger: MLS groups, files checked at upload.
+    Chat(chat_cmd::ChatArgs),
     /// Run the whole path on embedded defaults: stand-in lists, matching, private table, vouchers.
     Demo(demo_cmd::DemoArgs),
     /// Hash images with PDQ and videos with vPDQ (bit-exact with Meta's reference).
@@ -66,6 +69,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Chat(args) => chat_cmd::run(args),
         Command::Demo(args) => demo_cmd::run(args),
         Command::Hash(args) => hash_cmd::run(args),
         Command::List(args) => list_cmd::run(args),
