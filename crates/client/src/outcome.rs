@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use hashguard_protocol::sender::HeldSecrets;
+use hashguard_protocol::sender::ConsentReveal;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::attachment::AttachmentPointer;
 
@@ -59,22 +60,72 @@ pub struct Intervention {
     pub help: Vec<HelpResource>,
 }
 
-/// A held upload: the intervention, and what the consented check needs (kept only in memory,
-/// zeroized when dropped).
+/// A held upload: the intervention, and what the consented check needs (zeroized on drop).
+/// An app that lets the person decide later saves it with [`HeldUpload::to_bytes`] in its
+/// encrypted storage: the bytes hold the attachment's key and the item's check keys.
 #[derive(Debug)]
 pub struct HeldUpload {
     /// The words to show.
     pub intervention: Intervention,
     /// The pointer the recipients get if the check releases the file.
     pub(crate) pointer: AttachmentPointer,
-    /// One per voucher of the upload.
-    pub(crate) secrets: Vec<HeldSecrets>,
+    /// One per voucher of the upload: the keys the check reveals for that item.
+    pub(crate) reveals: Vec<ConsentReveal>,
+}
+
+/// The saved form of a [`HeldUpload`].
+#[derive(Serialize, Deserialize)]
+struct SavedHeld {
+    v: u8,
+    intervention: Intervention,
+    pointer: AttachmentPointer,
+    /// Each reveal's 80-byte encoding, hex.
+    reveals: Vec<Zeroizing<String>>,
 }
 
 impl HeldUpload {
     /// The case.
     pub fn case_id(&self) -> &str {
         &self.intervention.case_id
+    }
+
+    /// The held upload as bytes to keep until the person decides (secret: see the type).
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let saved = SavedHeld {
+            v: 1,
+            intervention: self.intervention.clone(),
+            pointer: self.pointer.clone(),
+            reveals: self
+                .reveals
+                .iter()
+                .map(|r| Zeroizing::new(hex::encode(r.encode().as_ref())))
+                .collect(),
+        };
+        // A struct of strings, numbers and vectors always serializes.
+        Zeroizing::new(serde_json::to_vec(&saved).unwrap_or_default())
+    }
+
+    /// Restores a held upload saved with [`HeldUpload::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<HeldUpload, crate::SdkError> {
+        let corrupt = |what: &str| crate::SdkError::CorruptState(format!("held upload: {what}"));
+        let saved: SavedHeld =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(&e.to_string()))?;
+        if saved.v != 1 {
+            return Err(corrupt("saved by another version"));
+        }
+        let mut reveals = Vec::with_capacity(saved.reveals.len());
+        for text in &saved.reveals {
+            let raw = Zeroizing::new(hex::decode(text.as_bytes()).map_err(|_| corrupt("keys"))?);
+            reveals.push(ConsentReveal::decode(&raw).map_err(|_| corrupt("keys"))?);
+        }
+        if reveals.is_empty() || reveals.len() > hashguard_protocol::sender::MAX_KEYFRAMES {
+            return Err(corrupt("keys"));
+        }
+        Ok(HeldUpload {
+            intervention: saved.intervention,
+            pointer: saved.pointer,
+            reveals,
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hashguard_protocol::params::PinnedParams;
-use hashguard_protocol::sender::{AccountState, BuiltVoucher, Client, HeldSecrets, Item};
+use hashguard_protocol::sender::{AccountState, BuiltVoucher, Client, ConsentReveal, Item};
 use hashguard_protocol::voucher::{MediaKind, UploadBinding};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -468,7 +468,8 @@ impl Session {
                 }
                 StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS => {
                     let body: HeldBody = response.json().await?;
-                    let secrets: Vec<HeldSecrets> = built.into_iter().map(|b| b.held).collect();
+                    let reveals: Vec<ConsentReveal> =
+                        built.iter().map(|b| b.held.consent()).collect();
                     return Ok(SendOutcome::Held(HeldUpload {
                         intervention: Intervention {
                             case_id: body.case_id,
@@ -479,7 +480,7 @@ impl Session {
                             help: body.help,
                         },
                         pointer: prepared.pointer(String::new()),
-                        secrets,
+                        reveals,
                     }));
                 }
                 StatusCode::CONFLICT if attempts < STALE_RETRIES => {
@@ -551,8 +552,7 @@ impl Session {
         // which opened: the service answers "no voucher of this item has that id" for the
         // others before using their keys, and a keyframe's visual derivative is empty.
         let mut last = None;
-        for secret in &held.secrets {
-            let reveal = secret.consent();
+        for reveal in &held.reveals {
             let body = serde_json::json!({
                 "voucher_id": hex::encode(reveal.voucher_id),
                 "k_adct": hex::encode(reveal.k_adct),

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hashguard_client::media::analyse;
 use hashguard_client::table::unix_now;
 use hashguard_client::{
-    prepare_analysed, CheckOutcome, PinnedParams, Refreshed, SdkError, SendOutcome, Session,
-    SessionOptions, TableCache,
+    prepare_analysed, CheckOutcome, HeldUpload, PinnedParams, Refreshed, SdkError, SendOutcome,
+    Session, SessionOptions, TableCache,
 };
 use hashguard_protocol::params::{Params, Policy};
 use hashguard_server::config::{Bucket, Limits};
@@ -177,6 +177,14 @@ async fn deliver_hold_check_appeal_release(kind: &str) {
     let SendOutcome::Held(held) = alice.send(&prepared).await.expect("send") else {
         panic!("a key collision opens and is held");
     };
+    // The person decides later: the app saves the held upload and restores it.
+    let saved = held.to_bytes();
+    drop(held);
+    let held = HeldUpload::from_bytes(&saved).expect("restore");
+    assert!(matches!(
+        HeldUpload::from_bytes(b"{}"),
+        Err(SdkError::CorruptState(_))
+    ));
     let CheckOutcome::Released(pointer) = alice.consent_check(&held).await.expect("check") else {
         panic!("a chance collision is released by the check");
     };

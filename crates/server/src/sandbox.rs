@@ -113,6 +113,14 @@ pub enum SandboxError {
     /// Publishing the table failed.
     #[error("publishing the table: {0}")]
     Publish(#[from] hashguard_service::ServiceError),
+    /// The sandbox's folder cannot be created.
+    #[error("cannot create {}: {source}", dir.display())]
+    Folder {
+        /// The folder.
+        dir: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The server did not start.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -142,6 +150,10 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// Loads the lists, publishes epoch 1 and starts the server.
     pub async fn start(options: SandboxOptions) -> Result<Sandbox, SandboxError> {
+        std::fs::create_dir_all(&options.dir).map_err(|e| SandboxError::Folder {
+            dir: options.dir.clone(),
+            source: e,
+        })?;
         let db = options
             .db
             .clone()
