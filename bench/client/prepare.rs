@@ -73,7 +73,7 @@ fn twelve_megapixels() -> Vec<u8> {
             Some(b) => b.get_pixel(x, y).0.map(f32::from),
             None => {
                 let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
-                let v = if ((fx * 12.0) as u32 + (fy * 9.0) as u32) % 2 == 0 {
+                let v = if ((fx * 12.0) as u32 + (fy * 9.0) as u32).is_multiple_of(2) {
                     60.0
                 } else {
                     190.0
