@@ -11,6 +11,8 @@
 //!   secrets), the SDK account state, the last processed queue position, the group names and
 //!   the messages received but not yet shown, replaced atomically (write, flush, rename) so
 //!   that MLS state and queue position never disagree after a crash;
+//!   and the uploads held by the service, waiting for the person's decision on the check
+//!   (each with the keys the check reveals: as secret as the rest of the state);
 //! - `received/`: the files received, bit-identical to what was sent;
 //! - `table/`: the SDK's verified table.
 //!
@@ -33,7 +35,7 @@ mod envelope;
 pub mod folder;
 mod mls;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,7 +43,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hashguard_client::{
     AttachmentPointer, CheckOutcome, Credentials, HeldUpload, Intervention, MediaType,
-    PinnedParams, SdkError, SendOutcome, Session, SessionOptions,
+    PinnedParams, PreparedAttachment, SdkError, SendOutcome, Session, SessionOptions,
 };
 use hashguard_protocol::params::{Policy, Preset};
 use serde::{Deserialize, Serialize};
@@ -120,8 +122,8 @@ pub enum MessengerError {
     /// The group kept moving while this device tried to change it.
     #[error("the group changed while you were adding someone: run `receive`, then try again")]
     Contended,
-    /// No held upload of that case in this process.
-    #[error("case {0} is not waiting for a check in this session: the check must run in the same session that sent the file (the keys it needs are kept only in memory): answer yes when `send --file` offers the check")]
+    /// No held upload of that case in this folder.
+    #[error("case {0} is not waiting for a check here: it was checked already, or the file was sent from another folder (the check runs where the file was sent)")]
     NoHeldUpload(String),
     /// An MLS operation failed.
     #[error("MLS: {0}")]
@@ -325,6 +327,16 @@ struct StateFile {
     meta: Meta,
     account_state: String,
     mls: Vec<(String, String)>,
+    /// Held uploads waiting for the person's decision: case id -> the group and the SDK's
+    /// saved form (base64; it holds the attachment's key and the check's keys).
+    #[serde(default)]
+    held: BTreeMap<String, SavedHeld>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedHeld {
+    group: String,
+    upload: Zeroizing<String>,
 }
 
 /// One user's device: its folder, its SDK session and its MLS groups.
@@ -334,7 +346,8 @@ pub struct Messenger {
     delivery: Delivery,
     mls: Mls,
     meta: Meta,
-    held: HashMap<String, (String, HeldUpload)>,
+    /// Held uploads by case id, with their group; saved in `state.json`.
+    held: BTreeMap<String, (String, HeldUpload)>,
     _lock: std::fs::File,
 }
 
@@ -419,7 +432,7 @@ impl Messenger {
             delivery,
             mls,
             meta: Meta::default(),
-            held: HashMap::new(),
+            held: BTreeMap::new(),
             _lock: lock,
         };
         // The state (with the signature key) is durable before the credentials name the
@@ -462,6 +475,14 @@ impl Messenger {
         let public = hex::decode(&identity.signature_key)
             .map_err(|_| MessengerError::Corrupt("the signature key is not hex".into()))?;
         let mls = Mls::restore(&state.mls, &public, &identity_of(&identity.credentials))?;
+        let mut held = BTreeMap::new();
+        for (case, saved) in &state.held {
+            let bytes = Zeroizing::new(B64.decode(saved.upload.as_bytes()).map_err(|_| {
+                MessengerError::Corrupt(format!("the held upload of case {case} is not base64"))
+            })?);
+            let upload = HeldUpload::from_bytes(&bytes)?;
+            held.insert(case.clone(), (saved.group.clone(), upload));
+        }
         let session = Session::resume(
             &identity.server,
             identity.credentials.clone(),
@@ -480,7 +501,7 @@ impl Messenger {
             delivery,
             mls,
             meta: state.meta,
-            held: HashMap::new(),
+            held,
             _lock: lock,
         })
     }
@@ -518,6 +539,17 @@ impl Messenger {
             meta: self.meta.clone(),
             account_state: B64.encode(self.session.account_state().as_slice()),
             mls: self.mls.snapshot()?,
+            held: self
+                .held
+                .iter()
+                .map(|(case, (group, upload))| {
+                    let saved = SavedHeld {
+                        group: group.clone(),
+                        upload: Zeroizing::new(B64.encode(upload.to_bytes().as_slice())),
+                    };
+                    (case.clone(), saved)
+                })
+                .collect(),
         };
         let bytes = Zeroizing::new(
             serde_json::to_vec(&state).map_err(|e| MessengerError::Corrupt(e.to_string()))?,
@@ -713,21 +745,32 @@ impl Messenger {
 
     /// Sends a file to the group: the SDK hashes, pads, encrypts and uploads it with its
     /// voucher; only if the service delivers it does its pointer (with the key) go to the
-    /// group. A held file is kept in memory for [`Messenger::check`] and nothing reaches the
-    /// group.
+    /// group. A held file is saved in the folder's state for [`Messenger::check`] (in this
+    /// process or a later one) and nothing reaches the group.
     pub async fn send_file(
         &mut self,
         group: &str,
         path: &Path,
     ) -> Result<FileSent, MessengerError> {
-        let id = self.group_id(group)?;
+        self.group_id(group)?;
         let bytes = std::fs::read(path).map_err(|e| MessengerError::io(path, e))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         if self.session.tables().table().is_err() {
             self.session.refresh_table().await?;
         }
         let prepared = self.session.prepare(&bytes, name)?;
-        let outcome = self.session.send(&prepared).await;
+        self.send_prepared(group, &prepared).await
+    }
+
+    /// Sends an attachment the app prepared itself (for example with its own analysis,
+    /// [`hashguard_client::prepare_analysed`]) as [`Messenger::send_file`] does.
+    pub async fn send_prepared(
+        &mut self,
+        group: &str,
+        prepared: &PreparedAttachment,
+    ) -> Result<FileSent, MessengerError> {
+        let id = self.group_id(group)?;
+        let outcome = self.session.send(prepared).await;
         // The account state changes with every voucher built, sent or not.
         self.save()?;
         match outcome? {
@@ -741,6 +784,8 @@ impl Messenger {
                 let intervention = held.intervention.clone();
                 self.held
                     .insert(intervention.case_id.clone(), (group.to_string(), held));
+                // Saved before the person is asked: the check can run in a later process.
+                self.save()?;
                 Ok(FileSent::Held(intervention))
             }
             SendOutcome::RateLimited {
@@ -754,13 +799,15 @@ impl Messenger {
         }
     }
 
-    /// The cases held in this session, waiting for the person's decision.
+    /// The cases held on this device, waiting for the person's decision.
     pub fn held_cases(&self) -> Vec<String> {
         self.held.keys().cloned().collect()
     }
 
     /// Runs the automatic check of a held file, with the person's consent: released (a chance
-    /// match) sends it to the group now; otherwise it stays blocked for review.
+    /// match) sends it to the group now; otherwise it stays blocked for review. Works in a
+    /// later process too (the held upload is in the folder's state); once checked, the held
+    /// upload is forgotten.
     pub async fn check(&mut self, case_id: &str) -> Result<Checked, MessengerError> {
         let Some((group, held)) = self.held.remove(case_id) else {
             return Err(MessengerError::NoHeldUpload(case_id.to_string()));
@@ -772,6 +819,8 @@ impl Messenger {
                 return Err(e.into());
             }
         };
+        // The service has the keys now: forget them here.
+        self.save()?;
         match outcome {
             CheckOutcome::Released(pointer) => {
                 let id = self.group_id(&group)?;

@@ -323,3 +323,94 @@ async fn restart_and_crash() {
         Err(MessengerError::NotRegistered(_))
     ));
 }
+
+#[test]
+fn a_held_file_is_checked_in_a_later_process() {
+    run(check_later());
+}
+
+/// A held file's check runs after the messenger that sent it is gone: the listed image stays
+/// blocked; a chance key collision (an unlisted file whose hash shares the listed image's key
+/// bits) is released and reaches the group. Once checked, a case is forgotten.
+async fn check_later() {
+    use hashguard_client::media::analyse;
+    use hashguard_client::prepare_analysed;
+    use hashguard_messenger::Checked;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(sandbox) = sandbox(&dir.path().join("service"), None).await else {
+        return;
+    };
+    let base = sandbox.base_url().to_string();
+    let users = dir.path().join("users");
+    let (mut alice, mut bob) = pair(&base, &users).await;
+
+    let FileSent::Held(listed_case) = alice
+        .send_file("family", &demo("hills-recompressed.jpg"))
+        .await
+        .expect("send listed")
+    else {
+        panic!("the listed image was not held");
+    };
+    let listed = std::fs::read(demo("hills.png")).expect("listed");
+    let other = std::fs::read(demo("hills-small.jpg")).expect("other");
+    let mut analysed = analyse(&other, 4076).expect("analyse");
+    let listed_pdq = analyse(&listed, 4076).expect("analyse").frames[0]
+        .clone()
+        .expect("hashable");
+    let keys = sandbox.params().key_positions().to_vec();
+    let mut far = listed_pdq.hash;
+    let mut flipped = 0;
+    for bit in 0..=255u8 {
+        if flipped < 70 && !keys.contains(&bit) {
+            far = far.with_bit_flipped(usize::from(bit));
+            flipped += 1;
+        }
+    }
+    let mut collision = listed_pdq;
+    collision.hash = far;
+    analysed.frames = vec![Some(collision)];
+    let prepared = prepare_analysed(analysed, &other, Some("walk.jpg".into())).expect("prepare");
+    let FileSent::Held(collision_case) = alice
+        .send_prepared("family", &prepared)
+        .await
+        .expect("send collision")
+    else {
+        panic!("a key collision opens and is held");
+    };
+    let mut cases = vec![listed_case.case_id.clone(), collision_case.case_id.clone()];
+    cases.sort();
+
+    // The process ends; a later one opens the folder and runs the checks.
+    drop(alice);
+    let mut alice = Messenger::open(&users.join("alice"), Options::default()).expect("reopen");
+    assert_eq!(alice.held_cases(), cases);
+    assert!(matches!(
+        alice.check(&listed_case.case_id).await.expect("check"),
+        Checked::BlockedForReview { .. }
+    ));
+    assert!(matches!(
+        alice.check(&collision_case.case_id).await.expect("check"),
+        Checked::Released { recipients: 1 }
+    ));
+    assert!(alice.held_cases().is_empty());
+    drop(alice);
+    let mut alice = Messenger::open(&users.join("alice"), Options::default()).expect("reopen");
+    assert!(alice.held_cases().is_empty());
+    assert!(matches!(
+        alice.check(&listed_case.case_id).await,
+        Err(MessengerError::NoHeldUpload(_))
+    ));
+    assert_eq!(mode(&users.join("alice/state.json")), 0o600);
+
+    let events = bob.receive().await.expect("bob receives");
+    let files: Vec<&PathBuf> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::File { path, .. } => Some(path),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "only the released file arrives: {events:?}");
+    assert_eq!(std::fs::read(files[0]).expect("saved"), other);
+}
