@@ -183,9 +183,8 @@ async fn send_file(
         }
         FileSent::Held(intervention) => {
             outln!()?;
-            outln!("This file was not sent. Nobody in the group got it.")?;
-            outln!()?;
-            outln!("{}", intervention.reason)?;
+            // The service's reason begins with "This file was not sent."
+            outln!("{} Nobody in the group got it.", intervention.reason)?;
             outln!()?;
             outln!("{}", intervention.what_happens)?;
             outln!()?;

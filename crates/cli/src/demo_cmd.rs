@@ -122,9 +122,8 @@ fn pattern_bmp() -> Vec<u8> {
 /// Prints the intervention exactly as `hashguard chat` shows it to the sender.
 fn print_intervention(intervention: &Intervention) -> anyhow::Result<()> {
     outln!("   ----- what the sender's app shows -----")?;
-    outln!("   This file was not sent. Nobody in the group got it.")?;
+    outln!("   {} Nobody in the group got it.", intervention.reason)?;
     for part in [
-        &intervention.reason,
         &intervention.what_happens,
         &intervention.check_offer,
         &intervention.appeal_how,
