@@ -24,8 +24,24 @@ fn section<'a>(out: &'a str, heading: &str) -> &'a str {
 
 #[test]
 fn demo_tells_the_story_over_the_real_service() {
+    check_the_story(&["demo"]);
+}
+
+/// The same story with the service on PostgreSQL (a fresh, empty schema).
+#[test]
+fn demo_tells_the_story_on_postgresql() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(url) = runtime.block_on(hashguard_testsupport::postgres::fresh_schema("demo")) else {
+        return;
+    };
+    let out = check_the_story(&["demo", "--db", &url]);
+    assert!(out.contains("a PostgreSQL database"), "{out}");
+}
+
+/// Runs the demo with `args` and checks every step's outcome; returns its output.
+fn check_the_story(args: &[&str]) -> String {
     let started = Instant::now();
-    let output = common::hashguard(&["demo"]);
+    let output = common::hashguard(args);
     let elapsed = started.elapsed();
     let out = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
@@ -104,4 +120,5 @@ fn demo_tells_the_story_over_the_real_service() {
         assert!(stored.contains(doc), "{doc} missing:\n{stored}");
     }
     assert!(out.contains("The demo finished in"), "{out}");
+    out
 }
