@@ -202,6 +202,70 @@ async fn deliver_hold_check_appeal_release(kind: &str) {
     // The check is honest: it finds a plaintext that is there.
     std::fs::write(stopped.data_dir().join("planted"), &photo).expect("plant");
     assert_eq!(plaintext_found_in(dir.path(), &photo).len(), 1);
+    // On PostgreSQL the database is not a file in the folder: every value of every column of
+    // the service's schema is searched too, as stored and hex- or base64-decoded.
+    if kind == "postgres" {
+        let pool = sqlx::PgPool::connect(stopped.db()).await.expect("connect");
+        for plain in [&photo, &listed, &other] {
+            let found = plaintext_in_postgres(&pool, plain).await;
+            assert!(found.is_empty(), "plaintext found in {found:?}");
+        }
+        // Honest here too: a planted value is found.
+        sqlx::query("CREATE TABLE planted (b BYTEA)")
+            .execute(&pool)
+            .await
+            .expect("create");
+        sqlx::query("INSERT INTO planted VALUES ($1)")
+            .bind(&photo)
+            .execute(&pool)
+            .await
+            .expect("plant");
+        assert_eq!(
+            plaintext_in_postgres(&pool, &photo).await,
+            vec!["planted.b".to_string()]
+        );
+        pool.close().await;
+    }
+}
+
+/// The columns (`table.column`) of the current schema holding any 16-byte run of `plain`,
+/// in their stored bytes or, for text, hex- or base64-decoded.
+async fn plaintext_in_postgres(pool: &sqlx::PgPool, plain: &[u8]) -> Vec<String> {
+    use base64::Engine as _;
+    use sqlx::Row as _;
+    let windows: HashSet<&[u8]> = plain.windows(16).collect();
+    let contains = |bytes: &[u8]| bytes.windows(16).any(|w| windows.contains(w));
+    let columns = sqlx::query(
+        "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
+         WHERE table_schema = current_schema()",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("columns");
+    let mut found = Vec::new();
+    for c in columns {
+        let (table, column, kind): (String, String, String) = (c.get(0), c.get(1), c.get(2));
+        // Our own schema's identifiers (letters, digits and underscores), quoted.
+        let cast = if kind == "bytea" { "" } else { "::text" };
+        let sql =
+            format!("SELECT \"{column}\"{cast} FROM \"{table}\" WHERE \"{column}\" IS NOT NULL");
+        let rows = sqlx::query(&sql).fetch_all(pool).await.expect("values");
+        let hit = rows.iter().any(|r| {
+            if kind == "bytea" {
+                return contains(&r.get::<Vec<u8>, _>(0));
+            }
+            let text: String = r.get(0);
+            contains(text.as_bytes())
+                || hex::decode(&text).is_ok_and(|b| contains(&b))
+                || base64::engine::general_purpose::STANDARD
+                    .decode(&text)
+                    .is_ok_and(|b| contains(&b))
+        });
+        if hit {
+            found.push(format!("{table}.{column}"));
+        }
+    }
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
