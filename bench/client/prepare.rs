@@ -105,33 +105,6 @@ fn row(what: &str, stage: &str, v: Vec<Duration>) {
     println!("| {what} | {stage} | {median:.1} | {min:.1} |");
 }
 
-/// curve25519-dalek's field backend here, by its own run-time rule (see bench/protocol).
-fn field_backend() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let forced_serial = cfg!(any(
-            curve25519_dalek_backend = "serial",
-            curve25519_dalek_backend = "fiat"
-        ));
-        let ifma_compiled = cfg!(any(
-            curve25519_dalek_backend = "avx512",
-            all(target_feature = "avx512ifma", target_feature = "avx512vl")
-        ));
-        if !forced_serial {
-            if ifma_compiled
-                && std::is_x86_feature_detected!("avx512ifma")
-                && std::is_x86_feature_detected!("avx512vl")
-            {
-                return "avx512ifma";
-            }
-            if std::is_x86_feature_detected!("avx2") {
-                return "avx2";
-            }
-        }
-    }
-    "serial"
-}
-
 async fn measure(
     session: &mut Session,
     what: &str,
@@ -183,7 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_or(0, |p| p.quality);
     println!(
         "curve25519-dalek backend: {}; photo {}x{} ({:.1} MB, PDQ quality {quality}{}); {} runs, one thread",
-        field_backend(),
+        hashguard_protocol::suite::field_backend(),
         dims.0,
         dims.1,
         photo.len() as f64 / 1e6,

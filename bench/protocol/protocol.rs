@@ -483,39 +483,11 @@ criterion_group!(
     bench_client_and_server,
     bench_build
 );
-/// Which field backend curve25519-dalek runs here. It decides at run time, among the backends
-/// compiled in, by the same CPU feature tests; this mirrors that rule so that every figure is
-/// printed beside the backend that produced it (the IFMA backend is compiled only with
-/// `--cfg curve25519_dalek_backend="avx512"`, set in the workspace's `.cargo/config.toml`,
-/// or when the target itself has IFMA).
-fn field_backend() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let forced_serial = cfg!(any(
-            curve25519_dalek_backend = "serial",
-            curve25519_dalek_backend = "fiat"
-        ));
-        let ifma_compiled = cfg!(any(
-            curve25519_dalek_backend = "avx512",
-            all(target_feature = "avx512ifma", target_feature = "avx512vl")
-        ));
-        if !forced_serial {
-            if ifma_compiled
-                && std::is_x86_feature_detected!("avx512ifma")
-                && std::is_x86_feature_detected!("avx512vl")
-            {
-                return "avx512ifma";
-            }
-            if std::is_x86_feature_detected!("avx2") {
-                return "avx2";
-            }
-        }
-    }
-    "serial"
-}
-
 fn main() {
-    eprintln!("curve25519-dalek field backend: {}", field_backend());
+    eprintln!(
+        "curve25519-dalek field backend: {}",
+        hashguard_protocol::suite::field_backend()
+    );
     if fixed_work() {
         return;
     }

@@ -215,6 +215,38 @@ pub fn open_to_vec(key: &[u8; 32], aad: &[u8], ct: &[u8]) -> Option<Zeroizing<Ve
     }
 }
 
+/// Which field backend curve25519-dalek runs here (`avx512ifma`, `avx2` or `serial`). It
+/// decides at run time, among the backends compiled in, by the same CPU feature tests; this
+/// mirrors that rule so that every benchmark figure is printed beside the backend that produced
+/// it (the IFMA backend is compiled only with
+/// `--cfg curve25519_dalek_backend="avx512"`, set in the workspace's `.cargo/config.toml`,
+/// or when the target itself has IFMA).
+pub fn field_backend() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let forced_serial = cfg!(any(
+            curve25519_dalek_backend = "serial",
+            curve25519_dalek_backend = "fiat"
+        ));
+        let ifma_compiled = cfg!(any(
+            curve25519_dalek_backend = "avx512",
+            all(target_feature = "avx512ifma", target_feature = "avx512vl")
+        ));
+        if !forced_serial {
+            if ifma_compiled
+                && std::is_x86_feature_detected!("avx512ifma")
+                && std::is_x86_feature_detected!("avx512vl")
+            {
+                return "avx512ifma";
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                return "avx2";
+            }
+        }
+    }
+    "serial"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,31 +9,18 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hashguard_hashlist::{parse_list, Bank, BankKind, SignalType};
 use hashguard_protocol::params::{Params, Policy, Preset};
 use hashguard_server::config::{Bucket, Config, Intervention, Limits, LogFormat};
 use hashguard_server::Server;
-use hashguard_service::keyset::{load_key_set, ConsensusSpec};
-use hashguard_service::publish::{opening_key, os_rng, publish, BuildOptions, TableDir};
 use hashguard_store::{DatabaseLocation, ImportMeta, OpenMode, Store};
 use reqwest::StatusCode;
 use serde_json::Value;
 
 /// The review API's staff token in these tests.
 pub const STAFF_TOKEN: &str = "a-staff-token-for-the-tests-only";
-pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-pub static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-pub fn unique() -> String {
-    format!(
-        "{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -45,71 +32,15 @@ pub async fn database(kind: &str, dir: &Path, test: &str) -> Option<String> {
     if kind == "sqlite" {
         return Some(dir.join("serve.db").display().to_string());
     }
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG.to_string());
-    let required = std::env::var("HASHGUARD_REQUIRE_POSTGRES").as_deref() == Ok("1");
-    sqlx::any::install_default_drivers();
-    let admin =
-        match tokio::time::timeout(Duration::from_secs(5), sqlx::AnyPool::connect(&url)).await {
-            Ok(Ok(pool)) => pool,
-            other => {
-                let why = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".to_string(),
-                };
-                assert!(
-                    !required,
-                    "PostgreSQL at {url} is unreachable ({why}) and HASHGUARD_REQUIRE_POSTGRES=1"
-                );
-                eprintln!("SKIPPED postgres::{test}: PostgreSQL at {url} is unreachable ({why})");
-                return None;
-            }
-        };
-    // Our own identifier (digits and underscores), never user data.
-    let schema = format!("hashguard_serve_test_{}", unique());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    admin.close().await;
-    let sep = if url.contains('?') { '&' } else { '?' };
-    Some(format!("{url}{sep}options[search_path]={schema}"))
+    hashguard_testsupport::postgres::fresh_schema(test).await
 }
 
 /// Publishes the next epoch of the table in `table` from the banks of `db` (epoch 1 in an
 /// empty directory), with the opening key in `key` (created if missing).
 pub async fn publish_epoch(db: &str, table: &Path, key: &Path, preset: Preset, policy: Policy) {
-    let store = Store::open_location(&DatabaseLocation::parse(db), OpenMode::Read)
+    hashguard_server::sandbox::publish_next_epoch(db, table, key, preset, policy)
         .await
-        .expect("store");
-    let params = preset.params(policy);
-    let consensus = ConsensusSpec {
-        banks: Vec::new(),
-        min_organisations: 2,
-        min_jurisdictions: 2,
-        distance: 10,
-    };
-    let key_set = load_key_set(&store, &consensus, &params)
-        .await
-        .expect("key set");
-    store.close().await;
-    let mut rng = os_rng().expect("rng");
-    let (secret, _) = opening_key(key, &mut rng).expect("key");
-    publish(
-        &TableDir::new(table),
-        &secret,
-        &key_set,
-        &consensus,
-        &BuildOptions {
-            preset,
-            policy,
-            shards: None,
-            threads: 1,
-            valid_days: 30,
-            beacon: None,
-        },
-        &mut rng,
-    )
-    .expect("publish");
+        .expect("publish");
 }
 
 /// A running server over a published table.
