@@ -111,6 +111,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod acceptance;
 mod dhf;
 pub mod dleq;
 pub mod keys;
@@ -121,13 +122,33 @@ pub mod opener;
 pub mod params;
 pub mod sender;
 mod shamir;
+pub mod signed;
 pub mod suite;
 pub mod table;
+pub mod trust_sandbox;
 pub mod voucher;
 pub mod wire;
 
 pub use dhf::detect as dhf_detect;
 pub use shamir::interpolate_at_zero;
+
+/// Lower-case hexadecimal of `b`.
+pub(crate) fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// 32 bytes from exactly 64 lower- or upper-case hexadecimal digits.
+pub(crate) fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *o = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
 
 /// The types most callers need.
 pub mod prelude {

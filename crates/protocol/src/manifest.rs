@@ -482,9 +482,7 @@ fn invalid(e: ManifestError) -> DecodeError {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use crate::hex_string as hex;
 
 /// A human-readable summary (for `hashguard table verify`): epoch, validity, policy and
 /// parameters, and per table its kind, shard count, key count and root.

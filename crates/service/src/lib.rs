@@ -22,6 +22,7 @@ pub mod banks;
 pub mod blobs;
 pub mod intake;
 pub mod keyset;
+pub mod manifest_log;
 pub mod publish;
 pub mod review;
 pub mod serving;
