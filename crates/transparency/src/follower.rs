@@ -97,40 +97,45 @@ impl Follower {
             if next.root_hash() == last.root_hash() {
                 return Ok(Update::Unchanged);
             }
-        } else {
-            let (older, newer) = if next.size() > last.size() {
-                (last, next)
-            } else {
-                (next, last)
-            };
-            match merkle::verify_consistency(
-                older.size(),
-                newer.size(),
-                older.root_hash(),
-                newer.root_hash(),
-                proof,
-            ) {
-                Ok(()) if next.size() > last.size() => {
-                    let from = last.size();
-                    self.last = new.clone();
-                    return Ok(Update::Advanced {
-                        from,
-                        to: self.last.checkpoint().size(),
-                    });
-                }
-                Ok(()) => return Ok(Update::Older),
-                Err(e) => {
-                    if ForkEvidence::from_checkpoints(&self.last, new, proof).is_none() {
-                        return Err(FollowerError::InvalidProof(e));
-                    }
-                }
-            }
+            // Same log, same size, two roots: that is evidence by itself.
+            return Err(self.evidence(new, &[], MerkleError::Mismatch));
         }
+        let (older, newer) = if next.size() > last.size() {
+            (last, next)
+        } else {
+            (next, last)
+        };
+        match merkle::verify_consistency(
+            older.size(),
+            newer.size(),
+            older.root_hash(),
+            newer.root_hash(),
+            proof,
+        ) {
+            Ok(()) if next.size() > last.size() => {
+                let from = last.size();
+                self.last = new.clone();
+                Ok(Update::Advanced {
+                    from,
+                    to: self.last.checkpoint().size(),
+                })
+            }
+            Ok(()) => Ok(Update::Older),
+            Err(e) => Err(self.evidence(new, proof, e)),
+        }
+    }
+
+    /// The error for a refused update: the fork evidence if the checkpoints and proof make one,
+    /// otherwise the proof's own failure.
+    fn evidence(
+        &self,
+        new: &LogSignedCheckpoint,
+        proof: &[Hash],
+        failure: MerkleError,
+    ) -> FollowerError {
         match ForkEvidence::from_checkpoints(&self.last, new, proof) {
-            Some(evidence) => Err(FollowerError::Fork(Box::new(evidence))),
-            None => Err(FollowerError::NotEvidence(
-                "unreachable: same size, different roots",
-            )),
+            Some(evidence) => FollowerError::Fork(Box::new(evidence)),
+            None => FollowerError::InvalidProof(failure),
         }
     }
 }
