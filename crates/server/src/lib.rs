@@ -170,6 +170,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cases/{case_id}/appeal", post(api::appeal))
         .route("/v1/review/queue", get(api::review_queue))
         .route("/v1/review/campaigns", get(api::review_campaigns))
+        // The reviewers' web UI (issue 16), under /review.
+        .merge(hashguard_review::router(review_state(&state)))
         .route(
             "/v1/mls/key-packages",
             post(delivery::publish_key_packages)
@@ -211,6 +213,19 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(120),
         ))
         .with_state(state)
+}
+
+/// The review UI's state over the intake's store, blobs and table.
+fn review_state(state: &AppState) -> hashguard_review::ReviewState {
+    hashguard_review::ReviewState::new(
+        state.intake().store().clone(),
+        state.intake().blobs().clone(),
+        Some(state.intake().table().params().clone()),
+        hashguard_review::ReviewConfig {
+            tls: state.config().tls.is_some(),
+            ..hashguard_review::ReviewConfig::default()
+        },
+    )
 }
 
 /// Records each routed request's route pattern, status class and latency.

@@ -30,7 +30,8 @@ use hashguard_protocol::sender::ConsentReveal;
 use hashguard_protocol::voucher::{UploadBinding, Voucher, VoucherLayout};
 use hashguard_store::{
     AccountId, Appended, AttachmentId, AttachmentRecord, AttachmentState, Campaign, CampaignId,
-    CaseId, CaseKind, CaseRecord, CaseState, ReleasedCheck, Store, StoreError, StoredRecord,
+    CaseId, CaseKind, CaseRecord, CaseState, ReleasedCheck, ReviewMaterial, Store, StoreError,
+    StoredRecord,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -826,12 +827,12 @@ impl<B: BlobStore> Intake<B> {
         let checked: Vec<serde_json::Value> = items
             .iter()
             .map(|item| {
-                let nearest = self.nearest_listed(&Hash256::from_be_bytes(&item.payload.pdq), &mut scratch);
+                let nearest = self.nearest_listed_in_bank(&Hash256::from_be_bytes(&item.payload.pdq), &mut scratch);
                 serde_json::json!({
                     "voucher_id": hex(&item.voucher_id),
                     "pdq": hex(&item.payload.pdq),
                     "quality": item.payload.quality,
-                    "nearest_listed": nearest.map(|(entry, distance)| serde_json::json!({"entry": entry, "distance": distance})),
+                    "nearest_listed": nearest.map(|(bank, entry, distance)| serde_json::json!({"bank": bank, "entry": entry, "distance": distance})),
                 })
             })
             .collect();
@@ -864,9 +865,13 @@ impl<B: BlobStore> Intake<B> {
         Ok(())
     }
 
-    /// The listed PDQ entry nearest to `hash` within the match distance, as (entry id,
-    /// distance).
-    fn nearest_listed(&self, hash: &Hash256, scratch: &mut Scratch) -> Option<(String, u32)> {
+    /// The listed PDQ entry nearest to `hash` within the match distance, with the bank that
+    /// lists it, as (bank, entry id, distance).
+    fn nearest_listed_in_bank(
+        &self,
+        hash: &Hash256,
+        scratch: &mut Scratch,
+    ) -> Option<(String, String, u32)> {
         let banks = self.banks.as_ref()?;
         let lookup = banks.lookup(&Signal::Pdq(*hash), scratch);
         lookup
@@ -875,7 +880,11 @@ impl<B: BlobStore> Intake<B> {
             .min_by_key(|h| h.distance)
             .and_then(|h| {
                 let item = banks.item(h.bank, h.item)?;
-                Some((BankSet::entry_id(item), h.distance))
+                Some((
+                    banks.label(h.bank).to_string(),
+                    BankSet::entry_id(item),
+                    h.distance,
+                ))
             })
     }
 
@@ -931,15 +940,28 @@ impl<B: BlobStore> Intake<B> {
         let item = check_consent(&record, reveal, &vd_blob)
             .map_err(|e| CheckError::Keys(e.to_string()))?;
         let mut scratch = Scratch::default();
-        let nearest = self.nearest_listed(&Hash256::from_be_bytes(&item.payload.pdq), &mut scratch);
+        let nearest =
+            self.nearest_listed_in_bank(&Hash256::from_be_bytes(&item.payload.pdq), &mut scratch);
+        // A confirmed mistake (two reviewers rejected it; the server-side allow-list, issue
+        // 16) is released at once, whatever the distance.
+        let allow_listed = self
+            .store
+            .allow_listed(&hex(&item.payload.pdq))
+            .await
+            .map_err(IntakeError::from)?;
         let facts = CheckFacts {
-            nearest: nearest.as_ref().map(|(_, d)| (0, *d)),
+            nearest: nearest.as_ref().map(|(_, _, d)| (0, *d)),
             second_hash: SecondHash::NotComputed,
         };
-        let verdict = auto_check(&facts);
+        let verdict = if allow_listed {
+            Verdict::Release
+        } else {
+            auto_check(&facts)
+        };
         let detail = serde_json::json!({
             "check": match verdict { Verdict::Release => "released", Verdict::ToReview { .. } => "blocked_for_review" },
-            "nearest_listed": nearest.as_ref().map(|(entry, distance)| serde_json::json!({"entry": entry, "distance": distance})),
+            "nearest_listed": nearest.as_ref().map(|(bank, entry, distance)| serde_json::json!({"bank": bank, "entry": entry, "distance": distance})),
+            "allow_listed": allow_listed,
             "second_hash": "not computed yet: the check is the full PDQ distance alone",
         });
         let outcome = match verdict {
@@ -991,6 +1013,18 @@ impl<B: BlobStore> Intake<B> {
                 {
                     return Err(CheckError::NotHeld("being checked"));
                 }
+                // The keys the sender revealed are not kept, so the derivative they opened is
+                // kept for the two reviewers (G3: consented for this one item); it is deleted
+                // with the case's material.
+                self.store
+                    .insert_review_material(&ReviewMaterial {
+                        case: *case_id,
+                        item: 0,
+                        pdq: hex(&item.payload.pdq),
+                        thumbnail: item.thumbnail.to_vec(),
+                    })
+                    .await
+                    .map_err(IntakeError::from)?;
                 CheckOutcome::BlockedForReview
             }
         };

@@ -148,6 +148,33 @@ impl Store {
         rows.into_iter().map(case_from_row).collect()
     }
 
+    /// The cases whose `column = $1` (a fixed condition of the review module), oldest first.
+    pub(crate) async fn cases_where(
+        &self,
+        condition: &'static str,
+        value: &str,
+    ) -> Result<Vec<CaseRecord>, StoreError> {
+        let mut pooled = self.pool.acquire().await?;
+        let sql =
+            format!("SELECT {CASE_COLUMNS} FROM cases WHERE {condition} ORDER BY created_at, id");
+        let rows: Vec<CaseRow> = on_conn!(&mut pooled.conn(), |c| sqlx::query_as(&sql)
+            .bind(value)
+            .fetch_all(&mut *c)
+            .await?);
+        rows.into_iter().map(case_from_row).collect()
+    }
+
+    /// At most `limit` cases in any state, oldest first.
+    pub(crate) async fn cases_limited(&self, limit: u32) -> Result<Vec<CaseRecord>, StoreError> {
+        let mut pooled = self.pool.acquire().await?;
+        let sql = format!("SELECT {CASE_COLUMNS} FROM cases ORDER BY created_at, id LIMIT $1");
+        let rows: Vec<CaseRow> = on_conn!(&mut pooled.conn(), |c| sqlx::query_as(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *c)
+            .await?);
+        rows.into_iter().map(case_from_row).collect()
+    }
+
     /// Whether the account has a [`CaseKind::Threshold`] case (in any state).
     pub async fn threshold_case_exists(&self, account: &AccountId) -> Result<bool, StoreError> {
         let mut pooled = self.pool.acquire().await?;

@@ -77,7 +77,7 @@
 //! [`Store::load_enabled`]), `rows` (row to type conversion and back) and `pool` (the
 //! concrete pool and the macro that runs one statement on either driver). The upload service's
 //! state: `state` (its types: ids, states, records), `accounts` (accounts and devices),
-//! `attachments`, `shares` (opened records, frozen share stores), `cases`, `audit`, `limits`
+//! `attachments`, `shares` (opened records, frozen share stores), `cases`, `audit` (hash-chained), `limits`
 //! (token buckets) and `integrity` ([`Store::integrity_check`]). The MLS delivery service's:
 //! `delivery` (key packages, groups with compare-and-swap epochs, per-device queues).
 //!
@@ -130,11 +130,14 @@ mod open;
 mod options;
 mod pool;
 mod read;
+mod review;
 mod rows;
 mod shares;
+mod staff;
 mod state;
 
 pub use appeals::Appeal;
+pub use audit::{audit_hash, AuditCheck, AuditProblem, AUDIT_GENESIS};
 pub use banks::DeletedBank;
 pub use campaigns::{Campaign, ReleasedCheck};
 pub use delivery::{
@@ -150,6 +153,8 @@ pub use location::{DatabaseLocation, OpenMode, DEFAULT_DATABASE};
 pub use open::{redact_url, sqlite_file};
 pub use options::StoreOptions;
 pub use read::{BankStats, ImportRecord};
+pub use review::{Reveal, ReviewDecision, ReviewMaterial, ReviewOutcome, ReviewReport};
+pub use staff::{StaffRecord, StaffSession};
 pub use state::{
     AccountId, AppealState, Appended, AttachmentId, AttachmentRecord, AttachmentState, AuditEvent,
     CampaignId, CaseId, CaseKind, CaseRecord, CaseState, Device, DeviceId, ParseIdError,
