@@ -35,6 +35,7 @@ mod match_cmd;
 mod output;
 mod serve_cmd;
 mod table_cmd;
+mod witness_cmd;
 
 use std::process::ExitCode;
 
@@ -64,6 +65,8 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// Build and verify the private-matching table from the consensus view.
     Table(table_cmd::TableArgs),
+    /// Run a transparency-log witness (C2SP tlog-witness) for the manifest log.
+    Witness(witness_cmd::WitnessArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Match(args) => match_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Table(args) => table_cmd::run(args),
+        Command::Witness(args) => witness_cmd::run(args),
     };
     match result {
         Ok(code) => code,
