@@ -35,6 +35,7 @@ mod match_cmd;
 mod output;
 mod serve_cmd;
 mod table_cmd;
+mod transparency_cmd;
 mod witness_cmd;
 
 use std::process::ExitCode;
@@ -57,8 +58,12 @@ enum Command {
     Demo(demo_cmd::DemoArgs),
     /// Hash images with PDQ and videos with vPDQ (bit-exact with Meta's reference).
     Hash(hash_cmd::HashArgs),
+    /// Make the transparency keys: service, log, organisation, witness.
+    Keys(transparency_cmd::KeysArgs),
     /// Manage banks of hashes: create, import, export, stats, consensus.
     List(list_cmd::ListArgs),
+    /// The manifest log: refresh witness cosignatures, verify as a client, audit everything.
+    Log(transparency_cmd::LogArgs),
     /// Match images and videos (or hash lines) against the banks or a list file.
     Match(match_cmd::MatchArgs),
     /// Run the upload service: accounts, table distribution, uploads held or delivered.
@@ -75,7 +80,9 @@ fn main() -> ExitCode {
         Command::Chat(args) => chat_cmd::run(args),
         Command::Demo(args) => demo_cmd::run(args),
         Command::Hash(args) => hash_cmd::run(args),
+        Command::Keys(args) => transparency_cmd::run_keys(args),
         Command::List(args) => list_cmd::run(args),
+        Command::Log(args) => transparency_cmd::run_log(args),
         Command::Match(args) => match_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Table(args) => table_cmd::run(args),

@@ -32,6 +32,13 @@ enum TableCommand {
     /// Check a table directory: shard roots, layouts and points against the manifest, and
     /// (with the database the table was built from) every shard's DLEQ proof.
     Verify(VerifyArgs),
+    /// An organisation's co-signature (R/E11): rebuild the key set from the banks, check
+    /// everything `verify` checks, then co-sign unless this organisation already co-signed
+    /// another manifest for the epoch or the manifest does not continue the last it co-signed.
+    Cosign(crate::transparency_cmd::CosignArgs),
+    /// Sign the manifest with the organisations' co-signatures, append it to the manifest log
+    /// (`DIR/log`), collect witness cosignatures and print what users will see.
+    Publish(crate::transparency_cmd::PublishArgs),
 }
 
 /// The protocol's matching policy.
@@ -154,6 +161,8 @@ pub fn run(args: TableArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         TableCommand::Build(a) => build(a),
         TableCommand::Verify(a) => verify(a),
+        TableCommand::Cosign(a) => crate::transparency_cmd::cosign(a),
+        TableCommand::Publish(a) => crate::transparency_cmd::publish(a),
     }
 }
 

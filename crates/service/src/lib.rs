@@ -13,6 +13,8 @@
 //!   two-reviewer rule (G4).
 //! - [`serving`]: the published table as the upload service holds it (files served byte for
 //!   byte with their validators, the opener).
+//! - [`transparency`]: operating the manifest log: key files, the organisations' checks and
+//!   co-signatures, publishing, witness cosignatures, client verification and the audit.
 //! - [`verify`]: every check of a table directory that can be made without signatures, and
 //!   the organisations' check of the proofs against the key set they rebuild.
 #![forbid(unsafe_code)]
@@ -26,6 +28,7 @@ pub mod manifest_log;
 pub mod publish;
 pub mod review;
 pub mod serving;
+pub mod transparency;
 pub mod verify;
 
 /// Why a table could not be built, read or checked.
