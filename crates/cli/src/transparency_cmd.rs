@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use hashguard_protocol::acceptance::TrustAnchors;
+use hashguard_protocol::acceptance::{AcceptedState, TrustAnchors};
 use hashguard_protocol::params::{PinnedParams, Policy, Preset};
 use hashguard_protocol::signed::ServiceSigningKey;
 use hashguard_service::publish::{now, TableDir};
@@ -177,6 +177,11 @@ struct ClientOpts {
 struct VerifyArgs {
     #[command(flatten)]
     client: ClientOpts,
+    /// What the last run accepted (created if missing, updated after each acceptance): the log
+    /// must then extend the checkpoint accepted before (a fork is printed as evidence) and the
+    /// epoch must not go back, as for a client that keeps its state.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -415,7 +420,7 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     };
     if let (Some(trust), Some(path)) = (&trust, &a.trust) {
-        match tp::verify_as_client(&mut source, trust, now()) {
+        match tp::verify_as_client(&mut source, trust, None, now()) {
             Ok(view) => outln!(
                 "verified as a client would ({}): epoch {} accepted",
                 path.display(),
@@ -507,8 +512,34 @@ fn open_source(log: &str) -> anyhow::Result<Box<dyn LogSource>> {
 fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let anchors = tp::read_trust_file(&a.client.trust, a.client.pinned())?;
     let mut source = open_source(&a.client.log)?;
-    match tp::verify_as_client(source.as_mut(), &anchors, now()) {
+    let previous = match &a.state {
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => Some(
+                AcceptedState::from_bytes(&bytes, &anchors)
+                    .with_context(|| format!("{} is not an accepted state", path.display()))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", path.display()));
+            }
+        },
+        None => None,
+    };
+    match tp::verify_as_client(source.as_mut(), &anchors, previous.as_ref(), now()) {
         Ok(view) => {
+            if let Some(path) = &a.state {
+                tp::write_durably(path, &view.accepted.state.to_bytes())?;
+                match &previous {
+                    Some(p) => outln!(
+                        "state: the log of {} entries extends the one of {} accepted before (epoch {} then, {} now)",
+                        view.checkpoint.checkpoint().size(),
+                        p.checkpoint().checkpoint().size(),
+                        p.epoch(),
+                        view.accepted.state.epoch()
+                    )?,
+                    None => outln!("state: first acceptance, kept in {}", path.display())?,
+                }
+            }
             let cp = view.checkpoint.checkpoint();
             let witnesses: Vec<String> = view
                 .checkpoint

@@ -43,21 +43,24 @@ impl Deployment {
     }
 
     fn build(&self, out: &str) -> String {
-        hashguard_ok(&[
-            "table",
-            "build",
-            "--db",
-            &self.db,
-            "--out",
-            &s(&self.path(out)),
-            "--key",
-            &s(&self.path("opening.key")),
-            "--shards",
-            "2",
-        ])
+        self.build_with(out, &[])
+    }
+
+    fn build_with(&self, out: &str, extra: &[&str]) -> String {
+        let out = s(&self.path(out));
+        let key = s(&self.path("opening.key"));
+        let mut args = vec![
+            "table", "build", "--db", &self.db, "--out", &out, "--key", &key, "--shards", "2",
+        ];
+        args.extend_from_slice(extra);
+        hashguard_ok(&args)
     }
 
     fn cosign(&self, table: &str, org: u16) -> Output {
+        self.cosign_with_state(table, org, &format!("org{org}.state"))
+    }
+
+    fn cosign_with_state(&self, table: &str, org: u16, state: &str) -> Output {
         hashguard(&[
             "table",
             "cosign",
@@ -68,7 +71,7 @@ impl Deployment {
             "--org-key",
             &s(&self.path(&format!("org{org}.key"))),
             "--state",
-            &s(&self.path(&format!("org{org}.state"))),
+            &s(&self.path(state)),
             "--db",
             &self.db,
         ])
@@ -488,6 +491,74 @@ fn cosign_publish_verify_and_audit_the_manifest_log() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn log_verify_with_state_follows_the_log_and_catches_a_fork() {
+    let d = deployment();
+    let state = s(&d.path("client.state"));
+    let log = s(&d.path("table/log"));
+    let publish_epoch = |table: &str, states: [&str; 2]| {
+        for (org, st) in [1, 2].into_iter().zip(states) {
+            let out = d.cosign_with_state(table, org, st);
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        let out = d.publish(table, true);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    publish_epoch("table", ["org1.state", "org2.state"]);
+    let out = d.log_cmd("verify", &log, &["--state", &state]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("state: first acceptance"),
+        "{}",
+        text(&out)
+    );
+    // The folder and the organisations' states as of epoch 1, for a second history below.
+    copy_tree(&d.path("table"), &d.path("fork"));
+    for org in [1, 2] {
+        std::fs::copy(
+            d.path(&format!("org{org}.state")),
+            d.path(&format!("org{org}-fork.state")),
+        )
+        .expect("copy");
+    }
+
+    d.build("table");
+    publish_epoch("table", ["org1.state", "org2.state"]);
+    let out = d.log_cmd("verify", &log, &["--state", &state]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("extends the one of 1 accepted before (epoch 1 then, 2 now)"),
+        "{}",
+        text(&out)
+    );
+    // The same log again is fine.
+    assert!(d
+        .log_cmd("verify", &log, &["--state", &state])
+        .status
+        .success());
+    let kept = std::fs::read(&state).expect("state");
+
+    // A second history under the same keys from epoch 2 on (the service with two
+    // organisations that ignored their co-signer state): the same size, another root. (Another
+    // validity window makes another manifest even when both builds fall in the same second.)
+    d.build_with("fork", &["--valid-days", "29"]);
+    publish_epoch("fork", ["org1-fork.state", "org2-fork.state"]);
+    // Without state, a client cannot tell: the forked log is valid on its own.
+    let fork = s(&d.path("fork/log"));
+    assert!(d.log_cmd("verify", &fork, &[]).status.success());
+    // With state, the fork is caught and printed as evidence; the state is not changed.
+    let out = d.log_cmd("verify", &fork, &["--state", &state]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("NOT accepted: the log forked"), "{t}");
+    assert!(
+        t.contains("the evidence, for auditors and witnesses:"),
+        "{t}"
+    );
+    assert!(t.contains("example.org/hashguard/manifests"), "{t}");
+    assert_eq!(std::fs::read(&state).expect("state"), kept);
 }
 
 #[test]

@@ -27,7 +27,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
-use hashguard_protocol::acceptance::{accept_manifest, Accepted, ManifestBundle, TrustAnchors};
+use hashguard_protocol::acceptance::{
+    accept_manifest, AcceptError, Accepted, AcceptedState, ManifestBundle, TrustAnchors,
+};
 use hashguard_protocol::keys::TableKind;
 use hashguard_protocol::manifest::Manifest;
 use hashguard_protocol::signed::{
@@ -976,10 +978,14 @@ pub struct ClientView {
 /// Verifies a log as a client would at time `now`: the checkpoint under the trust file's
 /// policy (log key, witness quorum, freshness), then the bundle of the manifest in force (the
 /// newest entry whose `not_before ≤ now`) with inclusion proofs computed from the tiles, put
-/// through [`accept_manifest`] (all E10 rules), without earlier state.
+/// through [`accept_manifest`] (all E10 rules). With `previous` (what an earlier run
+/// accepted), the log must extend the checkpoint accepted then (rule 4: the consistency proof
+/// is computed from the tiles; a fork is reported with its evidence) and the epoch must not go
+/// back.
 pub fn verify_as_client(
     source: &mut dyn LogSource,
     anchors: &TrustAnchors,
+    previous: Option<&AcceptedState>,
     now: u64,
 ) -> Result<ClientView, String> {
     let bytes = source
@@ -1023,7 +1029,23 @@ pub fn verify_as_client(
             .map(|i| Ok((entries[i as usize].clone(), proof(i)?)))
             .collect::<Result<_, String>>()?,
     };
-    let accepted = accept_manifest(&bundle, &[], anchors, None, now).map_err(|e| e.to_string())?;
+    let old_size = previous.map_or(0, |p| p.checkpoint().checkpoint().size());
+    let consistency = if old_size == 0 || old_size >= size {
+        Vec::new()
+    } else {
+        tiles::consistency_proof_from_tiles(old_size, size, |t: &TilePath| {
+            source.fetch(&t.to_string())
+        })
+        .map_err(|e| format!("the consistency proof from {old_size} entries: {e}"))?
+    };
+    let accepted =
+        accept_manifest(&bundle, &consistency, anchors, previous, now).map_err(|e| match e {
+            AcceptError::Fork(evidence) => format!(
+                "the log forked: two signed checkpoints disagree; the evidence, for auditors and witnesses:\n{}",
+                evidence.to_text()
+            ),
+            other => other.to_string(),
+        })?;
     Ok(ClientView {
         accepted,
         checkpoint,

@@ -229,8 +229,13 @@ fn witnesses_cosign_from_the_size_they_know_and_the_log_then_verifies_and_audits
     assert_eq!(refreshed.note().signatures().len(), 3);
 
     // A client accepts the newest manifest from the stored files, and the audit passes.
-    let view = verify_as_client(&mut DirSource(log.path().to_path_buf()), &anchors, NOW)
-        .expect("accepted");
+    let view = verify_as_client(
+        &mut DirSource(log.path().to_path_buf()),
+        &anchors,
+        None,
+        NOW,
+    )
+    .expect("accepted");
     assert_eq!(view.accepted.signed.manifest(), &ms[2]);
     assert_eq!(view.index, 2);
     let report = audit_log(
