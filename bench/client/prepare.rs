@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hashguard_client::{PinnedParams, Session, SessionOptions};
+use hashguard_client::{Session, SessionOptions};
 use hashguard_server::sandbox::{Sandbox, SandboxOptions};
 
 struct Args {
@@ -139,9 +139,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = args();
     let dir = tempfile::tempdir()?;
     let service = Sandbox::start(SandboxOptions::new(dir.path())).await?;
-    let pinned = PinnedParams::exactly(service.params().clone());
-    let mut session =
-        Session::register(service.base_url(), pinned, SessionOptions::default()).await?;
+    let mut session = Session::register(
+        service.base_url(),
+        service.trust_anchors(),
+        SessionOptions::default(),
+    )
+    .await?;
     session.refresh_table().await?;
 
     let photo = match &args.photo {

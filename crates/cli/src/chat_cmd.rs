@@ -27,6 +27,10 @@ enum ChatCommand {
         /// The service, e.g. http://127.0.0.1:8640.
         #[arg(long)]
         server: String,
+        /// The deployment's trust file (its service, organisation, log and witness keys): what
+        /// an app ships with. Kept in the folder; tables it does not vouch for are refused.
+        #[arg(long)]
+        trust: PathBuf,
     },
     /// Print the account id to give to people who want to add you to a group.
     Whoami,
@@ -98,8 +102,17 @@ pub fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
 
 async fn chat(args: ChatArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir;
-    if let ChatCommand::Register { server } = &args.command {
-        let messenger = Messenger::register(server, &dir, Options::default()).await?;
+    if let ChatCommand::Register { server, trust } = &args.command {
+        let options = Options::default();
+        let text = std::fs::read_to_string(trust)
+            .with_context(|| format!("cannot read the trust file {}", trust.display()))?;
+        let anchors = hashguard_client::TrustAnchors::parse(&text, options.pinned.clone())
+            .with_context(|| format!("the trust file {} is not valid", trust.display()))?;
+        let options = Options {
+            trust: Some(anchors),
+            ..options
+        };
+        let messenger = Messenger::register(server, &dir, options).await?;
         outln!("Registered. Your account id (share it so people can add you):")?;
         outln!("{}", messenger.account_id())?;
         return Ok(ExitCode::SUCCESS);

@@ -327,6 +327,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let messenger_options = Options {
         pinned: PinnedParams::exactly(sandbox.params().clone()),
+        trust: Some(sandbox.trust_anchors()),
         ..Options::default()
     };
     let mut sender = Messenger::register(
@@ -362,6 +363,14 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         " - The sender created the chat {GROUP:?} and added the recipient. The chat is end-to-end"
     )?;
     outln!("   encrypted (MLS): the service passes the messages on but cannot read them.")?;
+    let database = sender.safety_database().await?;
+    outln!(" - The sender's app downloaded the private table and checked it before using it: the")?;
+    outln!(
+        "   service signed it, both organisations co-signed it, and it is in the public log that"
+    )?;
+    outln!("   two independent witnesses vouch for, so every app gets the same one. Its settings")?;
+    outln!("   screen shows:")?;
+    outln!("   {database}")?;
 
     // 1. An ordinary photo.
     outln!()?;

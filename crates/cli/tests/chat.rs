@@ -45,6 +45,9 @@ async fn two_folders_chat_through_the_binary() {
         .await
         .expect("sandbox");
     let base = sandbox.base_url().to_string();
+    let trust = dir.path().join("trust.txt");
+    std::fs::write(&trust, sandbox.trust_anchors().to_text()).expect("trust file");
+    let trust = trust.to_str().expect("path").to_string();
     let alice = dir.path().join("alice");
     let bob = dir.path().join("bob");
 
@@ -53,8 +56,8 @@ async fn two_folders_chat_through_the_binary() {
     assert_eq!(early.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&early.stderr).contains("register --server"));
 
-    ok(&alice, &["register", "--server", &base]);
-    let registered = ok(&bob, &["register", "--server", &base]);
+    ok(&alice, &["register", "--server", &base, "--trust", &trust]);
+    let registered = ok(&bob, &["register", "--server", &base, "--trust", &trust]);
     let bob_id = ok(&bob, &["whoami"]).trim().to_string();
     assert_eq!(bob_id.len(), 32);
     assert!(registered.contains(&bob_id));

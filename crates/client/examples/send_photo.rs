@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use hashguard_client::{PinnedParams, SendOutcome, Session, SessionOptions};
+use hashguard_client::{SendOutcome, Session, SessionOptions};
 use hashguard_server::sandbox::{Sandbox, SandboxOptions};
 
 #[tokio::main]
@@ -24,17 +24,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     let dir = tempfile::tempdir()?;
     let service = Sandbox::start(SandboxOptions::new(dir.path())).await?;
-    // An app pins the parameters it was built for; here, the sandbox's.
-    let pinned = PinnedParams::exactly(service.params().clone());
+    // An app pins the keys and parameters it was built to trust; here, the sandbox's.
+    let trust = service.trust_anchors();
 
-    let mut sender = Session::register(
-        service.base_url(),
-        pinned.clone(),
-        SessionOptions::default(),
-    )
-    .await?;
-    let recipient =
-        Session::register(service.base_url(), pinned, SessionOptions::default()).await?;
+    let mut sender =
+        Session::register(service.base_url(), trust.clone(), SessionOptions::default()).await?;
+    let recipient = Session::register(service.base_url(), trust, SessionOptions::default()).await?;
     sender.refresh_table().await?;
 
     let bytes = std::fs::read(&photo)?;

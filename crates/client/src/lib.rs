@@ -16,14 +16,16 @@
 //! The SDK depends on hashing and the protocol only: no store, no index, no hash list.
 //!
 //! ```no_run
-//! use hashguard_client::{PinnedParams, Session, SessionOptions, SendOutcome};
+//! use hashguard_client::{PinnedParams, Session, SessionOptions, SendOutcome, TrustAnchors};
 //! use hashguard_protocol::params::{Policy, Preset};
 //!
-//! # async fn run() -> Result<(), hashguard_client::SdkError> {
-//! // The parameters the app was built for: a table with others is refused.
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // What the app was built to trust: the deployment's service, organisation, log and
+//! // witness keys (its trust file) and the table parameters; any other table is refused.
 //! let pinned = PinnedParams::exactly(Preset::V1.params(Policy::Intervene));
+//! let trust = TrustAnchors::parse(include_str!("../../../assets/demo/example-trust.txt"), pinned)?;
 //! let mut session =
-//!     Session::register("http://127.0.0.1:8640", pinned, SessionOptions::default()).await?;
+//!     Session::register("http://127.0.0.1:8640", trust, SessionOptions::default()).await?;
 //! session.refresh_table().await?;
 //! let photo = std::fs::read("photo.jpg")?;
 //! let prepared = session.prepare(&photo, Some("photo.jpg".into()))?;
@@ -55,6 +57,7 @@ pub mod table;
 
 pub use attachment::{AttachmentPointer, MediaType};
 pub use error::SdkError;
+pub use hashguard_protocol::acceptance::TrustAnchors;
 pub use hashguard_protocol::params::PinnedParams;
 pub use outcome::{
     AppealStatus, CaseStatus, CheckOutcome, HeldUpload, HelpResource, Intervention, SendOutcome,

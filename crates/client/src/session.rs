@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hashguard_protocol::params::PinnedParams;
+use hashguard_protocol::acceptance::TrustAnchors;
 use hashguard_protocol::sender::{AccountState, BuiltVoucher, Client, ConsentReveal, Item};
 use hashguard_protocol::voucher::{MediaKind, UploadBinding};
 use rand_chacha::rand_core::SeedableRng;
@@ -241,10 +241,11 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 
 impl Session {
     /// Registers a new account (and its first device) at the service at `base`, with a new
-    /// account state. `pinned` are the table parameters the app was built for.
+    /// account state. `trust` is what the app was built to trust: the deployment's service,
+    /// organisation, log and witness keys and its table parameters.
     pub async fn register(
         base: &str,
-        pinned: PinnedParams,
+        trust: TrustAnchors,
         options: SessionOptions,
     ) -> Result<Session, SdkError> {
         let http = http_client(&options)?;
@@ -268,7 +269,7 @@ impl Session {
         };
         let mut rng = os_rng()?;
         let state = AccountState::generate(&mut rng);
-        Session::build(http, base, credentials, state, pinned, options, rng)
+        Session::build(http, base, credentials, state, trust, options, rng)
     }
 
     /// Resumes a device's session from its saved credentials and account state
@@ -277,14 +278,14 @@ impl Session {
         base: &str,
         credentials: Credentials,
         account_state: &[u8],
-        pinned: PinnedParams,
+        trust: TrustAnchors,
         options: SessionOptions,
     ) -> Result<Session, SdkError> {
         let state = AccountState::decode(account_state)
             .map_err(|e| SdkError::CorruptState(format!("account state: {e}")))?;
         let http = http_client(&options)?;
         let base = base.trim_end_matches('/').to_string();
-        Session::build(http, base, credentials, state, pinned, options, os_rng()?)
+        Session::build(http, base, credentials, state, trust, options, os_rng()?)
     }
 
     fn build(
@@ -292,11 +293,11 @@ impl Session {
         base: String,
         credentials: Credentials,
         state: AccountState,
-        pinned: PinnedParams,
+        trust: TrustAnchors,
         options: SessionOptions,
         rng: ChaCha20Rng,
     ) -> Result<Session, SdkError> {
-        let mut tables = TableCache::new(pinned, options.table_dir);
+        let mut tables = TableCache::new(trust, options.table_dir);
         if let Some(clock) = options.clock {
             tables = tables.with_clock(clock);
         }

@@ -1,19 +1,23 @@
-//! The client's copy of the service's private table (protocol.md R/E3): fetched with
-//! conditional GETs so only a changed manifest and changed shards travel, verified completely
-//! before any use, and replaced only by a newer table that verifies as a whole. A voucher is
-//! only ever built from a [`ClientTable`], which exists only after verification.
-//!
-//! The manifest's signature, co-signatures and log proofs (R/E10 items 1-4) arrive with the
-//! transparency issue; until then the manifest is accepted on its parameters, validity window,
-//! epoch chain and revocations, and its shards on their Merkle roots and points.
+//! The client's copy of the service's private table (protocol.md R/E3 and R/E10): the
+//! manifest bundle and changed shards fetched with conditional GETs, the manifest accepted
+//! only by [`accept_manifest`] (service signature, two organisations in two jurisdictions,
+//! inclusion in the manifest log under a checkpoint a quorum of witnesses cosigned in the last
+//! 72 hours, consistency with every checkpoint seen before, newest manifest in force, window,
+//! chain, pinned parameters, not revoked), the shards against its roots and points. A voucher
+//! is only ever built from a [`ClientTable`], which exists only after all of that.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use hashguard_protocol::acceptance::{
+    accept_manifest, AcceptError, Accepted, AcceptedState, ManifestBundle, TrustAnchors,
+};
 use hashguard_protocol::keys::TableKind;
-use hashguard_protocol::manifest::{Manifest, VerifiedManifest};
-use hashguard_protocol::params::PinnedParams;
+use hashguard_protocol::manifest::VerifiedManifest;
 use hashguard_protocol::table::{ClientTable, TableShard};
+use hashguard_transparency::merkle::Hash;
+use hashguard_transparency::proof::ProofBundle;
+use hashguard_transparency::tiles::{self, TileKind, TilePath};
 use reqwest::StatusCode;
 
 use crate::error::SdkError;
@@ -25,7 +29,8 @@ pub const MAX_TABLE_KEYS: u64 = 1 << 24;
 /// What a refresh found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refreshed {
-    /// The table did not change (the service answered 304).
+    /// The table did not change (the service answered 304, or the same manifest came with a
+    /// fresher checkpoint).
     Unchanged,
     /// A new epoch was verified and is now in use; `shards_fetched` of its shards travelled.
     Updated {
@@ -37,16 +42,19 @@ pub enum Refreshed {
 }
 
 struct Current {
-    manifest: VerifiedManifest,
-    manifest_bytes: Vec<u8>,
+    accepted: Accepted,
+    bundle_bytes: Vec<u8>,
     etag: Option<String>,
     table: ClientTable,
 }
 
 /// The verified table and the raw files it came from.
 pub struct TableCache {
-    pinned: PinnedParams,
+    anchors: TrustAnchors,
     current: Option<Current>,
+    /// The last acceptance's state (kept even when its table is no longer usable), so a
+    /// newer log must extend what this client has seen.
+    last_state: Option<AcceptedState>,
     /// Shard files by root, for the shards of the current table.
     shard_files: HashMap<[u8; 32], Vec<u8>>,
     dir: Option<PathBuf>,
@@ -74,13 +82,14 @@ fn untrusted(what: impl std::fmt::Display) -> SdkError {
 }
 
 impl TableCache {
-    /// An empty cache that accepts only tables with the `pinned` parameters (the values the
-    /// app ships with). With `dir`, verified files are kept there and reused across runs;
-    /// they are verified again when loaded, never trusted from disk.
-    pub fn new(pinned: PinnedParams, dir: Option<PathBuf>) -> TableCache {
+    /// An empty cache that accepts only tables these `anchors` vouch for (the keys and
+    /// parameters the app ships with). With `dir`, verified files are kept there and reused
+    /// across runs; they are verified again when loaded, never trusted from disk.
+    pub fn new(anchors: TrustAnchors, dir: Option<PathBuf>) -> TableCache {
         TableCache {
-            pinned,
+            anchors,
             current: None,
+            last_state: None,
             shard_files: HashMap::new(),
             dir,
             clock: unix_now,
@@ -94,10 +103,18 @@ impl TableCache {
         self
     }
 
-    /// The verified table, if it is still valid now.
+    /// The verified table, if it is still usable now: the manifest has not expired and the
+    /// witnesses' cosignatures on its checkpoint are not older than the pinned limit (72
+    /// hours), so a client cut off from fresh checkpoints stops building vouchers.
     pub fn table(&self) -> Result<&ClientTable, SdkError> {
         let current = self.current.as_ref().ok_or(SdkError::NoTable)?;
-        if (self.clock)() >= current.manifest.not_after() {
+        let now = (self.clock)();
+        let fresh = current
+            .accepted
+            .state
+            .checkpoint()
+            .quorum_fresh(now, self.anchors.max_checkpoint_age);
+        if now >= current.accepted.manifest.not_after() || !fresh {
             return Err(SdkError::TableExpired);
         }
         Ok(&current.table)
@@ -105,38 +122,91 @@ impl TableCache {
 
     /// The epoch in use.
     pub fn epoch(&self) -> Option<u32> {
-        self.current.as_ref().map(|c| c.manifest.epoch())
+        self.current.as_ref().map(|c| c.accepted.manifest.epoch())
     }
 
     /// The verified manifest in use.
     pub fn manifest(&self) -> Option<&VerifiedManifest> {
-        self.current.as_ref().map(|c| &c.manifest)
+        self.current.as_ref().map(|c| &c.accepted.manifest)
     }
 
-    /// Loads and re-verifies the files a previous run kept. A missing, partial or corrupt
-    /// copy is ignored (the next refresh downloads what is needed); only a copy that
-    /// verifies completely is used.
+    /// The accepted manifest with its log entry and checkpoint (for a settings screen: epoch,
+    /// table root, co-signers, witnesses).
+    pub fn accepted(&self) -> Option<&Accepted> {
+        self.current.as_ref().map(|c| &c.accepted)
+    }
+
+    /// What a settings screen shows of the table in use, so a user can compare it with the
+    /// published value (as Apple proposed for its database's root hash): the epoch, the table
+    /// root, who co-signed it, the log size and which witnesses vouched for the log.
+    pub fn safety_database(&self) -> Option<String> {
+        let accepted = self.accepted()?;
+        let root = accepted
+            .manifest
+            .table(TableKind::Pdq)
+            .map(|t| hex::encode(t.table_root()))
+            .unwrap_or_default();
+        let cosigners: Vec<String> = accepted
+            .signed
+            .verified_cosigners(&self.anchors.organisations)
+            .unwrap_or_default()
+            .iter()
+            .map(|o| format!("{} ({})", o.name, String::from_utf8_lossy(&o.jurisdiction)))
+            .collect();
+        let checkpoint = accepted.state.checkpoint();
+        let witnesses: Vec<&str> = checkpoint
+            .cosignatures()
+            .iter()
+            .map(|c| c.witness.as_str())
+            .collect();
+        Some(format!(
+            "Safety database: epoch {}, root {root}; co-signed by {}; in the public log \
+             ({} entries), witnessed by {}",
+            accepted.manifest.epoch(),
+            cosigners.join(" and "),
+            checkpoint.checkpoint().size(),
+            witnesses.join(" and ")
+        ))
+    }
+
+    /// Loads and re-verifies the files a previous run kept. A missing, partial, corrupt or
+    /// no longer acceptable copy is not used (the next refresh downloads what is needed);
+    /// its acceptance state is still kept, re-verified, so the next log must extend it.
     pub fn load_saved(&mut self) {
         let Some(dir) = self.dir.clone() else { return };
-        let Ok(bytes) = std::fs::read(dir.join("manifest")) else {
-            return;
-        };
-        let mut files = HashMap::new();
-        if let Ok(manifest) = Manifest::decode(&bytes) {
-            if let Some(t) = manifest.table(TableKind::Pdq) {
-                for entry in t.shards() {
-                    let path = dir.join(format!("shard-{}", hex::encode(entry.root)));
-                    if let Ok(file) = std::fs::read(path) {
-                        files.insert(entry.root, file);
-                    }
-                }
+        if let Ok(bytes) = std::fs::read(dir.join("state")) {
+            match AcceptedState::from_bytes(&bytes, &self.anchors) {
+                Ok(state) => self.last_state = Some(state),
+                Err(e) => tracing::warn!(error = %e, "the saved log state does not verify"),
             }
         }
-        match self.verify(&bytes, &files, None) {
-            Ok((manifest, table)) => {
+        let Ok(bytes) = std::fs::read(dir.join("bundle")) else {
+            return;
+        };
+        let result = ManifestBundle::decode(&bytes)
+            .map_err(untrusted)
+            .and_then(|bundle| {
+                accept_manifest(&bundle, &[], &self.anchors, None, (self.clock)())
+                    .map_err(untrusted)
+            })
+            .and_then(|accepted| {
+                let mut files = HashMap::new();
+                if let Some(t) = accepted.manifest.table(TableKind::Pdq) {
+                    for entry in t.shards() {
+                        let path = dir.join(format!("shard-{}", hex::encode(entry.root)));
+                        if let Ok(file) = std::fs::read(path) {
+                            files.insert(entry.root, file);
+                        }
+                    }
+                }
+                let table = load_table(&accepted.manifest, &files)?;
+                Ok((accepted, table, files))
+            });
+        match result {
+            Ok((accepted, table, files)) => {
                 self.current = Some(Current {
-                    manifest,
-                    manifest_bytes: bytes,
+                    accepted,
+                    bundle_bytes: bytes,
                     etag: None,
                     table,
                 });
@@ -146,14 +216,17 @@ impl TableCache {
         }
     }
 
-    /// Fetches the manifest (conditionally) and any shard not already held, verifies the whole
-    /// table, and switches to it. On any failure the table in use stays as it was.
+    /// Fetches the manifest bundle (conditionally), the log tiles for the consistency proof
+    /// from the last checkpoint seen, and any shard not already held; accepts the manifest
+    /// under every rule of R/E10, verifies the whole table, and switches to it. On any
+    /// failure the table in use stays as it was; a proven fork of the log is also written to
+    /// `fork-evidence.txt` in the cache folder, for the app to report.
     pub async fn refresh(
         &mut self,
         http: &reqwest::Client,
         base: &str,
     ) -> Result<Refreshed, SdkError> {
-        let mut request = http.get(format!("{base}/v1/table/manifest"));
+        let mut request = http.get(format!("{base}/v1/table/bundle"));
         if let Some(etag) = self.current.as_ref().and_then(|c| c.etag.as_deref()) {
             request = request.header(reqwest::header::IF_NONE_MATCH, etag);
         }
@@ -164,7 +237,7 @@ impl TableCache {
                 return Ok(Refreshed::Unchanged);
             }
             StatusCode::OK => {}
-            status => return Err(unexpected(status, "fetching the table's manifest")),
+            status => return Err(unexpected(status, "fetching the table's manifest bundle")),
         }
         let etag = response
             .headers()
@@ -173,14 +246,51 @@ impl TableCache {
             .map(str::to_string);
         let bytes = response.bytes().await?.to_vec();
         if let Some(current) = &mut self.current {
-            if current.manifest_bytes == bytes {
+            if current.bundle_bytes == bytes {
                 current.etag = etag;
                 self.table()?;
                 return Ok(Refreshed::Unchanged);
             }
         }
-        let manifest = Manifest::decode(&bytes).map_err(untrusted)?;
-        let entries = manifest
+        let bundle = ManifestBundle::decode(&bytes).map_err(untrusted)?;
+        let consistency = self.consistency_proof(http, base, &bundle).await?;
+        let accepted = match accept_manifest(
+            &bundle,
+            &consistency,
+            &self.anchors,
+            self.last_state.as_ref(),
+            (self.clock)(),
+        ) {
+            Ok(a) => a,
+            Err(AcceptError::Fork(evidence)) => {
+                if let Some(dir) = &self.dir {
+                    let _ = std::fs::create_dir_all(dir);
+                    let _ = write_atomically(
+                        &dir.join("fork-evidence.txt"),
+                        evidence.to_text().as_bytes(),
+                    );
+                }
+                return Err(untrusted(AcceptError::Fork(evidence)));
+            }
+            Err(e) => return Err(untrusted(e)),
+        };
+        let state_bytes = accepted.state.to_bytes();
+        // The same manifest under a fresher checkpoint: keep the table, take the new proof.
+        let same_manifest = self.current.as_ref().is_some_and(|c| {
+            c.accepted.signed.entry().manifest_hash() == accepted.signed.entry().manifest_hash()
+        });
+        if same_manifest {
+            self.save(&bytes, &state_bytes, &self.shard_files);
+            self.last_state = Some(accepted.state.clone());
+            if let Some(current) = &mut self.current {
+                current.accepted = accepted;
+                current.bundle_bytes = bytes;
+                current.etag = etag;
+            }
+            return Ok(Refreshed::Unchanged);
+        }
+        let entries = accepted
+            .manifest
             .table(TableKind::Pdq)
             .ok_or_else(|| untrusted("the manifest has no PDQ table"))?
             .shards()
@@ -203,16 +313,13 @@ impl TableCache {
             files.insert(entry.root, r.bytes().await?.to_vec());
             fetched += 1;
         }
-        let last = self
-            .current
-            .as_ref()
-            .map(|c| (c.manifest.epoch(), c.manifest.hash()));
-        let (manifest, table) = self.verify(&bytes, &files, last)?;
-        let epoch = manifest.epoch();
-        self.save(&bytes, &files);
+        let table = load_table(&accepted.manifest, &files)?;
+        let epoch = accepted.manifest.epoch();
+        self.save(&bytes, &state_bytes, &files);
+        self.last_state = Some(accepted.state.clone());
         self.current = Some(Current {
-            manifest,
-            manifest_bytes: bytes,
+            accepted,
+            bundle_bytes: bytes,
             etag,
             table,
         });
@@ -223,36 +330,55 @@ impl TableCache {
         })
     }
 
-    /// Every check the client can make on a manifest and its shard files.
-    fn verify(
+    /// The consistency proof from the last checkpoint this client accepted to the bundle's,
+    /// computed from the log's hash tiles (C2SP tlog-tiles; untrusted: the acceptance rules
+    /// verify the proof against both signed roots). Empty when there is nothing to prove.
+    async fn consistency_proof(
         &self,
-        manifest_bytes: &[u8],
-        files: &HashMap<[u8; 32], Vec<u8>>,
-        last: Option<(u32, [u8; 32])>,
-    ) -> Result<(VerifiedManifest, ClientTable), SdkError> {
-        let manifest = Manifest::decode(manifest_bytes)
+        http: &reqwest::Client,
+        base: &str,
+        bundle: &ManifestBundle,
+    ) -> Result<Vec<Hash>, SdkError> {
+        let Some(last) = &self.last_state else {
+            return Ok(Vec::new());
+        };
+        let old = last.checkpoint().checkpoint().size();
+        let new = ProofBundle::parse(&bundle.proof)
             .map_err(untrusted)?
-            .check_client(&self.pinned, (self.clock)(), last)
-            .map_err(untrusted)?;
-        let entries = manifest
-            .table(TableKind::Pdq)
-            .ok_or_else(|| untrusted("the manifest has no PDQ table"))?
-            .shards();
-        let mut shards = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let file = files
-                .get(&entry.root)
-                .ok_or_else(|| untrusted("a shard is missing"))?;
-            shards.push(TableShard::decode(file).map_err(untrusted)?);
+            .signed_checkpoint()
+            .unverified_checkpoint()
+            .size();
+        if new <= old {
+            return Ok(Vec::new());
         }
-        let table = ClientTable::load(&manifest, TableKind::Pdq, &shards, MAX_TABLE_KEYS)
-            .map_err(untrusted)?;
-        Ok((manifest, table))
+        let mut fetched: HashMap<TilePath, Vec<u8>> = HashMap::new();
+        for tile in tiles::tiles_for_size(new) {
+            if !matches!(tile.kind(), TileKind::Hashes { .. }) {
+                continue;
+            }
+            let path = tile.to_string();
+            let relative = path.strip_prefix("tile/").unwrap_or(&path);
+            let r = http
+                .get(format!("{base}/v1/log/tile/{relative}"))
+                .send()
+                .await?;
+            if r.status() != StatusCode::OK {
+                return Err(unexpected(r.status(), "fetching a log tile"));
+            }
+            fetched.insert(tile, r.bytes().await?.to_vec());
+        }
+        tiles::consistency_proof_from_tiles(old, new, |t| {
+            fetched
+                .get(t)
+                .cloned()
+                .ok_or("a tile the log did not serve")
+        })
+        .map_err(untrusted)
     }
 
     /// Keeps the verified files for the next run (best effort: a failure only costs a
     /// download).
-    fn save(&self, manifest: &[u8], files: &HashMap<[u8; 32], Vec<u8>>) {
+    fn save(&self, bundle: &[u8], state: &[u8], files: &HashMap<[u8; 32], Vec<u8>>) {
         let Some(dir) = &self.dir else { return };
         let result = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
@@ -262,7 +388,8 @@ impl TableCache {
                     write_atomically(&path, file)?;
                 }
             }
-            write_atomically(&dir.join("manifest"), manifest)?;
+            write_atomically(&dir.join("bundle"), bundle)?;
+            write_atomically(&dir.join("state"), state)?;
             for entry in std::fs::read_dir(dir)?.flatten() {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
@@ -282,6 +409,25 @@ impl TableCache {
             tracing::warn!(error = %e, dir = %dir.display(), "cannot keep the table files");
         }
     }
+}
+
+/// The shards of `manifest`'s PDQ table from `files`, verified against it.
+fn load_table(
+    manifest: &VerifiedManifest,
+    files: &HashMap<[u8; 32], Vec<u8>>,
+) -> Result<ClientTable, SdkError> {
+    let entries = manifest
+        .table(TableKind::Pdq)
+        .ok_or_else(|| untrusted("the manifest has no PDQ table"))?
+        .shards();
+    let mut shards = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let file = files
+            .get(&entry.root)
+            .ok_or_else(|| untrusted("a shard is missing"))?;
+        shards.push(TableShard::decode(file).map_err(untrusted)?);
+    }
+    ClientTable::load(manifest, TableKind::Pdq, &shards, MAX_TABLE_KEYS).map_err(untrusted)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a crash leaves the old

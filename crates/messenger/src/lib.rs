@@ -43,7 +43,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hashguard_client::{
     AttachmentPointer, CheckOutcome, Credentials, HeldUpload, Intervention, MediaType,
-    PinnedParams, PreparedAttachment, SdkError, SendOutcome, Session, SessionOptions,
+    PinnedParams, PreparedAttachment, SdkError, SendOutcome, Session, SessionOptions, TrustAnchors,
 };
 use hashguard_protocol::params::{Policy, Preset};
 use serde::{Deserialize, Serialize};
@@ -75,7 +75,7 @@ pub enum MessengerError {
         source: std::io::Error,
     },
     /// The folder holds no account yet.
-    #[error("{} holds no account yet: run `hashguard chat --dir {} register --server URL` first", .0.display(), .0.display())]
+    #[error("{} holds no account yet: run `hashguard chat --dir {} register --server URL --trust FILE` first", .0.display(), .0.display())]
     NotRegistered(PathBuf),
     /// The folder already holds an account.
     #[error("{} already holds an account: use another folder for another user", .0.display())]
@@ -148,6 +148,10 @@ pub struct Options {
     /// The table parameters the app was built for (default: the deployed preset under
     /// `intervene`).
     pub pinned: PinnedParams,
+    /// The deployment's trust anchors (its service, organisation, log and witness keys), as an
+    /// app would ship them: required to register; kept in the device's folder
+    /// (`trust.txt`) and read from there when the device is opened again.
+    pub trust: Option<TrustAnchors>,
     /// Per-request timeout.
     pub timeout: Duration,
 }
@@ -156,10 +160,14 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             pinned: PinnedParams::exactly(Preset::V1.params(Policy::Intervene)),
+            trust: None,
             timeout: Duration::from_secs(60),
         }
     }
 }
+
+/// The device folder's copy of the trust anchors.
+const TRUST: &str = "trust.txt";
 
 /// Something that arrived, as `receive` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -407,12 +415,13 @@ impl Messenger {
         if dir.join(folder::CREDENTIALS).exists() {
             return Err(MessengerError::AlreadyRegistered(dir.to_path_buf()));
         }
-        let session = Session::register(
-            base_url,
-            options.pinned.clone(),
-            session_options(dir, &options),
-        )
-        .await?;
+        let trust = options.trust.clone().ok_or_else(|| {
+            MessengerError::InvalidArgument(
+                "no trust anchors: the deployment's trust file is needed to register".into(),
+            )
+        })?;
+        folder::write_private(&dir.join(TRUST), trust.to_text().as_bytes())?;
+        let session = Session::register(base_url, trust, session_options(dir, &options)).await?;
         let credentials = session.credentials().clone();
         let mls = Mls::generate(&identity_of(&credentials))?;
         let identity = IdentityFile {
@@ -445,6 +454,17 @@ impl Messenger {
         folder::write_private(&dir.join(folder::CREDENTIALS), &text)?;
         messenger.publish_key_packages(KEY_PACKAGES).await?;
         Ok(messenger)
+    }
+
+    /// Fetches and verifies the current table if it changed, and says what a settings screen
+    /// shows of it ([`hashguard_client::TableCache::safety_database`]).
+    pub async fn safety_database(&mut self) -> Result<String, MessengerError> {
+        self.session.refresh_table().await?;
+        Ok(self
+            .session
+            .tables()
+            .safety_database()
+            .unwrap_or_else(|| "Safety database: none verified yet".to_string()))
     }
 
     /// Opens the device kept in `dir`.
@@ -483,11 +503,16 @@ impl Messenger {
             let upload = HeldUpload::from_bytes(&bytes)?;
             held.insert(case.clone(), (saved.group.clone(), upload));
         }
+        let trust_text = read(TRUST)?;
+        let trust = std::str::from_utf8(&trust_text)
+            .map_err(|e| e.to_string())
+            .and_then(|t| TrustAnchors::parse(t, options.pinned.clone()).map_err(|e| e.to_string()))
+            .map_err(|e| MessengerError::Corrupt(format!("{TRUST}: {e}")))?;
         let session = Session::resume(
             &identity.server,
             identity.credentials.clone(),
             &account_state,
-            options.pinned.clone(),
+            trust,
             session_options(dir, &options),
         )?;
         let delivery = Delivery {

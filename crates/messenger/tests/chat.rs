@@ -64,11 +64,21 @@ fn mode(path: &Path) -> u32 {
 }
 
 /// Two registered users, Alice's group "family" with Bob in it (Bob has received the welcome).
-async fn pair(base: &str, root: &Path) -> (Messenger, Messenger) {
-    let mut alice = Messenger::register(base, &root.join("alice"), Options::default())
+/// Options trusting `sandbox`'s keys, as an app built for that deployment would.
+fn trusting(sandbox: &Sandbox) -> Options {
+    Options {
+        pinned: hashguard_client::PinnedParams::exactly(sandbox.params().clone()),
+        trust: Some(sandbox.trust_anchors()),
+        ..Options::default()
+    }
+}
+
+async fn pair(sandbox: &Sandbox, root: &Path) -> (Messenger, Messenger) {
+    let base = sandbox.base_url();
+    let mut alice = Messenger::register(base, &root.join("alice"), trusting(sandbox))
         .await
         .expect("alice registers");
-    let mut bob = Messenger::register(base, &root.join("bob"), Options::default())
+    let mut bob = Messenger::register(base, &root.join("bob"), trusting(sandbox))
         .await
         .expect("bob registers");
     alice.create_group("family").await.expect("group");
@@ -104,8 +114,8 @@ async fn group_story(postgres: Option<&str>) {
     };
     let base = sandbox.base_url().to_string();
     let users = dir.path().join("users");
-    let (mut alice, mut bob) = pair(&base, &users).await;
-    let mut carol = Messenger::register(&base, &users.join("carol"), Options::default())
+    let (mut alice, mut bob) = pair(&sandbox, &users).await;
+    let mut carol = Messenger::register(&base, &users.join("carol"), trusting(&sandbox))
         .await
         .expect("carol registers");
 
@@ -261,7 +271,7 @@ async fn restart_and_crash() {
     };
     let base = sandbox.base_url().to_string();
     let users = dir.path().join("users");
-    let (mut alice, bob) = pair(&base, &users).await;
+    let (mut alice, bob) = pair(&sandbox, &users).await;
     let bob_dir = users.join("bob");
 
     // The service restarts between send and receive.
@@ -315,7 +325,7 @@ async fn restart_and_crash() {
     ));
     drop(bob);
     assert!(matches!(
-        Messenger::register(&base, &bob_dir, Options::default()).await,
+        Messenger::register(&base, &bob_dir, trusting(&sandbox)).await,
         Err(MessengerError::AlreadyRegistered(_))
     ));
     assert!(matches!(
@@ -341,9 +351,8 @@ async fn check_later() {
     let Some(sandbox) = sandbox(&dir.path().join("service"), None).await else {
         return;
     };
-    let base = sandbox.base_url().to_string();
     let users = dir.path().join("users");
-    let (mut alice, mut bob) = pair(&base, &users).await;
+    let (mut alice, mut bob) = pair(&sandbox, &users).await;
 
     let FileSent::Held(listed_case) = alice
         .send_file("family", &demo("hills-recompressed.jpg"))

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hashguard_client::{CheckOutcome, PinnedParams, SendOutcome, Session, SessionOptions};
+use hashguard_client::{CheckOutcome, SendOutcome, Session, SessionOptions};
 use hashguard_review::auth::{add_staff, Role};
 use hashguard_server::config::{Bucket, Limits};
 use hashguard_server::sandbox::{Sandbox, SandboxOptions};
@@ -50,13 +50,9 @@ async fn store(s: &Sandbox) -> Store {
 }
 
 async fn user(s: &Sandbox) -> Session {
-    let mut session = Session::register(
-        s.base_url(),
-        PinnedParams::exactly(s.params().clone()),
-        SessionOptions::default(),
-    )
-    .await
-    .expect("register");
+    let mut session = Session::register(s.base_url(), s.trust_anchors(), SessionOptions::default())
+        .await
+        .expect("register");
     session.refresh_table().await.expect("table");
     session
 }

@@ -70,7 +70,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 }
 
 /// A table file with its strong validator; 304 when the client has it already.
-fn table_file(headers: &HeaderMap, file: &TableFile, cache_control: &'static str) -> Response {
+pub(crate) fn table_file(
+    headers: &HeaderMap,
+    file: &TableFile,
+    cache_control: &'static str,
+) -> Response {
     let etag = format!("\"{}\"", file.sha256);
     let matches = headers
         .get(header::IF_NONE_MATCH)

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod sandbox;
 pub mod shield;
 pub mod state;
+pub mod transparency;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +64,10 @@ use crate::state::AppState;
         api::metrics,
         api::manifest,
         api::shard,
+        transparency::bundle,
+        transparency::checkpoint,
+        transparency::tile,
+        transparency::manifest,
         api::register,
         api::add_device,
         api::revoke_device,
@@ -157,6 +162,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/v1/table/manifest", get(api::manifest))
         .route("/v1/table/shards/{root}", get(api::shard))
+        .route("/v1/table/bundle", get(transparency::bundle))
+        .route("/v1/log/checkpoint", get(transparency::checkpoint))
+        .route("/v1/log/tile/{*path}", get(transparency::tile))
+        .route("/v1/log/manifests/{hash}", get(transparency::manifest))
         .route("/v1/accounts", post(api::register))
         .route("/v1/devices", post(api::add_device))
         .route("/v1/devices/{device_id}", delete(api::revoke_device))

@@ -2,13 +2,23 @@
 //! published from their consensus view, and the server listening on loopback. `hashguard demo`
 //! runs the product's story on it, and the client SDK's and the messenger's tests run against
 //! it over real HTTP, so what they exercise is the service as deployed, not a mock.
+//!
+//! Every epoch is co-signed by two sandbox organisations (GB and DE), signed by the service,
+//! appended to the manifest log and witnessed by two sandbox witnesses, with keys generated
+//! for this sandbox alone ([`TrustSandbox`]); its clients pin [`Sandbox::trust_anchors`] and
+//! accept a table only through the full acceptance rules (R/E10). The witnesses cosign in
+//! process here; a real deployment runs `hashguard witness` on other machines.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use hashguard_hashlist::{parse_list, Bank, BankKind, SignalType};
-use hashguard_protocol::params::{Params, Policy, Preset};
+use hashguard_protocol::acceptance::TrustAnchors;
+use hashguard_protocol::params::{Params, PinnedParams, Policy, Preset};
+use hashguard_protocol::signed::SignedManifest;
+use hashguard_protocol::trust_sandbox::TrustSandbox;
 use hashguard_service::keyset::{load_key_set, ConsensusSpec};
+use hashguard_service::manifest_log::ManifestLog;
 use hashguard_service::publish::{opening_key, os_rng, publish, BuildOptions, TableDir};
 use hashguard_store::{DatabaseLocation, ImportMeta, OpenMode, Store};
 
@@ -121,6 +131,9 @@ pub enum SandboxError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Signing, co-signing or logging the manifest failed.
+    #[error("publishing to the manifest log: {0}")]
+    Transparency(String),
     /// The server did not start.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -130,6 +143,9 @@ pub enum SandboxError {
 pub struct Sandbox {
     config: Config,
     params: Params,
+    preset: Preset,
+    policy: Policy,
+    trust: TrustSandbox,
     base_url: String,
     running: Option<Running>,
 }
@@ -162,6 +178,17 @@ impl Sandbox {
         let table = options.dir.join("table");
         let key = options.dir.join("table.key");
         publish_next_epoch(&db, &table, &key, options.preset, options.policy).await?;
+        let deployment_id = *TableDir::new(&table)
+            .read_manifest()?
+            .ok_or_else(|| SandboxError::Transparency("no manifest was built".into()))?
+            .deployment_id();
+        let params = options.preset.params(options.policy);
+        let mut trust = TrustSandbox::generate(
+            &mut os_rng()?,
+            deployment_id,
+            PinnedParams::exactly(params.clone()),
+        );
+        log_epoch(&table, &mut trust)?;
         let config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             db,
@@ -177,7 +204,10 @@ impl Sandbox {
         };
         let mut sandbox = Sandbox {
             config,
-            params: options.preset.params(options.policy),
+            params,
+            preset: options.preset,
+            policy: options.policy,
+            trust,
             base_url: String::new(),
             running: None,
         };
@@ -207,6 +237,49 @@ impl Sandbox {
     /// The published table's parameters (what a client pins).
     pub fn params(&self) -> &Params {
         &self.params
+    }
+
+    /// What this sandbox's clients pin: its service, organisation, log and witness keys and
+    /// its parameters.
+    pub fn trust_anchors(&self) -> TrustAnchors {
+        self.trust.anchors()
+    }
+
+    /// Builds the next epoch from the banks as they are now, has it co-signed, signed, logged
+    /// and witnessed; the server serves it after [`Sandbox::restart`].
+    pub async fn publish_next_epoch(&mut self) -> Result<(), SandboxError> {
+        publish_next_epoch(
+            &self.config.db,
+            &self.config.table,
+            &self.config.key,
+            self.preset,
+            self.policy,
+        )
+        .await?;
+        log_epoch(&self.config.table, &mut self.trust)
+    }
+
+    /// Has the witnesses cosign the log's current checkpoint again at `at` (Unix seconds):
+    /// what a deployment does at least daily, since clients refuse a checkpoint whose
+    /// cosignatures are older than 72 hours. Served at once (no restart needed).
+    pub fn witness_again(&self, at: u64) -> Result<(), SandboxError> {
+        let log = ManifestLog::of_table(&TableDir::new(&self.config.table));
+        let fail = |e: &dyn std::fmt::Display| SandboxError::Transparency(e.to_string());
+        let mut checkpoint = log
+            .open_checkpoint(&self.trust.log_signer().verifier())?
+            .ok_or_else(|| fail(&"the log is empty"))?;
+        // A fresh copy without the old cosignatures, then one new cosignature per witness.
+        checkpoint = checkpoint
+            .checkpoint()
+            .sign(self.trust.log_signer())
+            .and_then(|c| c.open(&self.trust.log_signer().verifier()))
+            .map_err(|e| fail(&e))?;
+        for (_, witness) in self.trust.witnesses() {
+            checkpoint
+                .add_cosignature(witness, at)
+                .map_err(|e| fail(&e))?;
+        }
+        Ok(log.store_checkpoint(checkpoint.signed())?)
     }
 
     /// The server's configuration.
@@ -250,6 +323,28 @@ impl Drop for Sandbox {
             let _ = running.stop.send(());
         }
     }
+}
+
+/// Co-signs (both organisations), signs and appends the table's current manifest to its log,
+/// and has both witnesses cosign the new checkpoint now.
+fn log_epoch(table: &Path, trust: &mut TrustSandbox) -> Result<(), SandboxError> {
+    let dir = TableDir::new(table);
+    let fail = |e: &dyn std::fmt::Display| SandboxError::Transparency(e.to_string());
+    let manifest = dir
+        .read_manifest()?
+        .ok_or_else(|| fail(&"no manifest was built"))?;
+    let cosignatures = trust.cosign(&[0, 1], &manifest).map_err(|e| fail(&e))?;
+    let signed =
+        SignedManifest::sign(manifest, cosignatures, trust.service_key()).map_err(|e| fail(&e))?;
+    let log = ManifestLog::of_table(&dir);
+    let mut checkpoint = log.append(&signed, trust.log_signer())?;
+    let now = hashguard_service::publish::now();
+    for (_, witness) in trust.witnesses() {
+        checkpoint
+            .add_cosignature(witness, now)
+            .map_err(|e| fail(&e))?;
+    }
+    Ok(log.store_checkpoint(checkpoint.signed())?)
 }
 
 /// Creates one block bank per list in `db` and imports the list into it.

@@ -1023,7 +1023,9 @@ async fn limits_metrics_and_the_document(kind: &str) {
             .replace("{attachment_id}", &"0".repeat(32))
             .replace("{case_id}", &"0".repeat(32))
             .replace("{device_id}", &"0".repeat(32))
-            .replace("{group_id}", "00");
+            .replace("{group_id}", "00")
+            .replace("{path}", "0/000")
+            .replace("{hash}", &"0".repeat(64));
         assert!(!concrete.contains('{'), "{path}");
         for method in ops.as_object().expect("ops").keys() {
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");

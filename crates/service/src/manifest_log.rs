@@ -7,6 +7,7 @@
 //! log/tile/<L>/<N>[.p/<W>]        hash tiles
 //! log/tile/entries/<N>[.p/<W>]    entry bundles (the LogEntry encodings)
 //! log/manifests/<sha256 hex>      each manifest's encoding, by the hash its entry names
+//! log/vkey                        the log's public key (C2SP vkey), for the service itself
 //! ```
 //!
 //! Tiles are immutable: a file is written once and never changed (a partial tile is a new path
@@ -51,6 +52,10 @@ impl ManifestLog {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         ManifestLog { dir: dir.into() }
     }
+    /// The log of the table in `table` (its `log` folder).
+    pub fn of_table(table: &crate::publish::TableDir) -> Self {
+        ManifestLog::new(table.path().join("log"))
+    }
     /// The folder.
     pub fn path(&self) -> &Path {
         &self.dir
@@ -66,6 +71,23 @@ impl ManifestLog {
     /// A manifest's file, by its hash.
     pub fn manifest_path(&self, hash: &[u8; 32]) -> PathBuf {
         self.dir.join("manifests").join(hex(hash))
+    }
+
+    /// The file holding the log's public key.
+    pub fn vkey_path(&self) -> PathBuf {
+        self.dir.join("vkey")
+    }
+
+    /// The log's public key as the first append recorded it (`None` before it).
+    pub fn log_key(&self) -> Result<Option<Ed25519Verifier>, ServiceError> {
+        let path = self.vkey_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ed25519Verifier::from_vkey(text.trim_end())
+                .map(Some)
+                .map_err(|e| bad(&path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ServiceError::io("cannot read", &path)(e)),
+        }
     }
 
     /// The checkpoint as stored, with whatever cosignatures it has, if the log exists.
@@ -112,6 +134,23 @@ impl ManifestLog {
         log: &Ed25519Signer,
     ) -> Result<LogSignedCheckpoint, ServiceError> {
         let verifier = log.verifier();
+        match self.log_key()? {
+            Some(known) if known != verifier => {
+                return Err(bad(
+                    &self.vkey_path(),
+                    "this log is signed with another key; refusing to append with this one",
+                ))
+            }
+            Some(_) => {}
+            None => {
+                std::fs::create_dir_all(&self.dir)
+                    .map_err(ServiceError::io("cannot create", &self.dir))?;
+                write_atomically(
+                    &self.vkey_path(),
+                    format!("{}\n", verifier.to_vkey()).as_bytes(),
+                )?;
+            }
+        }
         let mut entries = match self.open_checkpoint(&verifier)? {
             Some(cp) => self.entries(cp.checkpoint())?,
             None => Vec::new(),

@@ -12,8 +12,10 @@ use hashguard_protocol::params::Params;
 use hashguard_protocol::table::TableShard;
 use sha2::{Digest, Sha256};
 
+use crate::manifest_log::ManifestLog;
 use crate::publish::{read_opening_key, TableDir};
 use crate::{hex, verify, ServiceError};
+use hashguard_transparency::note::Ed25519Verifier;
 
 /// One file a client downloads, with its validator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +27,8 @@ pub struct TableFile {
 }
 
 impl TableFile {
-    fn new(bytes: Vec<u8>) -> TableFile {
+    /// A file and its validator.
+    pub fn new(bytes: Vec<u8>) -> TableFile {
         let sha256 = hex(&Sha256::digest(&bytes));
         TableFile { bytes, sha256 }
     }
@@ -42,6 +45,8 @@ pub struct ServedTable {
     /// The previous epoch, when its manifest is kept beside this one, chains to it and names
     /// the same opening key (so its vouchers open with this opener).
     previous: Option<u32>,
+    /// The manifest log and its key, once the table has been published to it.
+    log: Option<(ManifestLog, Ed25519Verifier)>,
 }
 
 /// How long after a new epoch starts the previous epoch's vouchers are still opened (R/E5
@@ -113,13 +118,32 @@ impl ServedTable {
                     && before.params() == manifest.params())
                 .then_some(e)
             });
+        let log = ManifestLog::of_table(dir);
+        let log = log.log_key()?.map(|key| (log, key));
         Ok(ServedTable {
             manifest_file: TableFile::new(manifest_bytes),
             manifest,
             shards: files,
             opener,
             previous,
+            log,
         })
+    }
+
+    /// The manifest log, once the table has been published to it.
+    pub fn manifest_log(&self) -> Option<&ManifestLog> {
+        self.log.as_ref().map(|(log, _)| log)
+    }
+
+    /// The manifest bundle clients verify before using the table (R/E10): the manifest in
+    /// force at `now` with its log entry and proofs against the log's current checkpoint
+    /// (read afresh, so refreshed witness cosignatures reach clients without a restart).
+    /// `None` while the table has not been published to the log.
+    pub fn bundle(&self, now: u64) -> Result<Option<TableFile>, ServiceError> {
+        let Some((log, key)) = &self.log else {
+            return Ok(None);
+        };
+        Ok(log.bundle(key, now)?.map(|b| TableFile::new(b.encode())))
     }
 
     /// The manifest.

@@ -35,8 +35,15 @@ fn manifests(n: u32) -> (Vec<Manifest>, TrustSandbox) {
             prev_manifest_hash: out.last().map_or([0; 32], Manifest::hash),
             beacon: [e as u8; 32],
         };
-        let built =
-            build_table(&spec, &secret, &[key.clone()], &input, None, &mut rng).expect("table");
+        let built = build_table(
+            &spec,
+            &secret,
+            std::slice::from_ref(&key),
+            &input,
+            None,
+            &mut rng,
+        )
+        .expect("table");
         out.push(Manifest::for_table(&built, &input, NOW - 100, NOW + 86_400).expect("manifest"));
     }
     let sandbox = TrustSandbox::generate(&mut rng, [4; 16], PinnedParams::exactly(params));
