@@ -89,11 +89,14 @@ fn fixture(params: Params, n_keys: usize, shards: u16) -> Fixture {
     };
     let built = build_table(&spec, &secret, &keys, &epoch, None, &mut r).expect("build");
     let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
-    // The client loads a table only through a manifest it checked.
-    let manifest = Manifest::for_table(&built, &epoch, 0, u64::MAX)
-        .expect("manifest")
-        .check_client(&PinnedParams::exactly(params.clone()), 0, None)
-        .expect("checked");
+    // The client loads a table only through a manifest that passed the acceptance rules
+    // (here under a throwaway sandbox's keys).
+    let manifest = hashguard_protocol::trust_sandbox::accept_alone(
+        Manifest::for_table(&built, &epoch, 0, u64::MAX).expect("manifest"),
+        PinnedParams::exactly(params.clone()),
+        0,
+    )
+    .expect("accepted");
     let table = ClientTable::load(&manifest, TableKind::Pdq, &shards, u64::MAX).expect("load");
     let listed = listed
         .into_iter()

@@ -66,6 +66,8 @@
 //! # Example
 //! ```
 //! use hashguard_protocol::prelude::*;
+//! use hashguard_protocol::acceptance::accept_manifest;
+//! use hashguard_protocol::trust_sandbox::TrustSandbox;
 //! use rand_core::{Rng, SeedableRng};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
@@ -82,11 +84,14 @@
 //! let epoch = EpochInput { epoch: 1, prev_manifest_hash: [0; 32], beacon: [3; 32] };
 //! let built = build_table(&spec, &secret, &[key], &epoch, None, &mut rng)?;
 //! let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
-//! // The client takes a table only through a manifest it checked (window, chain, pinned
-//! // parameters); here valid from time 0 on, checked at time 0.
-//! let manifest = Manifest::for_table(&built, &epoch, 0, u64::MAX)?
-//!     .check_client(&PinnedParams::exactly(params.clone()), 0, None)?;
-//! let table = ClientTable::load(&manifest, TableKind::Pdq, &shards, 1_000_000)?;
+//! // The client takes a table only through a manifest that passed every acceptance rule
+//! // (signed, co-signed by two organisations in two jurisdictions, logged, witnessed, current,
+//! // pinned parameters). Here a throwaway sandbox plays the service, the organisations, the
+//! // log and its witnesses, and the client trusts the sandbox's keys.
+//! let mut sandbox = TrustSandbox::generate(&mut rng, [1; 16], PinnedParams::exactly(params.clone()));
+//! sandbox.publish(Manifest::for_table(&built, &epoch, 0, u64::MAX)?)?;
+//! let accepted = accept_manifest(&sandbox.bundle(0, 0), &[], &sandbox.anchors(), None, 0)?;
+//! let table = ClientTable::load(&accepted.manifest, TableKind::Pdq, &shards, 1_000_000)?;
 //!
 //! // The client uploads the listed image; the server opens its voucher.
 //! let mut client = Client::new(AccountState::generate(&mut rng), params.clone());
@@ -125,6 +130,7 @@ mod shamir;
 pub mod signed;
 pub mod suite;
 pub mod table;
+#[cfg(feature = "trust-sandbox")]
 pub mod trust_sandbox;
 pub mod voucher;
 pub mod wire;

@@ -142,9 +142,10 @@ pub struct Manifest {
     f: ManifestFields,
 }
 
-/// A manifest that passed [`Manifest::check_client`]: the only way to get one, and the only
-/// manifest [`ClientTable::load`](crate::table::ClientTable::load) accepts, so a voucher can
-/// never be built from an unchecked table.
+/// A manifest that passed every acceptance rule of R/E10
+/// ([`accept_manifest`](crate::acceptance::accept_manifest) is the only way to get one), and
+/// the only manifest [`ClientTable::load`](crate::table::ClientTable::load) accepts, so a
+/// voucher can never be built from an unchecked table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedManifest(Manifest);
 
@@ -445,7 +446,7 @@ impl Manifest {
     /// accepted one and continues its hash chain (7), and the manifest does not revoke its own
     /// epoch (9). Signatures, co-signatures and log proofs (1-4) are checked by the
     /// transparency part before this.
-    pub fn check_client(
+    pub(crate) fn check_client(
         self,
         pinned: &PinnedParams,
         now: u64,

@@ -4,7 +4,8 @@
 //!
 //! Every key is generated here, so nothing a sandbox signs is accepted by a client that pins a
 //! real deployment's keys: this is the real acceptance path with made-up trust, not a way
-//! around it.
+//! around it. It is compiled only with the `trust-sandbox` feature, which the client SDK does
+//! not enable, so an app's build does not contain it.
 
 use ed25519_dalek::SigningKey;
 use hashguard_transparency::checkpoint::{Checkpoint, LogSignedCheckpoint, SignedCheckpoint};
@@ -15,12 +16,32 @@ use hashguard_transparency::policy::Policy;
 use hashguard_transparency::proof::ProofBundle;
 use rand_core::CryptoRng;
 
-use crate::acceptance::{ManifestBundle, TrustAnchors, MAX_CHECKPOINT_AGE};
-use crate::manifest::Manifest;
+use crate::acceptance::{
+    accept_manifest, AcceptError, ManifestBundle, TrustAnchors, MAX_CHECKPOINT_AGE,
+};
+use crate::manifest::{Manifest, VerifiedManifest};
 use crate::params::PinnedParams;
 use crate::signed::{
     Cosignature, CosignerState, Organisation, ServiceSigningKey, SignError, SignedManifest,
 };
+
+/// A throwaway sandbox for one manifest: generated from a fixed seed, it co-signs, signs,
+/// logs and witnesses `manifest` at `now` and accepts it under its own anchors (with
+/// `pinned`). For tests that need a [`VerifiedManifest`] of a manifest they built: the real
+/// acceptance path, with trust made up for the test.
+pub fn accept_alone(
+    manifest: Manifest,
+    pinned: PinnedParams,
+    now: u64,
+) -> Result<VerifiedManifest, AcceptError> {
+    use rand_core::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5a4d_b0c5);
+    let mut sandbox = TrustSandbox::generate(&mut rng, *manifest.deployment_id(), pinned);
+    sandbox
+        .publish(manifest)
+        .map_err(|e| AcceptError::Format(e.to_string()))?;
+    accept_manifest(&sandbox.bundle(0, now), &[], &sandbox.anchors(), None, now).map(|a| a.manifest)
+}
 
 /// The log origin of every sandbox.
 pub const SANDBOX_ORIGIN: &str = "sandbox.hashguard.invalid/manifests";

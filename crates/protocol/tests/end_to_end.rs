@@ -7,6 +7,7 @@ mod images;
 
 use hashguard_pdq::PdqFloats;
 use hashguard_protocol::prelude::*;
+use hashguard_protocol::trust_sandbox::accept_alone;
 use image::imageops::FilterType;
 use image::RgbImage;
 use images::{floats, jpeg};
@@ -111,10 +112,12 @@ fn end_to_end_real_pdq_reencoded_copies_open_unrelated_never() {
     };
     let built = build_table(&spec, &secret, &keys, &epoch, None, &mut r).expect("build");
     let shards: Vec<TableShard> = built.shards.iter().map(|s| s.shard.clone()).collect();
-    let manifest = Manifest::for_table(&built, &epoch, 0, u64::MAX)
-        .expect("manifest")
-        .check_client(&PinnedParams::exactly(params.clone()), 0, None)
-        .expect("checked");
+    let manifest = accept_alone(
+        Manifest::for_table(&built, &epoch, 0, u64::MAX).expect("manifest"),
+        PinnedParams::exactly(params.clone()),
+        0,
+    )
+    .expect("accepted");
     let table = ClientTable::load(&manifest, TableKind::Pdq, &shards, 1 << 24).expect("load");
 
     let opener = Opener::new(secret, params.clone());

@@ -9,6 +9,7 @@ use common::*;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
+use hashguard_protocol::acceptance::AcceptError;
 use hashguard_protocol::manifest::ManifestError;
 use hashguard_protocol::opener::{
     silent_intake, EpochVerdict, EpochWindow, RebuildError, SilentReply,
@@ -20,6 +21,7 @@ use hashguard_protocol::table::{
     build_table_after, decodes_with_secret, key_set_digest, verify_shard_for_org, BuiltShard,
     PreviousShard, ShardEntry, TableError,
 };
+use hashguard_protocol::trust_sandbox::accept_alone;
 use hashguard_protocol::voucher::L1Plain;
 use hashguard_protocol::{dhf_detect, interpolate_at_zero};
 use proptest::prelude::*;
@@ -868,44 +870,43 @@ fn pt11_table_and_manifest_validation() {
             other => panic!("{what}: {other:?}"),
         }
     }
+    // The client's checks, through the acceptance rules (a throwaway sandbox signs and logs the
+    // manifest; tests/acceptance.rs covers the chain and rollback with a previous state).
     let pinned = PinnedParams::exactly(w.params.clone());
-    assert!(m
-        .clone()
-        .check_client(&pinned, 150, Some((4, *m.prev_manifest_hash())))
-        .is_ok());
+    let accept =
+        |m: Manifest, pinned: &PinnedParams, now: u64| match accept_alone(m, pinned.clone(), now) {
+            Ok(_) => Ok(()),
+            Err(AcceptError::Manifest(e)) => Err(e),
+            Err(other) => panic!("not a manifest check: {other}"),
+        };
+    assert_eq!(accept(m.clone(), &pinned, 150), Ok(()));
     assert_eq!(
-        m.clone().check_client(&pinned, 250, None),
+        accept(m.clone(), &pinned, 250),
         Err(ManifestError::NotCurrent)
     );
-    assert!(matches!(
-        m.clone().check_client(&pinned, 150, Some((5, [0; 32]))),
-        Err(ManifestError::Rollback { .. })
-    ));
-    assert!(matches!(
-        m.clone().check_client(&pinned, 150, Some((4, [1; 32]))),
-        Err(ManifestError::Chain(_))
-    ));
     let lower_t = PinnedParams {
         params: w.params.clone(),
         t_floor: 4,
     };
     assert!(matches!(
-        m.clone().check_client(&lower_t, 150, None),
+        accept(m.clone(), &lower_t, 150),
         Err(ManifestError::Params(
             ParamsError::ThresholdBelowFloor { .. }
         ))
     ));
     let drift = PinnedParams::exactly(params(Policy::Silent, 3));
     assert!(matches!(
-        m.clone().check_client(&drift, 150, None),
+        accept(m.clone(), &drift, 150),
         Err(ManifestError::Params(ParamsError::NotPinned(_)))
     ));
     let mut revoked = fields_for(&w, 5);
     revoked.revokes.push(5);
     assert!(matches!(
-        Manifest::new(revoked)
-            .expect("a manifest may revoke any epoch")
-            .check_client(&pinned, 150, None),
+        accept(
+            Manifest::new(revoked).expect("a manifest may revoke any epoch"),
+            &pinned,
+            150
+        ),
         Err(ManifestError::Chain(_))
     ));
     // A manifest whose table_root disagrees with its entries does not decode.

@@ -7,7 +7,7 @@ use crate::keys::{KeyBytes, TableKind};
 
 use crate::okvs::Layout;
 
-use crate::manifest::VerifiedManifest;
+use crate::manifest::{Manifest, VerifiedManifest};
 use crate::wire::DecodeError;
 
 use super::org::decompress_all;
@@ -49,6 +49,27 @@ impl ClientTable {
     /// manifest the client checked, and builds the client view. `n_max` bounds Σ n_s.
     pub fn load(
         manifest: &VerifiedManifest,
+        kind: TableKind,
+        shards: &[TableShard],
+        n_max: u64,
+    ) -> Result<Self, TableError> {
+        ClientTable::build(manifest.manifest(), kind, shards, n_max)
+    }
+
+    /// Every check [`ClientTable::load`] makes of `shards` against a manifest, for the
+    /// publisher and auditors, who check a table before it is signed: no table is returned,
+    /// so nothing can build a voucher from a manifest that did not pass the acceptance rules.
+    pub fn check_shards(
+        manifest: &Manifest,
+        kind: TableKind,
+        shards: &[TableShard],
+        n_max: u64,
+    ) -> Result<(), TableError> {
+        ClientTable::build(manifest, kind, shards, n_max).map(|_| ())
+    }
+
+    fn build(
+        manifest: &Manifest,
         kind: TableKind,
         shards: &[TableShard],
         n_max: u64,

@@ -1,12 +1,14 @@
 //! Shared fixtures for the property tests: small parameters so the suite stays fast in debug.
 #![allow(dead_code)]
 
+use hashguard_protocol::acceptance::AcceptError;
 use hashguard_protocol::manifest::{
     Manifest, ManifestError, ManifestFields, TableDescriptor, VerifiedManifest,
 };
 use hashguard_protocol::params::PinnedParams;
 use hashguard_protocol::prelude::*;
 use hashguard_protocol::table::{ShardEntry, TableError, TableSpec};
+use hashguard_protocol::trust_sandbox::accept_alone;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -97,7 +99,7 @@ pub fn verified_with(
     entries: Vec<ShardEntry>,
     e: u32,
 ) -> Result<VerifiedManifest, ManifestError> {
-    Manifest::new(ManifestFields {
+    let manifest = Manifest::new(ManifestFields {
         deployment_id: *spec.deployment_id(),
         epoch: e,
         not_before: 0,
@@ -111,8 +113,13 @@ pub fn verified_with(
             entries,
         )?],
         revokes: vec![],
-    })?
-    .check_client(&PinnedParams::exactly(spec.params().clone()), 0, None)
+    })?;
+    // Through the client's acceptance rules, in a throwaway sandbox that trusts it.
+    match accept_alone(manifest, PinnedParams::exactly(spec.params().clone()), 0) {
+        Ok(verified) => Ok(verified),
+        Err(AcceptError::Manifest(e)) => Err(e),
+        Err(other) => panic!("the sandbox accepts the manifest it signed: {other}"),
+    }
 }
 
 /// Loads `shards` through a checked manifest that lists `entries`.
