@@ -66,4 +66,4 @@ pub use session::{
     prepare_analysed, prepare_file, Credentials, PrepareTimings, PreparedAttachment, Session,
     SessionOptions,
 };
-pub use table::{Refreshed, TableCache};
+pub use table::{GossipReport, Refreshed, TableCache};

@@ -21,7 +21,7 @@ use crate::media::{analyse, Analysed};
 use crate::outcome::{
     AppealStatus, CaseStatus, CheckOutcome, HeldUpload, HelpResource, Intervention, SendOutcome,
 };
-use crate::table::{Refreshed, TableCache};
+use crate::table::{GossipReport, Refreshed, TableCache};
 
 /// How many times a send rebuilds its vouchers for a newer table before giving up: the table
 /// changes at most daily, so a second stale answer in a row means something is wrong.
@@ -340,6 +340,13 @@ impl Session {
     pub async fn refresh_table(&mut self) -> Result<Refreshed, SdkError> {
         let refreshed = self.tables.refresh(&self.http, &self.base).await?;
         Ok(refreshed)
+    }
+
+    /// Gossips the last accepted log checkpoint to the service and the pinned witnesses
+    /// ([`TableCache::gossip`]); call it now and then, e.g. after each refresh. A reported
+    /// split view drops the table in use.
+    pub async fn gossip(&mut self) -> Result<GossipReport, SdkError> {
+        self.tables.gossip(&self.http, &self.base).await
     }
 
     /// The protocol client bound to the current table's parameters (the threshold may differ

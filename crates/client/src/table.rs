@@ -41,6 +41,19 @@ pub enum Refreshed {
     },
 }
 
+/// What gossip found (see [`TableCache::gossip`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GossipReport {
+    /// Who has exactly the checkpoint this client accepted: `service`, or a witness's name.
+    pub consistent: Vec<String>,
+    /// Witnesses that never cosigned a tree of that size (nothing to compare).
+    pub unknown: Vec<String>,
+    /// Who reports a split view, and what they said.
+    pub forks: Vec<(String, String)>,
+    /// Who could not be asked, and why.
+    pub unreachable: Vec<(String, String)>,
+}
+
 struct Current {
     accepted: Accepted,
     bundle_bytes: Vec<u8>,
@@ -328,6 +341,60 @@ impl TableCache {
             epoch,
             shards_fetched: fetched,
         })
+    }
+
+    /// Gossip (protocol.md 4.3): sends the checkpoint this client last accepted to the service
+    /// (`POST /v1/log/gossip`) and to every pinned witness that has a URL (`POST /gossip`), so
+    /// a split view (this client shown a log others were not) is detected. If anyone reports
+    /// one, the table in use is dropped (no voucher is built from it) and the answers are
+    /// written to `fork-evidence.txt` in the cache folder, for the app to report.
+    pub async fn gossip(
+        &mut self,
+        http: &reqwest::Client,
+        base: &str,
+    ) -> Result<GossipReport, SdkError> {
+        let state = self.last_state.as_ref().ok_or(SdkError::NoTable)?;
+        let note = state.checkpoint().to_bytes();
+        let mut targets = vec![("service".to_string(), format!("{base}/v1/log/gossip"))];
+        for w in self.anchors.log_policy.witnesses() {
+            if let Some(url) = &w.url {
+                let url = url.trim_end_matches('/');
+                targets.push((w.name.clone(), format!("{url}/gossip")));
+            }
+        }
+        let mut report = GossipReport::default();
+        for (who, url) in targets {
+            let answer = http.post(&url).body(note.clone()).send().await;
+            let response = match answer {
+                Ok(r) => r,
+                Err(e) => {
+                    report.unreachable.push((who, e.to_string()));
+                    continue;
+                }
+            };
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            match status {
+                StatusCode::OK if text.starts_with("consistent") => report.consistent.push(who),
+                StatusCode::OK if text.starts_with("unknown") => report.unknown.push(who),
+                StatusCode::CONFLICT => report.forks.push((who, text.trim_end().to_string())),
+                other => report
+                    .unreachable
+                    .push((who, format!("answered {other}: {}", text.trim_end()))),
+            }
+        }
+        if !report.forks.is_empty() {
+            self.current = None;
+            if let Some(dir) = &self.dir {
+                let mut evidence = String::from_utf8_lossy(&note).into_owned();
+                for (who, said) in &report.forks {
+                    evidence.push_str(&format!("\n{who}: {said}\n"));
+                }
+                let _ = std::fs::create_dir_all(dir);
+                let _ = write_atomically(&dir.join("fork-evidence.txt"), evidence.as_bytes());
+            }
+        }
+        Ok(report)
     }
 
     /// The consistency proof from the last checkpoint this client accepted to the bundle's,

@@ -657,3 +657,72 @@ async fn a_session_resumes_from_saved_state() {
         Err(SdkError::CorruptState(_))
     ));
 }
+
+/// Gossip: the checkpoint a client accepted is confirmed by the service that keeps the log;
+/// a client that was shown another view of the log (a compromised front end serving a
+/// log-signed, witnessed tree the real log does not contain) learns it by gossiping to the
+/// service, and stops using that table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_confirms_the_log_and_detects_a_split_view() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = sandbox("sqlite", "gossip", dir.path(), &[])
+        .await
+        .expect("sqlite");
+    let http = reqwest::Client::new();
+    let mut honest = TableCache::new(s.trust_anchors(), None);
+    honest.refresh(&http, s.base_url()).await.expect("refresh");
+    let report = honest.gossip(&http, s.base_url()).await.expect("gossip");
+    assert_eq!(report.consistent, vec!["service".to_string()]);
+    assert!(report.forks.is_empty(), "{report:?}");
+
+    // The split view: the same log key and witnesses, but a tree with one more (junk) entry
+    // than the real log. Its bundle passes every acceptance rule on its own.
+    let bundle = http
+        .get(format!("{}/v1/table/bundle", s.base_url()))
+        .send()
+        .await
+        .expect("bundle")
+        .bytes()
+        .await
+        .expect("bytes");
+    let real = hashguard_protocol::acceptance::ManifestBundle::decode(&bundle).expect("decode");
+    let view = s.trust_sandbox_mut();
+    view.append(real.manifest.clone(), real.entry.clone());
+    view.append(Vec::new(), b"an entry only some clients are shown".to_vec());
+    let forked = view.bundle(0, unix_now()).encode();
+    let manifest =
+        hashguard_protocol::manifest::Manifest::decode(&real.manifest).expect("manifest");
+    let mut shards = std::collections::HashMap::new();
+    for entry in manifest
+        .table(hashguard_protocol::keys::TableKind::Pdq)
+        .expect("pdq")
+        .shards()
+    {
+        let root = hex::encode(entry.root);
+        let file = http
+            .get(format!("{}/v1/table/shards/{root}", s.base_url()))
+            .send()
+            .await
+            .expect("shard")
+            .bytes()
+            .await
+            .expect("bytes")
+            .to_vec();
+        shards.insert(root, file);
+    }
+    let fake =
+        fake_table_server(std::sync::Arc::new(std::sync::Mutex::new((forked, shards)))).await;
+    let cache_dir = dir.path().join("victim");
+    let mut victim = TableCache::new(s.trust_anchors(), Some(cache_dir.clone()));
+    victim
+        .refresh(&http, &fake)
+        .await
+        .expect("the split view is acceptable on its own");
+    assert!(victim.table().is_ok());
+    let report = victim.gossip(&http, s.base_url()).await.expect("gossip");
+    assert_eq!(report.forks.len(), 1, "{report:?}");
+    assert!(report.forks[0].1.starts_with("fork:"), "{report:?}");
+    assert!(matches!(victim.table(), Err(SdkError::NoTable)));
+    let evidence = std::fs::read_to_string(cache_dir.join("fork-evidence.txt")).expect("kept");
+    assert!(evidence.contains("service: fork:"), "{evidence}");
+}

@@ -68,6 +68,7 @@ use crate::state::AppState;
         transparency::checkpoint,
         transparency::tile,
         transparency::manifest,
+        transparency::gossip,
         api::register,
         api::add_device,
         api::revoke_device,
@@ -166,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/log/checkpoint", get(transparency::checkpoint))
         .route("/v1/log/tile/{*path}", get(transparency::tile))
         .route("/v1/log/manifests/{hash}", get(transparency::manifest))
+        .route("/v1/log/gossip", post(transparency::gossip))
         .route("/v1/accounts", post(api::register))
         .route("/v1/devices", post(api::add_device))
         .route("/v1/devices/{device_id}", delete(api::revoke_device))

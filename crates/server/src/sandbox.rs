@@ -259,6 +259,12 @@ impl Sandbox {
         log_epoch(&self.config.table, &mut self.trust)
     }
 
+    /// The sandbox's throwaway keys and in-memory log (for tests that play a compromised
+    /// service, e.g. one showing a client another view of the log).
+    pub fn trust_sandbox_mut(&mut self) -> &mut TrustSandbox {
+        &mut self.trust
+    }
+
     /// Has the witnesses cosign the log's current checkpoint again at `at` (Unix seconds):
     /// what a deployment does at least daily, since clients refuse a checkpoint whose
     /// cosignatures are older than 72 hours. Served at once (no restart needed).

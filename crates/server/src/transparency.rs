@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hashguard_service::manifest_log::ManifestLog;
+use hashguard_service::manifest_log::{Gossip, ManifestLog};
 use hashguard_service::serving::TableFile;
 use hashguard_transparency::tiles::TilePath;
 
@@ -121,4 +121,43 @@ pub async fn manifest(
         &TableFile::new(file),
         "public, max-age=31536000, immutable",
     ))
+}
+
+/// Gossip (protocol.md 4.3): a client posts the log checkpoint it accepted; the service says
+/// whether its own log has exactly that tree. A log-signed checkpoint this log does not contain
+/// means someone was shown another view of the log: 409, logged as a warning for operators.
+#[utoipa::path(post, path = "/v1/log/gossip", tag = "transparency",
+    request_body(content = String, content_type = "text/plain", description = "a signed checkpoint note (C2SP tlog-checkpoint)"),
+    responses((status = 200, description = "`consistent <size>`: this log has that tree", content_type = "text/plain", body = String),
+              (status = 400, description = "not a checkpoint of this log", body = ErrorBody),
+              (status = 404, description = "no log yet", body = ErrorBody),
+              (status = 409, description = "`fork: …`: a checkpoint of this log's key that this log does not contain (a split view)", content_type = "text/plain", body = String)))]
+pub async fn gossip(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let log = log(&state)?;
+    let key = log
+        .log_key()
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("manifest log"))?;
+    let verdict = log.gossip(&body, &key).map_err(|e| match e {
+        hashguard_service::ServiceError::Invalid(m) => ApiError::bad_request("bad_checkpoint", m),
+        other => ApiError::internal(other),
+    })?;
+    let text = |status: StatusCode, body: String| {
+        let mut r = (status, body).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    Ok(match verdict {
+        Gossip::Consistent { size } => text(StatusCode::OK, format!("consistent {size}\n")),
+        Gossip::Fork(why) => {
+            tracing::warn!(%why, "a client gossiped a checkpoint this log does not contain");
+            text(StatusCode::CONFLICT, format!("fork: {why}\n"))
+        }
+    })
 }

@@ -26,6 +26,18 @@ use hashguard_transparency::tiles::{self, TilePath};
 
 use crate::{hex, ServiceError};
 
+/// What the log says of a checkpoint a client gossiped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gossip {
+    /// This log had exactly that tree.
+    Consistent {
+        /// Its size.
+        size: u64,
+    },
+    /// The log signed a tree it does not contain: a split view. Why, in words.
+    Fork(String),
+}
+
 /// A manifest log in a folder.
 #[derive(Debug, Clone)]
 pub struct ManifestLog {
@@ -201,6 +213,40 @@ impl ManifestLog {
     /// Replaces the checkpoint (with the witnesses' cosignatures added, or refreshed).
     pub fn store_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), ServiceError> {
         write_atomically(&self.checkpoint_path(), &checkpoint.to_bytes())
+    }
+
+    /// Checks a checkpoint a client saw (gossip, R/E10 and protocol.md 4.3) against this log:
+    /// the log's key signed it, and this log had exactly that root at that size. A checkpoint
+    /// the log signed that this log does not contain is a split view: someone was shown
+    /// another log.
+    pub fn gossip(&self, note: &[u8], log: &Ed25519Verifier) -> Result<Gossip, ServiceError> {
+        let received = SignedCheckpoint::parse(note)
+            .map_err(|e| ServiceError::Invalid(format!("not a checkpoint: {e}")))?
+            .open(log)
+            .map_err(|e| ServiceError::Invalid(format!("not signed by this log: {e}")))?;
+        let seen = received.checkpoint();
+        let ours = self
+            .open_checkpoint(log)?
+            .map(|c| c.checkpoint().size())
+            .unwrap_or(0);
+        if seen.size() > ours {
+            return Ok(Gossip::Fork(format!(
+                "the checkpoint has {} entries; this log has {ours}",
+                seen.size()
+            )));
+        }
+        let root = tiles::root_from_tiles(seen.size(), |t| self.fetch(t))
+            .map_err(|e| bad(&self.dir, e))?;
+        Ok(if &root == seen.root_hash() {
+            Gossip::Consistent { size: seen.size() }
+        } else {
+            Gossip::Fork(format!(
+                "this log's root at {} entries is {}, not {}",
+                seen.size(),
+                root.to_hex(),
+                seen.root_hash().to_hex()
+            ))
+        })
     }
 
     /// The consistency proof from `old_size` entries to the current checkpoint's tree.
