@@ -252,6 +252,31 @@ fn witnesses_cosign_from_the_size_they_know_and_the_log_then_verifies_and_audits
             .any(|l| l.contains("3 manifests, epochs 1 to 3")),
         "{report:?}"
     );
+    assert!(!report.lines.iter().any(|l| l.starts_with("warning")));
+    // A year later the archived log still audits, with a warning that clients would refuse
+    // its checkpoint until it is witnessed again; a client refuses it.
+    let later = NOW + 365 * 86_400;
+    let archived = audit_log(
+        &mut DirSource(log.path().to_path_buf()),
+        &anchors,
+        None,
+        later,
+    )
+    .expect("an archived log audits");
+    assert!(
+        archived
+            .lines
+            .iter()
+            .any(|l| l.starts_with("warning: the witnesses' quorum is older")),
+        "{archived:?}"
+    );
+    assert!(verify_as_client(
+        &mut DirSource(log.path().to_path_buf()),
+        &anchors,
+        None,
+        later
+    )
+    .is_err());
 }
 
 #[test]
