@@ -24,6 +24,7 @@ macro_rules! out {
     }};
 }
 
+mod admin_cmd;
 mod chat_cmd;
 mod db;
 mod demo_cmd;
@@ -52,6 +53,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Administer the review UI: staff accounts.
+    Admin(admin_cmd::AdminArgs),
     /// The reference end-to-end encrypted messenger: MLS groups, files checked at upload.
     Chat(chat_cmd::ChatArgs),
     /// Run the whole path on embedded defaults: stand-in lists, matching, private table, vouchers.
@@ -77,6 +80,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Admin(args) => admin_cmd::run(args),
         Command::Chat(args) => chat_cmd::run(args),
         Command::Demo(args) => demo_cmd::run(args),
         Command::Hash(args) => hash_cmd::run(args),
