@@ -726,3 +726,115 @@ async fn gossip_confirms_the_log_and_detects_a_split_view() {
     let evidence = std::fs::read_to_string(cache_dir.join("fork-evidence.txt")).expect("kept");
     assert!(evidence.contains("service: fork:"), "{evidence}");
 }
+
+/// Gossip to a witness: a real `hashguard witness` (the C2SP tlog-witness of crates/witness,
+/// over HTTP on loopback) that cosigned the log confirms the checkpoint a client accepted, and
+/// reports a client's split view of the same size as a fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_to_a_witness_confirms_the_log_and_reports_a_split_view() {
+    use hashguard_transparency::cosignature::CosignatureSigner;
+    use hashguard_witness::{KnownLogs, Witness, WitnessDb};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = sandbox("sqlite", "gossip-witness", dir.path(), &[])
+        .await
+        .expect("sqlite");
+    let http = reqwest::Client::new();
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes")
+                .to_vec()
+        }
+    };
+    // Epoch 1's manifest and entry, then a second epoch: the log has two entries.
+    let first = hashguard_protocol::acceptance::ManifestBundle::decode(
+        &get(format!("{}/v1/table/bundle", s.base_url())).await,
+    )
+    .expect("bundle");
+    s.publish_next_epoch().await.expect("epoch 2");
+
+    // A witness that knows the sandbox's log cosigns its checkpoint of two entries.
+    let log_vkey = s.trust_sandbox_mut().log_signer().verifier().to_vkey();
+    let logs = KnownLogs::parse(&format!("log {log_vkey}\n")).expect("logs");
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("witness.db").display()
+    );
+    let db = WitnessDb::open(&db_url).await.expect("witness db");
+    let signer = CosignatureSigner::generate("witness-extra.test").expect("key");
+    let witness_vkey = signer.verifier().to_vkey();
+    let witness = std::sync::Arc::new(Witness::new(signer, logs, db));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let witness_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(hashguard_witness::http::serve(listener, witness, async {
+        let _ = stopped.await;
+    }));
+    let checkpoint = get(format!("{}/v1/log/checkpoint", s.base_url())).await;
+    let mut body = b"old 0\n\n".to_vec();
+    body.extend_from_slice(&checkpoint);
+    let r = http
+        .post(format!("{witness_url}/add-checkpoint"))
+        .body(body)
+        .send()
+        .await
+        .expect("add-checkpoint");
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+
+    // The app pins that witness too (outside the quorum), with its URL.
+    let mut anchors = s.trust_anchors();
+    anchors.log_policy = hashguard_transparency::policy::Policy::parse(&format!(
+        "{}witness extra {witness_vkey} {witness_url}\n",
+        anchors.log_policy.to_text()
+    ))
+    .expect("policy");
+
+    let mut honest = TableCache::new(anchors.clone(), None);
+    honest.refresh(&http, s.base_url()).await.expect("refresh");
+    assert_eq!(honest.epoch(), Some(2));
+    let report = honest.gossip(&http, s.base_url()).await.expect("gossip");
+    assert_eq!(
+        report.consistent,
+        vec!["service".to_string(), "extra".to_string()],
+        "{report:?}"
+    );
+
+    // Another view of the same size: epoch 1, then an entry only this client is shown.
+    let view = s.trust_sandbox_mut();
+    view.append(first.manifest.clone(), first.entry.clone());
+    view.append(Vec::new(), b"an entry only some clients are shown".to_vec());
+    let forked = view.bundle(0, unix_now()).encode();
+    let manifest =
+        hashguard_protocol::manifest::Manifest::decode(&first.manifest).expect("manifest");
+    let mut shards = std::collections::HashMap::new();
+    for entry in manifest
+        .table(hashguard_protocol::keys::TableKind::Pdq)
+        .expect("pdq")
+        .shards()
+    {
+        let root = hex::encode(entry.root);
+        let file = get(format!("{}/v1/table/shards/{root}", s.base_url())).await;
+        shards.insert(root, file);
+    }
+    let fake =
+        fake_table_server(std::sync::Arc::new(std::sync::Mutex::new((forked, shards)))).await;
+    let mut victim = TableCache::new(anchors, None);
+    victim
+        .refresh(&http, &fake)
+        .await
+        .expect("the split view is acceptable on its own");
+    let report = victim.gossip(&http, s.base_url()).await.expect("gossip");
+    let who: Vec<&str> = report.forks.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(who, vec!["service", "extra"], "{report:?}");
+    assert!(matches!(victim.table(), Err(SdkError::NoTable)));
+    let _ = stop.send(());
+    task.await.expect("join").expect("witness stopped");
+}
