@@ -1,8 +1,10 @@
-//! `hashguard admin`: the review UI's staff accounts (issue 16). The rules (roles, password
-//! length, argon2id, the audit event) are the review crate's; this only reads the arguments
-//! and the password and prints the result.
+//! `hashguard admin` (the review UI's staff accounts) and `hashguard audit` (its hash-chained
+//! audit log), issue 16. The rules (roles, password length, argon2id, the audit events and
+//! their chain) are the review and store crates'; this only reads the arguments and the
+//! password and prints the result.
 
-use std::io::{BufRead as _, IsTerminal as _};
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -134,4 +136,75 @@ fn read_password() -> anyhow::Result<Zeroizing<String>> {
         bail!("no password on standard input (give it as the first line)");
     }
     Ok(Zeroizing::new(trimmed.to_string()))
+}
+
+/// The review UI's audit log: verify its hash chain, export it.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain from the first event to the head; exit status 1 naming the first
+    /// event that was edited or deleted.
+    Verify,
+    /// Write every event with its chain hash as JSON lines, in order.
+    Export {
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Runs `hashguard audit`.
+pub fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let store = args.db.open(OpenMode::Read).await?;
+        match args.command {
+            AuditCommand::Verify => {
+                let check = hashguard_review::audit::verify(&store).await?;
+                match check.problem {
+                    None => {
+                        outln!("audit log intact: {} events, chain verified", check.events)?;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Some(problem) => {
+                        eprintln!(
+                            "hashguard: audit log broken: {problem} ({} events verified before it)",
+                            check.events
+                        );
+                        Ok(ExitCode::from(1))
+                    }
+                }
+            }
+            AuditCommand::Export { out } => {
+                let n = match &out {
+                    Some(path) => {
+                        let file = std::fs::File::create(path)
+                            .with_context(|| format!("cannot create {}", path.display()))?;
+                        let mut w = std::io::BufWriter::new(file);
+                        let n = hashguard_review::audit::export(&store, &mut w).await?;
+                        w.into_inner()
+                            .map_err(|e| e.into_error())
+                            .and_then(|f| f.sync_all())
+                            .with_context(|| format!("cannot write {}", path.display()))?;
+                        n
+                    }
+                    None => {
+                        let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                        let n = hashguard_review::audit::export(&store, &mut w).await?;
+                        w.flush().context("cannot write output")?;
+                        n
+                    }
+                };
+                eprintln!("hashguard audit export: {n} events");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
 }

@@ -55,6 +55,8 @@ struct Cli {
 enum Command {
     /// Administer the review UI: staff accounts.
     Admin(admin_cmd::AdminArgs),
+    /// The review UI's audit log: verify its hash chain, export it.
+    Audit(admin_cmd::AuditArgs),
     /// The reference end-to-end encrypted messenger: MLS groups, files checked at upload.
     Chat(chat_cmd::ChatArgs),
     /// Run the whole path on embedded defaults: stand-in lists, matching, private table, vouchers.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Admin(args) => admin_cmd::run(args),
+        Command::Audit(args) => admin_cmd::run_audit(args),
         Command::Chat(args) => chat_cmd::run(args),
         Command::Demo(args) => demo_cmd::run(args),
         Command::Hash(args) => hash_cmd::run(args),
