@@ -535,3 +535,31 @@ pub async fn purge_expired(state: &ReviewState, t: i64) -> Result<usize, ReviewE
     }
     Ok(due.len())
 }
+
+/// The longest one retention pass may take before it is abandoned until the next (a stuck
+/// database must not pile passes up).
+pub const RETENTION_PASS_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs [`purge_expired`] every `every` (the first time at once), each pass bounded by
+/// [`RETENTION_PASS_LIMIT`] (or `every`, if shorter), until the task is aborted (the server
+/// aborts it when it stops). A failed pass is logged and tried again at the next tick.
+pub async fn run_retention(state: ReviewState, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let limit = every.min(RETENTION_PASS_LIMIT);
+    loop {
+        ticks.tick().await;
+        match tokio::time::timeout(limit, purge_expired(&state, now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                cases = n,
+                "retention: deleted the material of confirmed cases exported longer ago than the retention period"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed; trying again later"),
+            Err(_) => tracing::error!(
+                seconds = limit.as_secs(),
+                "retention pass took too long and was stopped; trying again later"
+            ),
+        }
+    }
+}

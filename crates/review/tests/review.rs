@@ -5,7 +5,9 @@
 //! image held, checked by consent and worked through two reviewers to an exported report;
 //! the same reviewer cannot decide twice and an auditor cannot decide at all; a rejection
 //! allow-lists and releases; a disagreement goes to a senior reviewer; an appeal decided by a
-//! reviewer who did not decide the case; the audit chain intact at the end.
+//! reviewer who did not decide the case; the audit chain intact at the end; retention (a
+//! confirmed case's material deleted by the server's periodic task once the period after the
+//! export ends, and not before; released material at once).
 //!
 //! No real abuse material: the stand-in lists list the benign demo image
 //! `assets/demo/hills.png`.
@@ -16,6 +18,7 @@ use hashguard_client::{CheckOutcome, SendOutcome, Session, SessionOptions};
 use hashguard_review::auth::{add_staff, Role};
 use hashguard_server::config::{Bucket, Limits};
 use hashguard_server::sandbox::{Sandbox, SandboxOptions};
+use hashguard_service::blobs::BlobName;
 use hashguard_store::{AttachmentState, CaseId, DatabaseLocation, OpenMode, Store};
 use reqwest::StatusCode;
 
@@ -26,6 +29,15 @@ fn repo() -> PathBuf {
 }
 
 async fn sandbox(kind: &str, test: &str, dir: &Path) -> Option<Sandbox> {
+    sandbox_with(kind, test, dir, |_| {}).await
+}
+
+async fn sandbox_with(
+    kind: &str,
+    test: &str,
+    dir: &Path,
+    edit: impl FnOnce(&mut SandboxOptions),
+) -> Option<Sandbox> {
     let mut options = SandboxOptions::new(dir);
     if kind == "postgres" {
         options.db = Some(hashguard_testsupport::postgres::fresh_schema(test).await?);
@@ -40,6 +52,7 @@ async fn sandbox(kind: &str, test: &str, dir: &Path) -> Option<Sandbox> {
         checks_per_account: wide,
         ..Limits::default()
     };
+    edit(&mut options);
     Some(Sandbox::start(options).await.expect("the sandbox starts"))
 }
 
@@ -695,6 +708,170 @@ async fn two_reviewers(kind: &str) {
     db.close().await;
 }
 
+/// Whether the data folder under `dir` holds the blob `name` (in any subfolder).
+fn blob_exists(dir: &Path, name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            blob_exists(&p, name)
+        } else {
+            e.file_name().to_str() == Some(name)
+        }
+    })
+}
+
+/// Retention: a confirmed case's material (the derivatives kept for review, the encrypted
+/// attachment) is kept until its report is exported plus the configured period, deleted by
+/// the server's periodic task after it, and not before; a confirmed case never exported keeps
+/// its material; a released case's material is deleted at once.
+async fn retention(kind: &str) {
+    const PERIOD: i64 = 3;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(s) = sandbox_with(kind, "review_retention", dir.path(), |o| {
+        o.review.retention_after_export_seconds = PERIOD;
+        o.purge_every = std::time::Duration::from_millis(300);
+    })
+    .await
+    else {
+        return;
+    };
+    let db = store(&s).await;
+    staff(&db, "ana", Role::Reviewer).await;
+    staff(&db, "ben", Role::Reviewer).await;
+    let mut u = user(&s).await;
+    let exported = blocked_case(&mut u).await;
+    let kept = blocked_case(&mut u).await;
+    let mut ana = Browser::new(s.base_url());
+    let mut ben = Browser::new(s.base_url());
+    assert_eq!(
+        ana.login("ana", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        ben.login("ben", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    for case in [&exported, &kept] {
+        for b in [&mut ana, &mut ben] {
+            assert_eq!(
+                decide(b, case, "confirm", "B1").await.status(),
+                StatusCode::SEE_OTHER
+            );
+        }
+    }
+    let data = s.config().data.clone();
+    let material = |id: CaseId| {
+        let db = db.clone();
+        let data = data.clone();
+        async move {
+            let case = db.case(&id).await.expect("case").expect("exists");
+            let attachment = case.attachment.expect("a held case has its attachment");
+            let row = db.attachment(&attachment).await.expect("row").expect("row");
+            (
+                db.review_material(&id).await.expect("material").len(),
+                row.state,
+                blob_exists(
+                    &data,
+                    BlobName::attachment(&attachment.to_string()).as_str(),
+                ),
+            )
+        }
+    };
+    let exported_id: CaseId = exported.parse().expect("id");
+    let kept_id: CaseId = kept.parse().expect("id");
+    for id in [exported_id, kept_id] {
+        let (n, state, blob) = material(id).await;
+        assert_eq!(n, 1, "confirmed: the material is kept for the report");
+        assert_ne!(state, AttachmentState::Deleted);
+        assert!(blob, "the encrypted attachment is kept");
+    }
+
+    // Exported now; the period runs from here.
+    let r = ben
+        .get(&format!("/review/cases/{exported}/report.xml"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let exported_at = std::time::Instant::now();
+    // Several purge passes later, but inside the period: still kept.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (n, state, blob) = material(exported_id).await;
+    assert!(
+        n == 1 && state != AttachmentState::Deleted && blob,
+        "kept inside the period"
+    );
+    // After it, deleted by the server's own task (nobody asks it to).
+    let deadline = exported_at + std::time::Duration::from_secs(20);
+    while db
+        .review_report(&exported_id)
+        .await
+        .expect("report")
+        .expect("exists")
+        .purged_at
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the material was not deleted within 20 s of the export"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let waited = exported_at.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs((PERIOD - 1) as u64),
+        "deleted after {waited:?}, before the period ended"
+    );
+    let (n, state, blob) = material(exported_id).await;
+    assert_eq!(n, 0, "the review derivatives are deleted");
+    assert_eq!(state, AttachmentState::Deleted);
+    assert!(!blob, "the encrypted attachment is deleted");
+    assert!(ben
+        .page(&format!("/review/cases/{exported}"))
+        .await
+        .contains("material was deleted"));
+    // The report itself stays (it is what was sent), and so does the unexported case's
+    // material.
+    assert_eq!(
+        ben.get(&format!("/review/cases/{exported}/report.json"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let (n, state, blob) = material(kept_id).await;
+    assert!(
+        n == 1 && state != AttachmentState::Deleted && blob,
+        "never exported: kept"
+    );
+
+    // Released (two rejections): deleted at once, no period.
+    let released = blocked_case(&mut u).await;
+    let released_id: CaseId = released.parse().expect("id");
+    assert_eq!(material(released_id).await.0, 1);
+    for b in [&mut ana, &mut ben] {
+        assert_eq!(
+            decide(b, &released, "reject", "").await.status(),
+            StatusCode::SEE_OTHER
+        );
+    }
+    let (n, state, _) = material(released_id).await;
+    assert_eq!(n, 0, "released material is deleted at once");
+    assert_eq!(state, AttachmentState::Released);
+
+    let events = db.audit_events(None, 10_000).await.expect("audit");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.action == "material_deleted")
+            .map(|e| e.subject.as_str())
+            .collect::<Vec<_>>(),
+        [exported.as_str()]
+    );
+    assert!(db.verify_audit().await.expect("verify").problem.is_none());
+    db.close().await;
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -716,4 +893,4 @@ macro_rules! on_both {
     };
 }
 
-on_both!(security, two_reviewers);
+on_both!(security, two_reviewers, retention);

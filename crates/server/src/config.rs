@@ -227,14 +227,88 @@ pub struct ConfigFile {
     pub review: Option<Review>,
 }
 
-/// Who may use the review API until staff accounts exist (issue "Review"): the SHA-256 (64 hex
-/// digits) of each staff bearer token. Make one with `openssl rand -hex 32`, give it to the
-/// reviewer, and put `printf %s TOKEN | sha256sum` here.
+/// The `[review]` section: who may use the review API with a bearer token (the SHA-256, 64 hex
+/// digits, of each staff token: make one with `openssl rand -hex 32`, give it to the reviewer,
+/// and put `printf %s TOKEN | sha256sum` here), and the review UI's settings (each optional;
+/// see [`hashguard_review::ReviewConfig`] for the defaults).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Review {
     /// SHA-256 of each staff token.
+    #[serde(default)]
     pub token_sha256: Vec<String>,
+    /// How long a confirmed case's material is kept after its report's first export, in
+    /// seconds (default 90 days).
+    pub retention_after_export_seconds: Option<i64>,
+    /// How often the server deletes material whose retention ended, in seconds (default an
+    /// hour).
+    pub purge_every_seconds: Option<u64>,
+    /// The reporting contact's name in reports.
+    pub reporter_name: Option<String>,
+    /// The reporting contact's email in reports.
+    pub reporter_email: Option<String>,
+    /// The service's name in reports (`espService`).
+    pub service_name: Option<String>,
+    /// Failed logins in a row that lock a staff account (default 5).
+    pub max_failed_logins: Option<i64>,
+    /// How long a lock lasts, in seconds (default 15 minutes).
+    pub lock_seconds: Option<i64>,
+}
+
+/// How often the server deletes expired review material by default.
+pub const DEFAULT_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Review {
+    /// The review UI's settings: these over the defaults, checked.
+    fn settings(
+        &self,
+    ) -> Result<(hashguard_review::ReviewConfig, std::time::Duration), ConfigError> {
+        let mut c = hashguard_review::ReviewConfig::default();
+        let at_least = |name: &str, v: i64, min: i64| {
+            if v < min {
+                Err(ConfigError::Invalid(format!(
+                    "review.{name} must be at least {min}"
+                )))
+            } else {
+                Ok(v)
+            }
+        };
+        if let Some(v) = self.retention_after_export_seconds {
+            c.retention_after_export_seconds = at_least("retention_after_export_seconds", v, 0)?;
+        }
+        if let Some(v) = self.max_failed_logins {
+            c.max_failures = at_least("max_failed_logins", v, 1)?;
+        }
+        if let Some(v) = self.lock_seconds {
+            c.lock_seconds = at_least("lock_seconds", v, 1)?;
+        }
+        for (name, given, field) in [
+            ("reporter_name", &self.reporter_name, &mut c.reporter_name),
+            (
+                "reporter_email",
+                &self.reporter_email,
+                &mut c.reporter_email,
+            ),
+            ("service_name", &self.service_name, &mut c.service_name),
+        ] {
+            if let Some(v) = given {
+                if v.trim().is_empty() {
+                    return Err(ConfigError::Invalid(format!("review.{name} is empty")));
+                }
+                *field = v.clone();
+            }
+        }
+        let every = match self.purge_every_seconds {
+            None => DEFAULT_PURGE_EVERY,
+            Some(0) => {
+                return Err(ConfigError::Invalid(
+                    "review.purge_every_seconds must be at least 1".to_string(),
+                ))
+            }
+            Some(s) => std::time::Duration::from_secs(s),
+        };
+        Ok((c, every))
+    }
 }
 
 /// What the command line or the environment set (they win over the file).
@@ -283,6 +357,10 @@ pub struct Config {
     pub limits: Limits,
     /// SHA-256 of each staff token of the review API.
     pub staff_tokens: Vec<[u8; 32]>,
+    /// The review UI's settings (`tls` is set from [`Config::tls`] when the server starts).
+    pub review: hashguard_review::ReviewConfig,
+    /// How often the server deletes review material whose retention ended.
+    pub purge_every: std::time::Duration,
 }
 
 /// Why the configuration cannot be used.
@@ -356,8 +434,10 @@ impl Config {
         }
         let limits = from_file.limits.unwrap_or_default();
         limits.check()?;
+        let review_file = from_file.review.unwrap_or_default();
+        let (review, purge_every) = review_file.settings()?;
         let mut staff_tokens = Vec::new();
-        for digest in from_file.review.map(|r| r.token_sha256).unwrap_or_default() {
+        for digest in review_file.token_sha256 {
             let mut d = [0u8; 32];
             hex::decode_to_slice(digest.trim(), &mut d).map_err(|_| {
                 ConfigError::Invalid(format!(
@@ -369,6 +449,8 @@ impl Config {
         Ok(Config {
             limits,
             staff_tokens,
+            review,
+            purge_every,
             listen,
             db: overrides
                 .db
@@ -434,6 +516,41 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.intervention.operator, "Example Chat");
         assert_eq!(c.intervention.help.len(), 1);
+        assert_eq!(c.review, hashguard_review::ReviewConfig::default());
+        assert_eq!(c.purge_every, DEFAULT_PURGE_EVERY);
+    }
+
+    #[test]
+    fn review_settings_come_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("serve.toml");
+        std::fs::write(
+            &path,
+            "[review]\nretention_after_export_seconds = 86400\npurge_every_seconds = 60\nreporter_name = \"T&S desk\"\nreporter_email = \"tns@example.org\"\nservice_name = \"Example Chat\"\nmax_failed_logins = 3\nlock_seconds = 600\n",
+        )
+        .expect("write");
+        let c = Config::resolve(Some(&path), Overrides::default()).expect("config");
+        assert_eq!(c.review.retention_after_export_seconds, 86400);
+        assert_eq!(c.purge_every, std::time::Duration::from_secs(60));
+        assert_eq!(c.review.reporter_name, "T&S desk");
+        assert_eq!(c.review.reporter_email, "tns@example.org");
+        assert_eq!(c.review.service_name, "Example Chat");
+        assert_eq!((c.review.max_failures, c.review.lock_seconds), (3, 600));
+        assert!(c.staff_tokens.is_empty());
+        for (bad, why) in [
+            ("purge_every_seconds = 0", "purge_every_seconds"),
+            (
+                "retention_after_export_seconds = -1",
+                "retention_after_export_seconds",
+            ),
+            ("max_failed_logins = 0", "max_failed_logins"),
+            ("reporter_email = \" \"", "reporter_email"),
+            ("retention_days = 3", "retention_days"),
+        ] {
+            std::fs::write(&path, format!("[review]\n{bad}\n")).expect("write");
+            let e = Config::resolve(Some(&path), Overrides::default()).expect_err(bad);
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

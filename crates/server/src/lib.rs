@@ -234,7 +234,7 @@ fn review_state(state: &AppState) -> hashguard_review::ReviewState {
         Some(state.intake().table().params().clone()),
         hashguard_review::ReviewConfig {
             tls: state.config().tls.is_some(),
-            ..hashguard_review::ReviewConfig::default()
+            ..state.config().review.clone()
         },
     )
 }
@@ -313,6 +313,8 @@ pub struct Server {
     addr: SocketAddr,
     app: Router,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The review state and how often retention runs.
+    retention: (hashguard_review::ReviewState, Duration),
 }
 
 impl Server {
@@ -378,7 +380,10 @@ impl Server {
         }
         let tls = config.tls.clone();
         let listen = config.listen;
-        let app = router(AppState::new(intake, config));
+        let purge_every = config.purge_every;
+        let state = AppState::new(intake, config);
+        let retention = (review_state(&state), purge_every);
+        let app = router(state);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(io(format!("cannot listen on {listen}")))?;
@@ -390,6 +395,7 @@ impl Server {
             addr,
             app,
             tls,
+            retention,
         })
     }
 
@@ -413,6 +419,22 @@ impl Server {
             .listener
             .take()
             .ok_or_else(|| io("serve")(std::io::Error::other("already running")))?;
+        // Retention (issue 16): material of confirmed cases deleted once the period after the
+        // report's export ends, checked periodically; stopped when serving stops.
+        let (review, every) = self.retention.clone();
+        let retention = AbortOnDrop(tokio::spawn(hashguard_review::decide::run_retention(
+            review, every,
+        )));
+        let served = self.serve(listener, shutdown).await;
+        drop(retention);
+        served
+    }
+
+    async fn serve(
+        mut self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         match self.tls.take() {
             None => axum::serve(
                 listener,
@@ -476,4 +498,13 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing the requests in flight");
+}
+
+/// Aborts its task when dropped (when serving ends, or when the future serving is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

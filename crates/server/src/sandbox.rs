@@ -87,6 +87,10 @@ pub struct SandboxOptions {
     pub staff_tokens: Vec<String>,
     /// The largest attachment accepted.
     pub max_attachment_bytes: u64,
+    /// The review UI's settings.
+    pub review: hashguard_review::ReviewConfig,
+    /// How often the server deletes review material whose retention ended.
+    pub purge_every: std::time::Duration,
 }
 
 impl SandboxOptions {
@@ -102,6 +106,8 @@ impl SandboxOptions {
             intervention: Intervention::default(),
             staff_tokens: Vec::new(),
             max_attachment_bytes: crate::config::DEFAULT_MAX_ATTACHMENT_BYTES,
+            review: hashguard_review::ReviewConfig::default(),
+            purge_every: crate::config::DEFAULT_PURGE_EVERY,
         }
     }
 }
@@ -201,6 +207,8 @@ impl Sandbox {
             intervention: options.intervention.clone(),
             limits: options.limits,
             staff_tokens: options.staff_tokens.iter().map(|t| token_hash(t)).collect(),
+            review: options.review.clone(),
+            purge_every: options.purge_every,
         };
         let mut sandbox = Sandbox {
             config,

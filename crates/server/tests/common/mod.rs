@@ -128,6 +128,8 @@ impl Fixture {
             intervention: Intervention::default(),
             limits,
             staff_tokens: vec![hashguard_server::state::token_hash(STAFF_TOKEN)],
+            review: hashguard_review::ReviewConfig::default(),
+            purge_every: hashguard_server::config::DEFAULT_PURGE_EVERY,
         };
         let server = Server::bind(config.clone()).await.expect("server starts");
         let addr: SocketAddr = server.local_addr();
