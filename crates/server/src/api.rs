@@ -2,9 +2,9 @@
 //! status and a body. The words a person sees on a held upload are here, in [`held_body`].
 
 use axum::body::Bytes;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Multipart, Path, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -21,6 +21,7 @@ use hashguard_store::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::client_ip::ClientIp;
 use crate::config::HelpResource;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{token_hash, AppState, Authenticated, Limit, Staff};
@@ -159,13 +160,13 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
 
 async fn new_device(
     state: &AppState,
-    peer: SocketAddr,
+    source: IpAddr,
     account: Option<AccountId>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
     state
         .limit(&[Limit::take(
             "registrations from this address",
-            format!("registrations:source:{}", peer.ip()),
+            format!("registrations:source:{source}"),
             state.config().limits.registrations_per_source,
         )])
         .await?;
@@ -204,9 +205,9 @@ async fn new_device(
               (status = 429, description = "too many registrations from this address", body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(source): ClientIp,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
-    new_device(&state, peer, None).await
+    new_device(&state, source, None).await
 }
 
 /// Adds a device to the caller's account.
@@ -216,10 +217,10 @@ pub async fn register(
               (status = 429, description = "too many registrations from this address", body = ErrorBody)))]
 pub async fn add_device(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(source): ClientIp,
     auth: Authenticated,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
-    new_device(&state, peer, Some(auth.account)).await
+    new_device(&state, source, Some(auth.account)).await
 }
 
 /// Revokes one of the caller's account's devices (its token stops working at once).
@@ -421,12 +422,12 @@ async fn read_part(
               (status = 451, description = "held for a check: the intervention", body = Held)))]
 pub async fn upload(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(source): ClientIp,
     auth: Authenticated,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let result = match form {
-        Ok(form) => upload_inner(&state, peer, auth, form).await,
+        Ok(form) => upload_inner(&state, source, auth, form).await,
         Err(e) => Err(ApiError::bad_request(
             "malformed_form",
             format!(
@@ -453,7 +454,7 @@ pub async fn upload(
 
 async fn upload_inner(
     state: &AppState,
-    peer: SocketAddr,
+    source: IpAddr,
     auth: Authenticated,
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
@@ -467,11 +468,11 @@ async fn upload_inner(
         ),
         Limit::take(
             "uploads from this address",
-            format!("uploads:source:{}", peer.ip()),
+            format!("uploads:source:{source}"),
             limits.uploads_per_source,
         ),
     ];
-    let key_matches = key_match_limits(state, &auth, peer);
+    let key_matches = key_match_limits(state, &auth, source);
     if !key_matches.is_empty() {
         // An account or address with no key matches left uploads nothing until they refill;
         // the check draws nothing (a held upload does, below).
@@ -579,7 +580,7 @@ async fn upload_inner(
         UploadOutcome::Held { case, .. } => {
             // Counts toward the key-match limits. Refused only when another upload took the
             // last match first: the item is held all the same, and the next upload waits.
-            let key_matches = key_match_limits(state, &auth, peer);
+            let key_matches = key_match_limits(state, &auth, source);
             if let Err(e) = state.limit(&key_matches).await {
                 if e.status().is_server_error() {
                     return Err(e);
@@ -606,11 +607,7 @@ async fn upload_inner(
 
 /// The key-match limits of an upload (R/E12 step 6): under `intervene` only, since under
 /// `silent` nothing the client sees may depend on what a voucher holds (PT18).
-fn key_match_limits(
-    state: &AppState,
-    auth: &Authenticated,
-    peer: SocketAddr,
-) -> Vec<Limit<'static>> {
+fn key_match_limits(state: &AppState, auth: &Authenticated, source: IpAddr) -> Vec<Limit<'static>> {
     if state.intake().table().params().policy() != Policy::Intervene {
         return Vec::new();
     }
@@ -623,7 +620,7 @@ fn key_match_limits(
         ),
         Limit::take(
             "held uploads from this address",
-            format!("matches:source:{}", peer.ip()),
+            format!("matches:source:{source}"),
             limits.matches_per_source,
         ),
     ]

@@ -225,6 +225,9 @@ pub struct ConfigFile {
     pub limits: Option<Limits>,
     /// The review API's staff tokens.
     pub review: Option<Review>,
+    /// Proxies (addresses or blocks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` names the
+    /// client for the per-source limits; none by default (the header is then ignored).
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// The `[review]` section: who may use the review API with a bearer token (the SHA-256, 64 hex
@@ -361,6 +364,8 @@ pub struct Config {
     pub review: hashguard_review::ReviewConfig,
     /// How often the server deletes review material whose retention ended.
     pub purge_every: std::time::Duration,
+    /// Proxies whose `X-Forwarded-For` is believed ([`crate::client_ip`]).
+    pub trusted_proxies: Vec<crate::client_ip::AddressBlock>,
 }
 
 /// Why the configuration cannot be used.
@@ -446,7 +451,18 @@ impl Config {
             })?;
             staff_tokens.push(d);
         }
+        let trusted_proxies = from_file
+            .trusted_proxies
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|b| {
+                b.parse()
+                    .map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
+            trusted_proxies,
             limits,
             staff_tokens,
             review,

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod client_ip;
 pub mod config;
 pub mod delivery;
 pub mod error;

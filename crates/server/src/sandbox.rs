@@ -196,6 +196,7 @@ impl Sandbox {
         );
         log_epoch(&table, &mut trust)?;
         let config = Config {
+            trusted_proxies: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             db,
             data: options.dir.join("data"),

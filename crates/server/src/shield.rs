@@ -61,7 +61,14 @@ pub async fn shield(
     let path = request.uri().path();
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>();
     if let (Some(ConnectInfo(peer)), false) = (peer, path == "/healthz" || path == "/readyz") {
-        if let Err(wait) = state.shield().check(peer.ip()) {
+        // Behind a trusted proxy, the client it reports, not the proxy (every client would
+        // share one allowance otherwise).
+        let source = crate::client_ip::client_ip(
+            peer.ip(),
+            request.headers(),
+            &state.config().trusted_proxies,
+        );
+        if let Err(wait) = state.shield().check(source) {
             return ApiError::rate_limited("requests from this address", wait).into_response();
         }
     }

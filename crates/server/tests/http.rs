@@ -1638,6 +1638,70 @@ async fn videos_are_held_by_any_listed_keyframe(kind: &str) {
     f.stop().await;
 }
 
+/// Per-source limits behind a proxy: with the proxy (here 127.0.0.1) trusted, each client the
+/// proxy names in `X-Forwarded-For` has its own allowance; without it, the header is ignored
+/// and a client cannot pick a fresh allowance by writing one.
+async fn forwarded_for_counts_only_from_trusted_proxies(kind: &str) {
+    for trusted in [true, false] {
+        let mut limits = Limits::default();
+        limits.registrations_per_source.burst = 2;
+        let Some(f) = Fixture::start_configured(
+            kind,
+            "forwarded_for",
+            &standin_lists(),
+            Preset::V1,
+            Policy::Intervene,
+            limits,
+            |c| {
+                if trusted {
+                    c.trusted_proxies = vec!["127.0.0.0/8".parse().expect("block")];
+                }
+            },
+        )
+        .await
+        else {
+            return;
+        };
+        let register = |client: &'static str| {
+            let http = f.http.clone();
+            let url = f.url("/v1/accounts");
+            async move {
+                http.post(url)
+                    .header("x-forwarded-for", client)
+                    .send()
+                    .await
+                    .expect("register")
+                    .status()
+            }
+        };
+        assert_eq!(register("198.51.100.1").await, StatusCode::CREATED);
+        assert_eq!(register("198.51.100.1").await, StatusCode::CREATED);
+        assert_eq!(
+            register("198.51.100.1").await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "trusted {trusted}"
+        );
+        // Another client behind the proxy: its own allowance only if the proxy is trusted. A
+        // spoofed hop written by the client itself (left of the proxy's) changes nothing.
+        let expected = if trusted {
+            StatusCode::CREATED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(
+            register("198.51.100.2").await,
+            expected,
+            "trusted {trusted}"
+        );
+        assert_eq!(
+            register("203.0.113.9, 198.51.100.1").await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "trusted {trusted}"
+        );
+        f.stop().await;
+    }
+}
+
 mod schemathesis {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn finds_no_server_error_and_no_schema_violation() {
@@ -1656,4 +1720,5 @@ on_both!(
     videos_are_held_by_any_listed_keyframe,
     one_image_released_for_many_accounts_is_a_campaign,
     silent_openings_survive_a_crash,
+    forwarded_for_counts_only_from_trusted_proxies,
 );

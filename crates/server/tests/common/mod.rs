@@ -87,6 +87,19 @@ impl Fixture {
         policy: Policy,
         limits: Limits,
     ) -> Option<Fixture> {
+        Fixture::start_configured(kind, test, lists, preset, policy, limits, |_| {}).await
+    }
+
+    /// Like [`Fixture::start_with`], with `tweak` applied to the configuration first.
+    pub async fn start_configured(
+        kind: &str,
+        test: &str,
+        lists: &[(&str, &str, &str, String)],
+        preset: Preset,
+        policy: Policy,
+        limits: Limits,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<Fixture> {
         // The server's own log on standard error: what a failed test's output shows.
         hashguard_server::init_logging(LogFormat::Text);
         let dir = tempfile::tempdir().expect("tempdir");
@@ -117,6 +130,7 @@ impl Fixture {
         let table = dir.path().join("table");
         publish_epoch(&db, &table, &key, preset, policy).await;
         let config = Config {
+            trusted_proxies: Vec::new(),
             listen: "127.0.0.1:0".parse().expect("addr"),
             db: db.clone(),
             data: dir.path().join("data"),
@@ -131,6 +145,8 @@ impl Fixture {
             review: hashguard_review::ReviewConfig::default(),
             purge_every: hashguard_server::config::DEFAULT_PURGE_EVERY,
         };
+        let mut config = config;
+        tweak(&mut config);
         let server = Server::bind(config.clone()).await.expect("server starts");
         let addr: SocketAddr = server.local_addr();
         assert!(addr.ip().is_loopback());
