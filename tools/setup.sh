@@ -2,7 +2,8 @@
 # Installs what building and testing hashguard needs beyond Rust, on Debian/Ubuntu, idempotently:
 # - system packages: nasm (libjpeg-turbo's SIMD in the mozjpeg crate; without it JPEG decoding
 #   is several times slower), pkg-config, clang/libclang (bindgen), FFmpeg development packages
-#   (video, libav);
+#   (video, libav); Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver)
+#   for the review UI's browser test (nothing downloads a browser);
 # - a Python virtual environment at .venv with the reference implementations used as test
 #   oracles and benchmark peers (tools/oracle/requirements.txt), and schemathesis, which the
 #   server's tests run against its OpenAPI document.
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(nasm pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
-          libswscale-dev python3-venv)
+          libswscale-dev python3-venv chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -53,28 +53,38 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: ReviewState) -> Router<S>
         .with_state(state)
 }
 
-/// Adds the security headers to every response, and refuses a state-changing request whose
-/// `Origin` is another site's (a second line behind the CSRF token and `SameSite=Strict`).
+/// Whether a state-changing request comes from another site, by what the browser says: its
+/// `Sec-Fetch-Site` (sent by every current browser) when present, otherwise an `Origin` that
+/// names another host. `Origin: null` is not taken as foreign: under `Referrer-Policy:
+/// no-referrer` Chromium sends exactly that with this site's own forms (found by the browser
+/// test); the CSRF token still decides.
+pub fn foreign_request(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.to_str(), Ok("same-origin" | "none"));
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_some_and(|origin| {
+            if origin == "null" {
+                return false;
+            }
+            let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+            Some(origin_host) != host
+        })
+}
+
+/// Adds the security headers to every response, and refuses a state-changing request from
+/// another site ([`foreign_request`]; a second line behind the CSRF token and
+/// `SameSite=Strict`).
 pub async fn security_headers(
     State(state): State<ReviewState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let changing = !matches!(*request.method(), Method::GET | Method::HEAD);
-    let foreign = changing && {
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok());
-        request
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-            .is_some_and(|origin| {
-                let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
-                Some(origin_host) != host
-            })
-    };
+    let foreign = changing && foreign_request(request.headers());
     let is_css = request.uri().path().ends_with(".css");
     let mut response = if foreign {
         ReviewError::Csrf.into_response()

@@ -355,6 +355,23 @@ async fn security(kind: &str) {
         .await
         .expect("post");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // So is one the browser marks as cross-site, whatever its Origin says.
+    for (site, origin) in [("cross-site", "null"), ("same-site", "null")] {
+        let r = b
+            .http
+            .post(format!("{}/review/settings", s.base_url()))
+            .header(
+                "cookie",
+                format!("hg_review={}", b.cookie.clone().expect("cookie")),
+            )
+            .header("sec-fetch-site", site)
+            .header("origin", origin)
+            .form(&[("csrf", own.as_str()), ("blur_level", "1")])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{site}");
+    }
     assert!(db
         .review_decisions(&case.parse::<CaseId>().expect("id"))
         .await
