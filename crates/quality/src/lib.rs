@@ -1,0 +1,17 @@
+//! Detection quality of the deployed protocol (issue 17).
+//!
+//! - [`corpus`]: the benign corpus manifest (`bench/quality/corpus.csv`): every image decoded by
+//!   the project's decoder, PDQ-hashed, filtered by quality and size, deduplicated at PDQ
+//!   distance 31.
+//! - [`transforms`]: the re-share transform suite (JPEG re-encodes, messenger resizes,
+//!   screenshots, brightness and gamma, small crops, letterbox, mirror, rotate 90), deterministic
+//!   per seed.
+//! - [`measure`]: recall per transform and per PDQ-distance bucket and false opens, through the
+//!   real client and opener of `hashguard-protocol` at `Params::v1(Policy::Intervene)`, beside a
+//!   plain PDQ <= 31 matcher.
+//! - [`generated`]: benign generated images (for CI, which has no corpus cache).
+
+pub mod corpus;
+pub mod generated;
+pub mod measure;
+pub mod transforms;

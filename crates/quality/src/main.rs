@@ -1,0 +1,164 @@
+//! `hashguard-quality`: builds the corpus manifest and measures detection quality (issue 17).
+//! See docs/quality.md.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use hashguard_protocol::prelude::{Params, Policy};
+use hashguard_quality::{corpus, generated, measure, transforms};
+
+#[derive(Parser)]
+#[command(about = "Detection quality of the deployed protocol (issue 17)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Hash, filter and deduplicate the extracted corpus; write the manifest.
+    Corpus {
+        /// The folder of extracted packages (`<dir>/<package>/...`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The manifest to write.
+        #[arg(long, default_value = "bench/quality/corpus.csv")]
+        out: PathBuf,
+        /// Lowest PDQ quality kept.
+        #[arg(long, default_value_t = 50)]
+        q_min: u8,
+        /// Smallest width and height kept.
+        #[arg(long, default_value_t = 64)]
+        min_side: u32,
+    },
+    /// Measure recall and false opens through the real protocol client and opener.
+    Measure {
+        /// The folder of extracted packages; with the manifest, the originals.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// The manifest naming the originals.
+        #[arg(long, default_value = "bench/quality/corpus.csv")]
+        manifest: PathBuf,
+        /// Use this many generated images instead of the corpus.
+        #[arg(long)]
+        generated: Option<usize>,
+        /// Use at most this many originals (a seeded random sample of the manifest).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Seed of the sample, the split and every transform.
+        #[arg(long, default_value_t = 17)]
+        seed: u64,
+        /// Write the JSON results here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the markdown tables here (they are printed too).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Use only originals whose long side is at least this many pixels.
+        #[arg(long, default_value_t = 0)]
+        min_long: u32,
+        /// Scale every original down to this long side first (small originals: 512, 256).
+        #[arg(long)]
+        small: Option<u32>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Corpus {
+            dir,
+            out,
+            q_min,
+            min_side,
+        } => {
+            let filter = corpus::Filter {
+                q_min,
+                min_side,
+                ..corpus::Filter::default()
+            };
+            let (entries, counts) = corpus::build(&dir, filter)?;
+            corpus::write_manifest(&out, &entries)?;
+            let mut per: std::collections::BTreeMap<&str, usize> = Default::default();
+            for e in &entries {
+                *per.entry(&e.package).or_default() += 1;
+            }
+            for (p, n) in per {
+                eprintln!("{p}: {n}");
+            }
+            eprintln!("{counts:?}");
+            eprintln!(
+                "wrote {} distinct images to {}",
+                entries.len(),
+                out.display()
+            );
+        }
+        Cmd::Measure {
+            corpus: dir,
+            manifest,
+            generated: gen,
+            limit,
+            seed,
+            json,
+            markdown,
+            small,
+            min_long,
+        } => {
+            let mut originals: Vec<measure::Original> = Vec::new();
+            if let Some(n) = gen {
+                for s in 0..n as u64 {
+                    originals.push(measure::Original {
+                        name: format!("generated/{s}"),
+                        load: Box::new(move || Ok(generated::generated(s, 1024, 768))),
+                    });
+                }
+            } else {
+                let dir = Arc::new(dir.context("--corpus DIR (or --generated N) is needed")?);
+                let mut entries = corpus::read_manifest(&manifest)?;
+                entries.retain(|e| e.width.max(e.height) >= min_long);
+                if let Some(l) = limit {
+                    // Seeded sample: sort by a keyed hash of the name, keep the first l.
+                    entries.sort_by_key(|e| {
+                        let mut h: u64 = seed ^ 0xcbf2_9ce4_8422_2325;
+                        for b in e.package.bytes().chain(e.path.bytes()) {
+                            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+                        }
+                        h
+                    });
+                    entries.truncate(l);
+                }
+                for e in entries {
+                    let dir = Arc::clone(&dir);
+                    let name = format!("{}/{}", e.package, e.path);
+                    originals.push(measure::Original {
+                        name: name.clone(),
+                        load: Box::new(move || {
+                            let bytes = std::fs::read(dir.join(&name))
+                                .with_context(|| format!("reading {name}"))?;
+                            transforms::decode(&bytes)
+                        }),
+                    });
+                }
+            }
+            let params = Params::v1(Policy::Intervene);
+            let report = measure::run(
+                &originals,
+                &transforms::Transform::suite(),
+                &params,
+                seed,
+                small,
+            )?;
+            let md = report.markdown();
+            println!("{md}");
+            if let Some(p) = markdown {
+                std::fs::write(&p, &md).with_context(|| format!("writing {}", p.display()))?;
+            }
+            if let Some(p) = json {
+                std::fs::write(&p, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
