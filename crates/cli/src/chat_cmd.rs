@@ -68,6 +68,19 @@ enum ChatCommand {
         /// The case number shown when the file was held.
         case: String,
     },
+    /// Appeal a file the automatic check kept blocked: another person reviews it.
+    Appeal {
+        /// The case number shown when the file was held.
+        case: String,
+        /// What you want the reviewer to know (optional).
+        #[arg(default_value = "")]
+        message: String,
+    },
+    /// Show where a case stands, and the answer to its appeal.
+    Case {
+        /// The case number shown when the file was held.
+        case: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +177,19 @@ async fn chat(args: ChatArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ChatCommand::Check { case } => print_checked(messenger.check(&case).await?)?,
+        ChatCommand::Appeal { case, message } => {
+            let status = messenger.appeal(&case, &message).await?;
+            outln!("Your appeal is recorded: {}.", status.state_words)?;
+            outln!("See the answer later with: hashguard chat case {case}")?;
+        }
+        ChatCommand::Case { case } => {
+            let status = messenger.case(&case).await?;
+            outln!("Case {}: {}.", status.case_id, status.state_words)?;
+            match status.appeal {
+                Some(a) => outln!("Appeal: {}.", a.state_words)?,
+                None => outln!("No appeal.")?,
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 //! `hashguard chat` as a person uses it: the real binary, two users in two folders, a whole
 //! deployment on loopback (SQLite). A text and a photo arrive (the photo bit-identical), the
-//! listed stand-in image is held with the service's words and every help resource, and the
-//! errors say what to do next.
+//! listed stand-in image is held with the service's words and every help resource, checked,
+//! appealed and the appeal's answer shown, and the errors say what to do next.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -98,6 +98,47 @@ async fn two_folders_chat_through_the_binary() {
         assert!(!words.contains(jargon), "the intervention says {jargon:?}");
     }
     assert!(words.contains("The file stays blocked"));
+
+    // The appeal: only after the check kept the file blocked; the answer shows in `case`.
+    let case = words
+        .lines()
+        .find_map(|l| l.strip_prefix("Your case number is "))
+        .map(|c| c.trim_end_matches('.').to_string())
+        .expect("the case number");
+    let early = chat(&alice, &["appeal", &case, "These are hills."]);
+    assert_eq!(
+        early.status.code(),
+        Some(2),
+        "nothing to appeal before the check"
+    );
+    assert!(String::from_utf8_lossy(&early.stderr).contains("check"));
+    let checked = ok(&alice, &["check", &case]);
+    assert!(checked.contains("two trained people"), "{checked}");
+    let appealed = ok(&alice, &["appeal", &case, "These are hills."]);
+    assert!(appealed.contains("Your appeal is recorded: waiting for a reviewer"));
+    assert!(ok(&alice, &["case", &case]).contains("Appeal: waiting for a reviewer"));
+    // A reviewer upholds it (the review UI's tests decide appeals through the UI; here the
+    // store records the answer) and the person sees the answer.
+    let store = hashguard_store::Store::open_location(
+        &hashguard_store::DatabaseLocation::parse(sandbox.db()),
+        hashguard_store::OpenMode::Write,
+    )
+    .await
+    .expect("store");
+    assert!(store
+        .decide_appeal(
+            &case.parse().expect("case id"),
+            hashguard_store::AppealState::Upheld,
+            1
+        )
+        .await
+        .expect("decide"));
+    store.close().await;
+    let answer = ok(&alice, &["case", &case]);
+    assert!(
+        answer.contains("Appeal: a reviewer looked again and the file stays blocked"),
+        "{answer}"
+    );
 
     let received = ok(&bob, &["receive"]);
     assert!(received.contains("hello from the command line"));

@@ -858,6 +858,25 @@ impl Messenger {
         }
     }
 
+    /// Appeals a case whose file the automatic check kept blocked, with what the person wants
+    /// the reviewer to know (may be empty): a reviewer who did not make the first decision
+    /// decides it, and [`Messenger::case`] shows the answer.
+    pub async fn appeal(
+        &self,
+        case_id: &str,
+        message: &str,
+    ) -> Result<hashguard_client::AppealStatus, MessengerError> {
+        Ok(self.session.appeal(case_id, message).await?)
+    }
+
+    /// Where a case of this account stands, with its appeal's answer if there is one.
+    pub async fn case(
+        &self,
+        case_id: &str,
+    ) -> Result<hashguard_client::CaseStatus, MessengerError> {
+        Ok(self.session.case(case_id).await?)
+    }
+
     /// Fetches the device's queue and processes it in order (welcomes, commits, messages),
     /// saves received files in `received/`, saves the state and only then acknowledges, so a
     /// crash anywhere re-delivers and nothing is lost or shown twice. Returns what arrived.
