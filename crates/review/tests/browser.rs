@@ -54,14 +54,33 @@ fn browser_binaries() -> Result<(PathBuf, PathBuf), String> {
     Ok((chromium, driver))
 }
 
-/// chromedriver on a free loopback port, killed when dropped.
+/// chromedriver on a free loopback port. When dropped (also when the test fails half-way) it
+/// first ends the browser session still open, so Chromium quits, then kills chromedriver: a
+/// failing run leaves no browser behind.
 struct Driver {
     child: Child,
     url: String,
+    port: u16,
+    /// The open session's id, if any.
+    session: std::sync::Mutex<Option<String>>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let open = self.session.lock().ok().and_then(|mut s| s.take());
+        if let Some(id) = open {
+            // Blocking, with std only: Drop cannot await.
+            use std::io::{Read as _, Write as _};
+            if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = write!(
+                    conn,
+                    "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    self.port
+                );
+                let _ = conn.read_to_end(&mut Vec::new());
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -82,6 +101,8 @@ async fn start_driver(binary: &Path) -> Driver {
     let driver = Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
+        port,
+        session: std::sync::Mutex::new(None),
     };
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -151,6 +172,9 @@ impl Web {
             .as_str()
             .unwrap_or_else(|| panic!("no session: {r}"))
             .to_string();
+        if let Ok(mut open) = driver.session.lock() {
+            *open = Some(session.clone());
+        }
         Web {
             http,
             session: format!("{}/session/{session}", driver.url),
@@ -319,8 +343,11 @@ impl Web {
             .await;
     }
 
-    async fn quit(self) {
+    async fn quit(self, driver: &Driver) {
         let _ = self.http.delete(&self.session).send().await;
+        if let Ok(mut open) = driver.session.lock() {
+            *open = None;
+        }
     }
 }
 
@@ -598,7 +625,7 @@ async fn reviewers_work_cases_in_a_real_browser() {
             .await
             == 1
     );
-    web.quit().await;
+    web.quit(&driver).await;
 
     assert!(db.verify_audit().await.expect("verify").problem.is_none());
     db.close().await;
