@@ -376,6 +376,38 @@ async fn fake_table_server(served: Served) -> String {
     base
 }
 
+/// The body of a GET of `url`.
+async fn get_bytes(http: &reqwest::Client, url: String) -> Vec<u8> {
+    http.get(url)
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes")
+        .to_vec()
+}
+
+/// The shard files of `manifest` (its encoding) as `s` serves them, by root.
+async fn shard_files(
+    http: &reqwest::Client,
+    s: &Sandbox,
+    manifest: &[u8],
+) -> std::collections::HashMap<String, Vec<u8>> {
+    let manifest = hashguard_protocol::manifest::Manifest::decode(manifest).expect("manifest");
+    let mut shards = std::collections::HashMap::new();
+    for entry in manifest
+        .table(hashguard_protocol::keys::TableKind::Pdq)
+        .expect("pdq")
+        .shards()
+    {
+        let root = hex::encode(entry.root);
+        let url = format!("{}/v1/table/shards/{root}", s.base_url());
+        shards.insert(root, get_bytes(http, url).await);
+    }
+    shards
+}
+
 static FAKE_NOW: AtomicU64 = AtomicU64::new(0);
 
 fn fake_clock() -> u64 {
@@ -396,34 +428,9 @@ async fn tampered_and_expired_tables_are_refused() {
         .await
         .expect("sqlite");
     let http = reqwest::Client::new();
-    let get = |path: String| {
-        let http = http.clone();
-        async move {
-            http.get(path)
-                .send()
-                .await
-                .expect("get")
-                .bytes()
-                .await
-                .expect("bytes")
-                .to_vec()
-        }
-    };
-    let bundle = get(format!("{}/v1/table/bundle", s.base_url())).await;
+    let bundle = get_bytes(&http, format!("{}/v1/table/bundle", s.base_url())).await;
     let decoded = hashguard_protocol::acceptance::ManifestBundle::decode(&bundle).expect("bundle");
-    let manifest =
-        hashguard_protocol::manifest::Manifest::decode(&decoded.manifest).expect("manifest");
-    let entries = manifest
-        .table(hashguard_protocol::keys::TableKind::Pdq)
-        .expect("pdq")
-        .shards()
-        .to_vec();
-    let mut shards = std::collections::HashMap::new();
-    for entry in &entries {
-        let root = hex::encode(entry.root);
-        let bytes = get(format!("{}/v1/table/shards/{root}", s.base_url())).await;
-        shards.insert(root, bytes);
-    }
+    let shards = shard_files(&http, &s, &decoded.manifest).await;
     let served: Served =
         std::sync::Arc::new(std::sync::Mutex::new((bundle.clone(), shards.clone())));
     let base = fake_table_server(served.clone()).await;
@@ -677,39 +684,13 @@ async fn gossip_confirms_the_log_and_detects_a_split_view() {
 
     // The split view: the same log key and witnesses, but a tree with one more (junk) entry
     // than the real log. Its bundle passes every acceptance rule on its own.
-    let bundle = http
-        .get(format!("{}/v1/table/bundle", s.base_url()))
-        .send()
-        .await
-        .expect("bundle")
-        .bytes()
-        .await
-        .expect("bytes");
+    let bundle = get_bytes(&http, format!("{}/v1/table/bundle", s.base_url())).await;
     let real = hashguard_protocol::acceptance::ManifestBundle::decode(&bundle).expect("decode");
     let view = s.trust_sandbox_mut();
     view.append(real.manifest.clone(), real.entry.clone());
     view.append(Vec::new(), b"an entry only some clients are shown".to_vec());
     let forked = view.bundle(0, unix_now()).encode();
-    let manifest =
-        hashguard_protocol::manifest::Manifest::decode(&real.manifest).expect("manifest");
-    let mut shards = std::collections::HashMap::new();
-    for entry in manifest
-        .table(hashguard_protocol::keys::TableKind::Pdq)
-        .expect("pdq")
-        .shards()
-    {
-        let root = hex::encode(entry.root);
-        let file = http
-            .get(format!("{}/v1/table/shards/{root}", s.base_url()))
-            .send()
-            .await
-            .expect("shard")
-            .bytes()
-            .await
-            .expect("bytes")
-            .to_vec();
-        shards.insert(root, file);
-    }
+    let shards = shard_files(&http, &s, &real.manifest).await;
     let fake =
         fake_table_server(std::sync::Arc::new(std::sync::Mutex::new((forked, shards)))).await;
     let cache_dir = dir.path().join("victim");
@@ -739,22 +720,9 @@ async fn gossip_to_a_witness_confirms_the_log_and_reports_a_split_view() {
         .await
         .expect("sqlite");
     let http = reqwest::Client::new();
-    let get = |url: String| {
-        let http = http.clone();
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .expect("get")
-                .bytes()
-                .await
-                .expect("bytes")
-                .to_vec()
-        }
-    };
     // Epoch 1's manifest and entry, then a second epoch: the log has two entries.
     let first = hashguard_protocol::acceptance::ManifestBundle::decode(
-        &get(format!("{}/v1/table/bundle", s.base_url())).await,
+        &get_bytes(&http, format!("{}/v1/table/bundle", s.base_url())).await,
     )
     .expect("bundle");
     s.publish_next_epoch().await.expect("epoch 2");
@@ -778,7 +746,7 @@ async fn gossip_to_a_witness_confirms_the_log_and_reports_a_split_view() {
     let task = tokio::spawn(hashguard_witness::http::serve(listener, witness, async {
         let _ = stopped.await;
     }));
-    let checkpoint = get(format!("{}/v1/log/checkpoint", s.base_url())).await;
+    let checkpoint = get_bytes(&http, format!("{}/v1/log/checkpoint", s.base_url())).await;
     let mut body = b"old 0\n\n".to_vec();
     body.extend_from_slice(&checkpoint);
     let r = http
@@ -812,18 +780,7 @@ async fn gossip_to_a_witness_confirms_the_log_and_reports_a_split_view() {
     view.append(first.manifest.clone(), first.entry.clone());
     view.append(Vec::new(), b"an entry only some clients are shown".to_vec());
     let forked = view.bundle(0, unix_now()).encode();
-    let manifest =
-        hashguard_protocol::manifest::Manifest::decode(&first.manifest).expect("manifest");
-    let mut shards = std::collections::HashMap::new();
-    for entry in manifest
-        .table(hashguard_protocol::keys::TableKind::Pdq)
-        .expect("pdq")
-        .shards()
-    {
-        let root = hex::encode(entry.root);
-        let file = get(format!("{}/v1/table/shards/{root}", s.base_url())).await;
-        shards.insert(root, file);
-    }
+    let shards = shard_files(&http, &s, &first.manifest).await;
     let fake =
         fake_table_server(std::sync::Arc::new(std::sync::Mutex::new((forked, shards)))).await;
     let mut victim = TableCache::new(anchors, None);

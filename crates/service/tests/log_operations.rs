@@ -15,46 +15,10 @@ use hashguard_transparency::checkpoint::SignedCheckpoint;
 use hashguard_transparency::cosignature::CosignatureSigner;
 use hashguard_transparency::merkle::{self, Hash, EMPTY_ROOT};
 use hashguard_transparency::note::Ed25519Verifier;
-use rand_chacha::rand_core::SeedableRng;
 
-const NOW: u64 = 1_800_000_000;
+mod common;
 
-/// Manifests for epochs 1..=n, chained, valid from NOW - 100, and the sandbox trusting them.
-fn manifests(n: u32) -> (Vec<Manifest>, TrustSandbox) {
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
-    let params = Params::lite(Policy::Intervene);
-    let secret = OpeningKey::generate(&mut rng);
-    let spec = TableSpec::new(
-        [4; 16],
-        TableKind::Pdq,
-        params.clone(),
-        secret.public_key(),
-        1,
-        [1; 32],
-    )
-    .expect("spec");
-    let key = KeyBytes::from_pdq_key(0x1234_5678, params.k());
-    let mut out: Vec<Manifest> = Vec::new();
-    for e in 1..=n {
-        let input = EpochInput {
-            epoch: e,
-            prev_manifest_hash: out.last().map_or([0; 32], Manifest::hash),
-            beacon: [e as u8; 32],
-        };
-        let built = build_table(
-            &spec,
-            &secret,
-            std::slice::from_ref(&key),
-            &input,
-            None,
-            &mut rng,
-        )
-        .expect("table");
-        out.push(Manifest::for_table(&built, &input, NOW - 100, NOW + 86_400).expect("manifest"));
-    }
-    let sandbox = TrustSandbox::generate(&mut rng, [4; 16], PinnedParams::exactly(params));
-    (out, sandbox)
-}
+use common::{manifests, NOW};
 
 /// One witness as c2sp.org/tlog-witness describes it: it knows one log, keeps the latest size
 /// and root it cosigned, answers 409 with its size when `old` is not that size, 422 for a bad
@@ -148,7 +112,7 @@ fn witnesses_cosign_from_the_size_they_know_and_the_log_then_verifies_and_audits
     let dir = tempfile::tempdir().expect("tempdir");
     let table = TableDir::new(dir.path());
     let log = ManifestLog::new(dir.path().join("log"));
-    let (ms, mut sandbox) = manifests(3);
+    let (ms, mut sandbox) = manifests(3, 11);
     let anchors = sandbox.anchors();
     let policy = &anchors.log_policy;
     let verifier = sandbox.log_signer().verifier();
@@ -284,7 +248,7 @@ fn a_witness_answer_is_stored_only_if_it_verifies_and_409_is_retried_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let table = TableDir::new(dir.path());
     let log = ManifestLog::new(dir.path().join("log"));
-    let (ms, mut sandbox) = manifests(1);
+    let (ms, mut sandbox) = manifests(1, 11);
     let anchors = sandbox.anchors();
     let verifier = sandbox.log_signer().verifier();
     let signer =

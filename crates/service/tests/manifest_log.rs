@@ -8,47 +8,10 @@ use hashguard_protocol::signed::SignedManifest;
 use hashguard_protocol::trust_sandbox::TrustSandbox;
 use hashguard_service::manifest_log::ManifestLog;
 use hashguard_transparency::tiles::TilePath;
-use rand_chacha::rand_core::SeedableRng;
 
-const NOW: u64 = 1_800_000_000;
+mod common;
 
-/// A small table's manifests for epochs 1..=n (each chained to the one before), valid from
-/// NOW - 100 on, and the sandbox its clients trust.
-fn manifests(n: u32) -> (Vec<Manifest>, TrustSandbox) {
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
-    let params = Params::lite(Policy::Intervene);
-    let secret = OpeningKey::generate(&mut rng);
-    let spec = TableSpec::new(
-        [4; 16],
-        TableKind::Pdq,
-        params.clone(),
-        secret.public_key(),
-        1,
-        [1; 32],
-    )
-    .expect("spec");
-    let key = KeyBytes::from_pdq_key(0x1234_5678, params.k());
-    let mut out: Vec<Manifest> = Vec::new();
-    for e in 1..=n {
-        let input = EpochInput {
-            epoch: e,
-            prev_manifest_hash: out.last().map_or([0; 32], Manifest::hash),
-            beacon: [e as u8; 32],
-        };
-        let built = build_table(
-            &spec,
-            &secret,
-            std::slice::from_ref(&key),
-            &input,
-            None,
-            &mut rng,
-        )
-        .expect("table");
-        out.push(Manifest::for_table(&built, &input, NOW - 100, NOW + 86_400).expect("manifest"));
-    }
-    let sandbox = TrustSandbox::generate(&mut rng, [4; 16], PinnedParams::exactly(params));
-    (out, sandbox)
-}
+use common::{manifests, NOW};
 
 fn publish(log: &ManifestLog, sandbox: &mut TrustSandbox, m: &Manifest, at: u64) {
     let cosigs = sandbox.cosign(&[0, 1], m).expect("co-signed");
@@ -64,7 +27,7 @@ fn publish(log: &ManifestLog, sandbox: &mut TrustSandbox, m: &Manifest, at: u64)
 fn appended_manifests_are_served_as_bundles_clients_accept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = ManifestLog::new(dir.path().join("log"));
-    let (ms, mut sandbox) = manifests(2);
+    let (ms, mut sandbox) = manifests(2, 5);
     let verifier = sandbox.log_signer().verifier();
     assert!(log.bundle(&verifier, NOW).expect("reads").is_none());
 
@@ -118,7 +81,7 @@ fn appended_manifests_are_served_as_bundles_clients_accept() {
 fn a_checkpoint_without_fresh_witnesses_is_served_but_not_accepted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = ManifestLog::new(dir.path().join("log"));
-    let (ms, mut sandbox) = manifests(1);
+    let (ms, mut sandbox) = manifests(1, 5);
     publish(&log, &mut sandbox, &ms[0], NOW - 80 * 3600);
     let verifier = sandbox.log_signer().verifier();
     let bundle = log
