@@ -56,6 +56,9 @@ enum Cmd {
         /// Write the markdown tables here (they are printed too).
         #[arg(long)]
         markdown: Option<PathBuf>,
+        /// Use only originals from these packages (comma-separated; all when absent).
+        #[arg(long, value_delimiter = ',')]
+        packages: Vec<String>,
         /// Use only originals whose long side is at least this many pixels.
         #[arg(long, default_value_t = 0)]
         min_long: u32,
@@ -104,6 +107,7 @@ fn main() -> Result<()> {
             markdown,
             small,
             min_long,
+            packages,
         } => {
             let mut originals: Vec<measure::Original> = Vec::new();
             if let Some(n) = gen {
@@ -116,7 +120,10 @@ fn main() -> Result<()> {
             } else {
                 let dir = Arc::new(dir.context("--corpus DIR (or --generated N) is needed")?);
                 let mut entries = corpus::read_manifest(&manifest)?;
-                entries.retain(|e| e.width.max(e.height) >= min_long);
+                entries.retain(|e| {
+                    e.width.max(e.height) >= min_long
+                        && (packages.is_empty() || packages.contains(&e.package))
+                });
                 if let Some(l) = limit {
                     // Seeded sample: sort by a keyed hash of the name, keep the first l.
                     entries.sort_by_key(|e| {

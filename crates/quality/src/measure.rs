@@ -119,6 +119,12 @@ pub struct Report {
     pub non_listed: usize,
     /// Non-listed originals whose voucher opened (false opens).
     pub false_opens: usize,
+    /// Each false open: the non-listed original, the listed original nearest in PDQ, and their
+    /// PDQ distance.
+    pub false_open_details: Vec<(String, String, u32)>,
+    /// Listed originals whose key `prune_separated` dropped (their copies open only through
+    /// another key).
+    pub pruned_originals: Vec<String>,
     /// Non-listed originals the plain matcher matches to some listed hash (false matches).
     pub plain_false_matches: usize,
     /// Copies (of listed or non-listed images) with two or more opened probes.
@@ -309,6 +315,12 @@ pub fn run(
         .collect();
     let (dep, pruned) = Deployment::build(params, &raw, &mut r)?;
     report.pruned_keys = pruned;
+    report.pruned_originals = listed
+        .iter()
+        .zip(&raw)
+        .filter(|(_, k)| dep.kept.binary_search(k).is_err())
+        .map(|((i, _, _), _)| originals[*i].name.clone())
+        .collect();
     let q_min = params.q_min();
     let plain_match = |f: &PdqFloats| {
         f.quality >= q_min && listed_hashes.iter().any(|h| h.distance(&f.hash()) <= 31)
@@ -373,18 +385,33 @@ pub fn run(
         }
     }
     // Non-listed originals: false opens and the plain matcher's false matches.
-    let fp: Vec<Result<(bool, bool, bool, bool)>> = others
+    // (index, floats, opened, plain match, multiple opens, ideal mismatch)
+    type NonListed<'a> = (usize, &'a PdqFloats, bool, bool, bool, bool);
+    let fp: Vec<Result<NonListed>> = others
         .par_iter()
         .map(|&(i, f)| {
             let mut rr =
                 ChaCha20Rng::seed_from_u64(seed ^ 0xfa15e ^ (i as u64).wrapping_mul(0x9e37_79b9));
             let mut client = Client::new(AccountState::generate(&mut rr), params.clone());
             let (opened, multi, mismatch, _) = dep.upload(&mut client, f, None, &mut rr)?;
-            Ok((opened, plain_match(f), multi, mismatch))
+            Ok((i, f, opened, plain_match(f), multi, mismatch))
         })
         .collect();
     for x in fp {
-        let (opened, plain, multi, mismatch) = x?;
+        let (i, f, opened, plain, multi, mismatch) = x?;
+        if opened {
+            let nearest = listed
+                .iter()
+                .map(|(j, _, g)| (g.hash().distance(&f.hash()), *j))
+                .min();
+            if let Some((d, j)) = nearest {
+                report.false_open_details.push((
+                    originals[i].name.clone(),
+                    originals[j].name.clone(),
+                    d,
+                ));
+            }
+        }
         report.non_listed += 1;
         report.false_opens += usize::from(opened);
         report.plain_false_matches += usize::from(plain);
@@ -469,6 +496,15 @@ impl Report {
             "transform",
             &self.small_originals,
         ));
+        for (a, b, d) in &self.false_open_details {
+            s.push_str(&format!(
+                "- false open: `{a}` (nearest listed `{b}`, PDQ distance {d})\n"
+            ));
+        }
+        for p in &self.pruned_originals {
+            s.push_str(&format!("- listed key pruned by separation: `{p}`\n"));
+        }
+        s.push('\n');
         s.push_str(&format!(
             "Non-listed originals: {} uploaded, {} false opens (protocol), {} false matches (plain PDQ <= 31). Multiple opens: {}. Opener vs ideal functionality mismatches: {}.\n",
             self.non_listed, self.false_opens, self.plain_false_matches, self.multiple_opens, self.ideal_mismatches
