@@ -222,6 +222,21 @@ async fn open_postgres(
     Ok(Pool::Postgres(pool))
 }
 
+/// Runs the migrations on a connection of their own without a lock timeout: sqlx serializes
+/// concurrent migrations with an advisory lock, and a process that starts while another is
+/// migrating must wait for it, however short the busy timeout set for bank locks is.
+async fn migrate_postgres(url: &str, options: &StoreOptions) -> Result<(), StoreError> {
+    let connect = PgConnectOptions::from_str(url)?.options([("lock_timeout", "0")]);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(options.connect_timeout())
+        .connect_with(connect)
+        .await?;
+    let result = MIGRATOR.run(&pool).await.map_err(StoreError::from);
+    pool.close().await;
+    result
+}
+
 /// Refuses a database that lacks one of this version's migrations (a reading command does
 /// not migrate).
 async fn check_schema_current(pool: &Pool) -> Result<(), StoreError> {
@@ -265,7 +280,7 @@ pub(crate) async fn open(
     let checked = match access {
         Access::ReadWrite => match &pool {
             Pool::Sqlite(p) => MIGRATOR.run(p).await.map_err(StoreError::from),
-            Pool::Postgres(p) => MIGRATOR.run(p).await.map_err(StoreError::from),
+            Pool::Postgres(_) => migrate_postgres(url, &options).await,
         },
         Access::ReadOnly => check_schema_current(&pool).await,
     };
