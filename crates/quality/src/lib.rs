@@ -9,8 +9,10 @@
 //! - [`measure`]: recall per transform and per PDQ-distance bucket and false opens, through the
 //!   real client and opener of `hashguard-protocol` at `Params::v1(Policy::Intervene)`, beside a
 //!   plain PDQ <= 31 matcher.
+//! - [`collisions`]: chance key matches measured over all ordered pairs of the corpus.
 //! - [`generated`]: benign generated images (for CI, which has no corpus cache).
 
+pub mod collisions;
 pub mod corpus;
 pub mod generated;
 pub mod measure;

@@ -33,6 +33,21 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         min_side: u32,
     },
+    /// Count chance key matches over all ordered pairs of the corpus.
+    Collisions {
+        /// The folder of extracted packages.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// The manifest naming the images.
+        #[arg(long, default_value = "bench/quality/corpus.csv")]
+        manifest: PathBuf,
+        /// Write the JSON results here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Use only images from these packages (comma-separated; all when absent).
+        #[arg(long, value_delimiter = ',')]
+        packages: Vec<String>,
+    },
     /// Measure recall and false opens through the real protocol client and opener.
     Measure {
         /// The folder of extracted packages; with the manifest, the originals.
@@ -96,6 +111,34 @@ fn main() -> Result<()> {
                 entries.len(),
                 out.display()
             );
+        }
+        Cmd::Collisions {
+            corpus: dir,
+            manifest,
+            json,
+            packages,
+        } => {
+            let params = Params::v1(Policy::Intervene);
+            let names: Vec<(String, String)> = corpus::read_manifest(&manifest)?
+                .into_iter()
+                .filter(|e| packages.is_empty() || packages.contains(&e.package))
+                .map(|e| (format!("{}/{}", e.package, e.path), e.package))
+                .collect();
+            let images = hashguard_quality::collisions::hash_all(
+                names,
+                |name| {
+                    let bytes =
+                        std::fs::read(dir.join(name)).with_context(|| format!("reading {name}"))?;
+                    transforms::decode(&bytes)
+                },
+                params.q_min(),
+            )?;
+            let report = hashguard_quality::collisions::pairwise(&images, &params);
+            println!("{}", report.markdown());
+            if let Some(p) = json {
+                std::fs::write(&p, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
         }
         Cmd::Measure {
             corpus: dir,

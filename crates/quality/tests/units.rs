@@ -76,3 +76,25 @@ fn generated_images_differ_by_seed() {
     assert_ne!(generated(1, 64, 64), generated(2, 64, 64));
     assert_eq!(generated(3, 64, 48), generated(3, 64, 48));
 }
+
+#[test]
+fn pairwise_counts_key_matches_and_the_interval_is_sane() {
+    use hashguard_protocol::prelude::{Params, Policy};
+    use hashguard_quality::collisions::{pairwise, wilson};
+    let (p, lo, hi) = wilson(0.0, 1e6);
+    assert_eq!((p, lo), (0.0, 0.0));
+    assert!(hi > 3.0e-6 && hi < 4.0e-6, "upper bound {hi}");
+    let (p, lo, hi) = wilson(10.0, 1e4);
+    assert!(lo < p && p < hi && (p - 1e-3).abs() < 1e-12);
+    let a = floats(&generated(11, 160, 120)).expect("hash");
+    let b = floats(&generated(12, 160, 120)).expect("hash");
+    let images = vec![
+        ("a".to_string(), "p".to_string(), a.clone()),
+        ("a-copy".to_string(), "q".to_string(), a),
+        ("b".to_string(), "p".to_string(), b),
+    ];
+    let r = pairwise(&images, &Params::v1(Policy::Intervene));
+    assert_eq!(r.pairs, 6.0);
+    // The two identical images open each other's key (both directions, across packages).
+    assert!(r.hits >= 2 && r.hits_cross_package >= 2, "{r:?}");
+}
