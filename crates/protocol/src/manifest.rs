@@ -298,10 +298,7 @@ impl Manifest {
                 w.bytes(&s.proof.to_bytes());
             }
         }
-        w.u16(u16::try_from(f.revokes.len()).unwrap_or(u16::MAX));
-        for &e in &f.revokes {
-            w.u32(e);
-        }
+        write_revokes(&mut w, &f.revokes);
         w.buf
     }
 
@@ -385,18 +382,7 @@ impl Manifest {
             }
             tables.push(t);
         }
-        let n_rev = r.u16("revokes count")?;
-        if n_rev > MAX_REVOKES {
-            return Err(DecodeError::TooLarge {
-                what: "revokes",
-                got: u64::from(n_rev),
-                limit: u64::from(MAX_REVOKES),
-            });
-        }
-        let mut revokes = Vec::with_capacity(usize::from(n_rev));
-        for _ in 0..n_rev {
-            revokes.push(r.u32("revoked epoch")?);
-        }
+        let revokes = read_revokes(&mut r)?;
         r.finish()?;
         Manifest::new(ManifestFields {
             deployment_id,
@@ -473,6 +459,28 @@ impl Manifest {
         }
         Ok(VerifiedManifest(self))
     }
+}
+
+/// The revoked epochs as manifests and log entries encode them: a u16 count (at most
+/// [`MAX_REVOKES`]; every path that builds either bounds it), then each epoch.
+pub(crate) fn write_revokes(w: &mut Writer, revokes: &[u32]) {
+    w.u16(u16::try_from(revokes.len()).unwrap_or(u16::MAX));
+    for &e in revokes {
+        w.u32(e);
+    }
+}
+
+/// Reads what [`write_revokes`] wrote, refusing more than [`MAX_REVOKES`] epochs.
+pub(crate) fn read_revokes(r: &mut Reader<'_>) -> Result<Vec<u32>, DecodeError> {
+    let n = r.u16("revokes count")?;
+    if n > MAX_REVOKES {
+        return Err(DecodeError::TooLarge {
+            what: "revokes",
+            got: u64::from(n),
+            limit: u64::from(MAX_REVOKES),
+        });
+    }
+    (0..n).map(|_| r.u32("revoked epoch")).collect()
 }
 
 /// A constructor's refusal as a decoding error.

@@ -10,7 +10,7 @@
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
-use crate::manifest::{Manifest, MAX_REVOKES};
+use crate::manifest::{read_revokes, write_revokes, Manifest};
 use crate::suite::sha256;
 use crate::wire::{DecodeError, Reader, Writer};
 
@@ -21,7 +21,7 @@ pub const LOG_ENTRY_VERSION: u16 = 1;
 /// Most co-signatures one entry carries: far more organisations than any deployment pins.
 pub const MAX_COSIGNATURES: u8 = 32;
 /// Largest log entry: the C2SP tiles' entry bundles carry at most 65,535 bytes per entry.
-/// [`MAX_REVOKES`] and [`MAX_COSIGNATURES`] keep every entry below it.
+/// [`MAX_REVOKES`](crate::manifest::MAX_REVOKES) and [`MAX_COSIGNATURES`] keep every entry below it.
 pub const MAX_LOG_ENTRY: usize = u16::MAX as usize;
 
 /// Domain separator of the service's signature.
@@ -155,12 +155,8 @@ impl LogEntry {
         w.u64(self.not_after);
         w.bytes(&self.prev_manifest_hash);
         w.bytes(&self.manifest_hash);
-        // Both counts are bounded (MAX_REVOKES, MAX_COSIGNATURES) on every path that builds
-        // an entry.
-        w.u16(u16::try_from(self.revokes.len()).unwrap_or(u16::MAX));
-        for &e in &self.revokes {
-            w.u32(e);
-        }
+        write_revokes(&mut w, &self.revokes);
+        // Bounded by MAX_COSIGNATURES on every path that builds an entry.
         w.u8(u8::try_from(self.cosignatures.len()).unwrap_or(u8::MAX));
         for c in &self.cosignatures {
             w.u16(c.org_id);
@@ -178,7 +174,7 @@ impl LogEntry {
 
     /// Strict decoding: magic, version, at most [`MAX_LOG_ENTRY`] bytes, epoch ≥ 1 with a
     /// zero previous hash exactly at epoch 1, `not_before < not_after`, at most
-    /// [`MAX_REVOKES`] revoked epochs and [`MAX_COSIGNATURES`] co-signatures in strictly
+    /// [`MAX_REVOKES`](crate::manifest::MAX_REVOKES) revoked epochs and [`MAX_COSIGNATURES`] co-signatures in strictly
     /// ascending organisation order, no trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_LOG_ENTRY {
@@ -211,18 +207,7 @@ impl LogEntry {
         if not_after <= not_before {
             return Err(DecodeError::InvalidValue("validity window"));
         }
-        let n_rev = r.u16("revokes count")?;
-        if n_rev > MAX_REVOKES {
-            return Err(DecodeError::TooLarge {
-                what: "revokes",
-                got: u64::from(n_rev),
-                limit: u64::from(MAX_REVOKES),
-            });
-        }
-        let mut revokes = Vec::with_capacity(usize::from(n_rev));
-        for _ in 0..n_rev {
-            revokes.push(r.u32("revoked epoch")?);
-        }
+        let revokes = read_revokes(&mut r)?;
         let n = r.u8("co-signature count")?;
         if n > MAX_COSIGNATURES {
             return Err(DecodeError::TooLarge {

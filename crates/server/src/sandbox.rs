@@ -274,29 +274,6 @@ impl Sandbox {
         &mut self.trust
     }
 
-    /// Has the witnesses cosign the log's current checkpoint again at `at` (Unix seconds):
-    /// what a deployment does at least daily, since clients refuse a checkpoint whose
-    /// cosignatures are older than 72 hours. Served at once (no restart needed).
-    pub fn witness_again(&self, at: u64) -> Result<(), SandboxError> {
-        let log = ManifestLog::of_table(&TableDir::new(&self.config.table));
-        let fail = |e: &dyn std::fmt::Display| SandboxError::Transparency(e.to_string());
-        let mut checkpoint = log
-            .open_checkpoint(&self.trust.log_signer().verifier())?
-            .ok_or_else(|| fail(&"the log is empty"))?;
-        // A fresh copy without the old cosignatures, then one new cosignature per witness.
-        checkpoint = checkpoint
-            .checkpoint()
-            .sign(self.trust.log_signer())
-            .and_then(|c| c.open(&self.trust.log_signer().verifier()))
-            .map_err(|e| fail(&e))?;
-        for (_, witness) in self.trust.witnesses() {
-            checkpoint
-                .add_cosignature(witness, at)
-                .map_err(|e| fail(&e))?;
-        }
-        Ok(log.store_checkpoint(checkpoint.signed())?)
-    }
-
     /// The server's configuration.
     pub fn config(&self) -> &Config {
         &self.config

@@ -13,12 +13,6 @@ use crate::api::table_file;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn log(state: &AppState) -> Result<&ManifestLog, ApiError> {
     state
         .intake()
@@ -51,7 +45,7 @@ pub async fn bundle(
     let file = state
         .intake()
         .table()
-        .bundle(now())
+        .bundle(hashguard_service::publish::now())
         .map_err(ApiError::internal)?
         .ok_or_else(|| {
             ApiError::not_found("manifest bundle (the table has not been published to the log)")
