@@ -25,7 +25,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c "import pdqhash, numpy, PIL, threatexchange" 2>/dev/null; then
+if ! .venv/bin/python -c "import pdqhash, numpy, PIL, threatexchange, imagehash, perception" 2>/dev/null; then
   echo "setup: creating .venv with the reference oracles" >&2
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r tools/oracle/requirements.txt

@@ -9,6 +9,8 @@
 //! - **Bounded.** An image (or a video arriving as a stream) is read only up to
 //!   [`Options::max_file_bytes`]; images are refused by their header's pixel count before any
 //!   pixel buffer exists; videos by frame size and duration (see `hashguard_vpdq`).
+//! - **The second hash** ([`second`]): the automatic check's perceptual hash of the visual
+//!   derivative, from the same decoded pixels as PDQ ([`Hasher::second_hash_bytes`]).
 //! - **One typed error.** [`HashError`] tells an unsupported format, corrupt or truncated data,
 //!   a size over a limit and an I/O failure apart ([`HashError::kind`]), so a server can answer
 //!   each with its own status and a CLI can print the reason.
@@ -38,6 +40,9 @@ use hashguard_pdq::{DihedralHashes, PdqFloats, PdqHasher, PdqOutput, RgbImage};
 use hashguard_vpdq::{hash_video_file, Feature, VideoError, VideoOptions};
 use md5::Md5;
 use sha2::{Digest, Sha256};
+
+pub mod second;
+pub use second::{SecondHash, SecondHashError, SECOND_MATCH_THRESHOLD};
 
 /// How many leading bytes are enough to recognise an image format or a video container.
 pub const SNIFF_BYTES: usize = 512;
@@ -379,6 +384,31 @@ impl Hasher {
         Ok(Hashed::Video { features, digests })
     }
 
+    /// The second hash ([`SecondHash`]) of an image held in memory, decoded exactly as
+    /// [`Hasher::hash_bytes`] decodes it for PDQ (same decoder, pixel limit and EXIF
+    /// orientation), so that a list's value and the client's derivative start from the same
+    /// pixels. Videos have none: they are refused as unsupported.
+    pub fn second_hash_bytes(&self, bytes: &[u8]) -> Result<SecondHash, HashError> {
+        let limit = self.options.max_file_bytes;
+        if bytes.len() as u64 > limit {
+            return Err(HashError::TooLarge { limit });
+        }
+        let head = &bytes[..bytes.len().min(SNIFF_BYTES)];
+        if recognise(head)? == Kind::Video {
+            return Err(HashError::UnsupportedFormat {
+                magic: "a video (the second hash is for still images)".to_string(),
+            });
+        }
+        let image =
+            hashguard_media::decode(bytes, &self.options.decode).map_err(HashError::Image)?;
+        SecondHash::of_rgb(&image.rgb, image.width, image.height).map_err(|e| {
+            HashError::Image(MediaError::Corrupt {
+                format: image.format,
+                reason: e.to_string(),
+            })
+        })
+    }
+
     fn hash_image(&mut self, bytes: &[u8]) -> Result<Hashed, HashError> {
         let digests = self.options.digests.then(|| Digests::of(bytes));
         let image =
@@ -461,6 +491,32 @@ mod tests {
             panic!()
         };
         assert_eq!(plain, hash);
+    }
+
+    #[test]
+    fn second_hash_of_bytes_is_of_the_decoded_pixels() {
+        let bytes = png();
+        let hasher = Hasher::new(Options::default());
+        let decoded = image::load_from_memory(&bytes).unwrap().into_rgb8();
+        assert_eq!(
+            hasher.second_hash_bytes(&bytes).unwrap(),
+            SecondHash::of_rgb(decoded.as_raw(), 80, 60).unwrap()
+        );
+        let kind = |r: Result<SecondHash, HashError>| r.unwrap_err().kind();
+        assert_eq!(kind(hasher.second_hash_bytes(b"")), ErrorKind::Corrupt);
+        assert_eq!(
+            kind(hasher.second_hash_bytes(b"hello")),
+            ErrorKind::Unsupported
+        );
+        assert_eq!(
+            kind(hasher.second_hash_bytes(&bytes[..60])),
+            ErrorKind::Corrupt
+        );
+        let small = Hasher::new(Options {
+            max_file_bytes: 100,
+            ..Options::default()
+        });
+        assert_eq!(kind(small.second_hash_bytes(&bytes)), ErrorKind::TooLarge);
     }
 
     #[test]

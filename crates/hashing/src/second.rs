@@ -1,0 +1,345 @@
+//! The second hash of the automatic check (protocol.md R/E12 step 2, docs/second-hash.md): a
+//! perceptual hash of the *visual derivative* computed differently from PDQ, so that an image
+//! crafted to collide with a listed entry in PDQ does not also collide in it.
+//!
+//! It is imagehash's `dhash` and `dhash_vertical` of the greyscale derivative, 128 bits: the
+//! derivative resized (Lanczos3) to 9x8, each pixel against its right neighbour (64 bits), and
+//! to 8x9, each pixel against the one below (64 bits). Chosen by measurement over PDQ-DCT
+//! hashes (pHash, PDQ's floats), a Haar wavelet hash and an edge-orientation histogram: at
+//! [`SECOND_MATCH_THRESHOLD`] it keeps about 99 % of the re-shared copies PDQ still matches and
+//! matched none of 1,000 crafted PDQ collisions (docs/second-hash.md has the numbers). It
+//! depends on sign changes between neighbouring cells, including the purely horizontal and
+//! purely vertical structure PDQ's 16x16 band leaves out, which is why pushing an image's PDQ
+//! bits onto a target's leaves it alone.
+//!
+//! Both sides hash the same kind of picture:
+//! - a list's value is [`SecondHash::of_rgb`] of the listed original, decoded by the same
+//!   decoder as its PDQ ([`crate::Hasher::second_hash_bytes`]): the original is reduced to the
+//!   derivative first ([`derivative`]: `image`'s thumbnail to [`DERIVATIVE_SIDE`] pixels on the
+//!   long side, then `image`'s luma), exactly as the client reduces an attachment before it
+//!   seals the JPEG of it into the voucher's VD blob;
+//! - the server's value is [`SecondHash::of_rgb`] of the decrypted VD (already that small and
+//!   grey, so reducing it again changes nothing).
+//!
+//! Its text form is 32 lowercase hex digits (horizontal bits, then vertical), parsed strictly
+//! by [`SecondHash::from_hex`].
+
+use image::imageops::{self, FilterType};
+use image::{GrayImage, RgbImage};
+
+/// The derivative's long side: the client's thumbnail (`THUMBNAIL_SIDE` of crates/client).
+pub const DERIVATIVE_SIDE: u32 = 96;
+
+/// Two second hashes at most this many bits apart match. The smallest threshold that keeps
+/// 99 % of the re-shared copies (JPEG, messenger resizes, screenshots, brightness, gamma,
+/// crops, letterbox) whose PDQ still matches their original within 31 (docs/second-hash.md).
+pub const SECOND_MATCH_THRESHOLD: u32 = 14;
+
+/// The length of [`SecondHash::to_hex`].
+pub const SECOND_HASH_HEX_LEN: usize = 32;
+
+/// A second hash: 64 horizontal and 64 vertical gradient-sign bits of the derivative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecondHash {
+    /// imagehash's `dhash`: row-major over 8x8 cells, the first bit the most significant.
+    pub horizontal: u64,
+    /// imagehash's `dhash_vertical`, in the same order.
+    pub vertical: u64,
+}
+
+/// Why an image or a text has no second hash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecondHashError {
+    /// The pixel buffer does not hold `width x height` pixels, or a side is zero.
+    #[error("a {width}x{height} image needs {needed} bytes of pixels, got {actual}")]
+    Pixels {
+        /// Width in pixels.
+        width: usize,
+        /// Height in pixels.
+        height: usize,
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes given.
+        actual: usize,
+    },
+    /// The text is not 32 lowercase or uppercase hex digits.
+    #[error("a second hash is {SECOND_HASH_HEX_LEN} hex digits; got {0}")]
+    Text(String),
+}
+
+/// The derivative of an RGB image (`3 * width * height` bytes, rows tightly packed), as the
+/// client makes it before the JPEG: `image`'s thumbnail to [`DERIVATIVE_SIDE`] pixels on the
+/// long side (never up), then `image`'s luma (Rec. 709 weights).
+pub fn derivative(rgb: &[u8], width: usize, height: usize) -> Result<GrayImage, SecondHashError> {
+    let bad = || SecondHashError::Pixels {
+        width,
+        height,
+        needed: width.saturating_mul(height).saturating_mul(3),
+        actual: rgb.len(),
+    };
+    let (Ok(w), Ok(h)) = (u32::try_from(width), u32::try_from(height)) else {
+        return Err(bad());
+    };
+    if w == 0
+        || h == 0
+        || width.checked_mul(height).and_then(|n| n.checked_mul(3)) != Some(rgb.len())
+    {
+        return Err(bad());
+    }
+    let image = RgbImage::from_raw(w, h, rgb.to_vec()).ok_or_else(bad)?;
+    let scale = f64::from(DERIVATIVE_SIDE) / f64::from(w.max(h));
+    let small = if scale >= 1.0 {
+        image
+    } else {
+        // The client's rounding (crates/client media::thumbnail).
+        let tw = ((f64::from(w) * scale).round() as u32).max(1);
+        let th = ((f64::from(h) * scale).round() as u32).max(1);
+        imageops::thumbnail(&image, tw, th)
+    };
+    Ok(image::DynamicImage::ImageRgb8(small).into_luma8())
+}
+
+/// The first bit the most significant, as imagehash prints its grids.
+fn pack(bits: impl Iterator<Item = bool>) -> u64 {
+    bits.fold(0u64, |acc, b| (acc << 1) | u64::from(b))
+}
+
+impl SecondHash {
+    /// The second hash of an RGB image (`3 * width * height` bytes): of its [`derivative`].
+    pub fn of_rgb(rgb: &[u8], width: usize, height: usize) -> Result<SecondHash, SecondHashError> {
+        Ok(SecondHash::of_derivative(&derivative(rgb, width, height)?))
+    }
+
+    /// The second hash of a greyscale derivative (what [`derivative`] returns, or a decoded VD).
+    pub fn of_derivative(grey: &GrayImage) -> SecondHash {
+        let h = imageops::resize(grey, 9, 8, FilterType::Lanczos3);
+        let v = imageops::resize(grey, 8, 9, FilterType::Lanczos3);
+        SecondHash::from_resized(h.as_raw(), v.as_raw())
+    }
+
+    /// The hash of pixels already resized: `h` 9 wide and 8 high, `v` 8 wide and 9 high
+    /// (row-major). Exposed so that tests can feed a reference implementation the same pixels.
+    pub fn from_resized(h: &[u8], v: &[u8]) -> SecondHash {
+        let px = |buf: &[u8], i: usize| buf.get(i).copied().unwrap_or(0);
+        SecondHash {
+            horizontal: pack(
+                (0..8).flat_map(|y| (0..8).map(move |x| px(h, y * 9 + x + 1) > px(h, y * 9 + x))),
+            ),
+            vertical: pack(
+                (0..8).flat_map(|y| (0..8).map(move |x| px(v, (y + 1) * 8 + x) > px(v, y * 8 + x))),
+            ),
+        }
+    }
+
+    /// The number of differing bits (0..=128).
+    pub fn distance(&self, other: &SecondHash) -> u32 {
+        (self.horizontal ^ other.horizontal).count_ones()
+            + (self.vertical ^ other.vertical).count_ones()
+    }
+
+    /// Whether the two are within [`SECOND_MATCH_THRESHOLD`].
+    pub fn matches(&self, other: &SecondHash) -> bool {
+        self.distance(other) <= SECOND_MATCH_THRESHOLD
+    }
+
+    /// 32 lowercase hex digits: the horizontal bits, then the vertical (each as imagehash
+    /// prints it).
+    pub fn to_hex(&self) -> String {
+        format!("{:016x}{:016x}", self.horizontal, self.vertical)
+    }
+
+    /// Parses [`SecondHash::to_hex`]'s form: exactly 32 ASCII hex digits (either case), nothing
+    /// else (no sign, prefix or whitespace). Never panics, whatever the input.
+    pub fn from_hex(text: &str) -> Result<SecondHash, SecondHashError> {
+        let bad = || {
+            let shown: String = text.chars().take(40).collect();
+            SecondHashError::Text(format!("{shown:?}"))
+        };
+        let bytes = text.as_bytes();
+        if bytes.len() != SECOND_HASH_HEX_LEN || !bytes.iter().all(u8::is_ascii_hexdigit) {
+            return Err(bad());
+        }
+        // All ASCII hex digits, so both halves are valid `str` and valid numbers.
+        let horizontal = u64::from_str_radix(&text[..16], 16).map_err(|_| bad())?;
+        let vertical = u64::from_str_radix(&text[16..], 16).map_err(|_| bad())?;
+        Ok(SecondHash {
+            horizontal,
+            vertical,
+        })
+    }
+}
+
+impl std::fmt::Display for SecondHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl std::str::FromStr for SecondHash {
+    type Err = SecondHashError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SecondHash::from_hex(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A benign photo-like test image: smooth gradients, a few shapes, some texture.
+    fn picture(seed: u32, w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+            let s = seed as f32;
+            let wave = ((fx * (3.0 + s) + fy * 2.0).sin() * 60.0) as i32;
+            let disc = ((fx - 0.3 - 0.05 * s).powi(2) + (fy - 0.6).powi(2) < 0.04) as i32 * 90;
+            let tex = ((x * 7 + y * 13 + seed * 31) % 23) as i32;
+            let v = |c: i32| (c + wave + disc + tex).clamp(0, 255) as u8;
+            image::Rgb([v(90 + seed as i32 * 20), v(110), v(140 - seed as i32 * 10)])
+        })
+    }
+
+    fn jpeg(img: &RgbImage, q: u8) -> RgbImage {
+        let mut buf = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, q)
+            .encode_image(img)
+            .unwrap();
+        image::load_from_memory(&buf).unwrap().into_rgb8()
+    }
+
+    fn hash(img: &RgbImage) -> SecondHash {
+        SecondHash::of_rgb(img.as_raw(), img.width() as usize, img.height() as usize).unwrap()
+    }
+
+    /// What the server does: the derivative sealed as a greyscale JPEG q60 (the client's VD),
+    /// decoded, hashed.
+    fn of_vd(img: &RgbImage) -> SecondHash {
+        let grey = derivative(img.as_raw(), img.width() as usize, img.height() as usize).unwrap();
+        let mut buf = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 60)
+            .encode_image(&grey)
+            .unwrap();
+        let vd = image::load_from_memory(&buf).unwrap().into_rgb8();
+        hash(&vd)
+    }
+
+    #[test]
+    fn copies_match_and_other_pictures_do_not() {
+        let a = picture(1, 800, 600);
+        let b = picture(4, 800, 600);
+        let listed = hash(&a);
+        assert_eq!(listed, hash(&a), "deterministic");
+        for (what, copy) in [
+            ("vd", a.clone()),
+            ("jpeg q40", jpeg(&a, 40)),
+            (
+                "resized to 400",
+                imageops::resize(&a, 400, 300, FilterType::Triangle),
+            ),
+        ] {
+            let d = listed.distance(&of_vd(&copy));
+            assert!(d <= SECOND_MATCH_THRESHOLD, "{what}: {d} bits");
+        }
+        let d = listed.distance(&of_vd(&b));
+        assert!(d > SECOND_MATCH_THRESHOLD, "another picture: only {d} bits");
+        assert!(!listed.matches(&of_vd(&b)));
+    }
+
+    #[test]
+    fn a_small_grey_vd_is_its_own_derivative() {
+        let a = picture(2, 1200, 700);
+        let grey = derivative(a.as_raw(), 1200, 700).unwrap();
+        assert_eq!(grey.dimensions(), (96, 56));
+        // Hashing the derivative again as RGB (a decoded greyscale VD) changes nothing.
+        let rgb = image::DynamicImage::ImageLuma8(grey.clone()).into_rgb8();
+        assert_eq!(hash(&rgb), SecondHash::of_derivative(&grey));
+        assert_eq!(
+            derivative(rgb.as_raw(), 96, 56).unwrap().as_raw(),
+            grey.as_raw()
+        );
+    }
+
+    #[test]
+    fn from_resized_follows_imagehash_bit_order() {
+        // Row 0 of the 9x8 grid rises left to right: its 8 bits (the top bits) are set.
+        let mut h = [0u8; 72];
+        for (x, p) in h.iter_mut().take(9).enumerate() {
+            *p = x as u8 * 10;
+        }
+        // Column 0 of the 8x9 grid rises top to bottom: the first bit of every row is set.
+        let mut v = [0u8; 72];
+        for y in 0..9 {
+            v[y * 8] = y as u8 * 10;
+        }
+        let s = SecondHash::from_resized(&h, &v);
+        assert_eq!(s.horizontal, 0xff00_0000_0000_0000);
+        assert_eq!(s.vertical, 0x8080_8080_8080_8080);
+        // Short buffers read as zeros rather than panicking.
+        assert_eq!(
+            SecondHash::from_resized(&[], &[]).distance(&SecondHash::from_resized(&[], &[])),
+            0
+        );
+    }
+
+    #[test]
+    fn bad_pixels_are_an_error() {
+        for (buf, w, h) in [(vec![0u8; 11], 2, 2), (vec![], 0, 0), (vec![0u8; 3], 1, 0)] {
+            assert!(matches!(
+                SecondHash::of_rgb(&buf, w, h),
+                Err(SecondHashError::Pixels { .. })
+            ));
+        }
+        assert!(SecondHash::of_rgb(&[0u8; 3], usize::MAX, 3).is_err());
+    }
+
+    #[test]
+    fn text_round_trips_and_refuses_everything_else() {
+        let s = SecondHash {
+            horizontal: 0x0123_4567_89ab_cdef,
+            vertical: 0xfedc_ba98_7654_3210,
+        };
+        assert_eq!(s.to_hex(), "0123456789abcdeffedcba9876543210");
+        assert_eq!(SecondHash::from_hex(&s.to_hex()), Ok(s));
+        assert_eq!(s.to_string().parse::<SecondHash>(), Ok(s));
+        assert_eq!(
+            SecondHash::from_hex("0123456789ABCDEFFEDCBA9876543210"),
+            Ok(s)
+        );
+        for bad in [
+            "",
+            "0123456789abcdeffedcba987654321",
+            "0123456789abcdeffedcba98765432100",
+            "+123456789abcdeffedcba9876543210",
+            " 123456789abcdeffedcba9876543210",
+            "0x23456789abcdeffedcba9876543210",
+            "0123456789abcdeffedcba987654321g",
+            "0123456789abcdeffedcba98765432é",
+        ] {
+            assert!(SecondHash::from_hex(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn distance_counts_both_halves() {
+        let a = SecondHash {
+            horizontal: 0,
+            vertical: 0,
+        };
+        let b = SecondHash {
+            horizontal: 0b111,
+            vertical: u64::MAX,
+        };
+        assert_eq!(a.distance(&b), 67);
+        assert_eq!(b.distance(&a), 67);
+        let near = SecondHash {
+            horizontal: (1 << SECOND_MATCH_THRESHOLD) - 1,
+            vertical: 0,
+        };
+        assert!(a.matches(&near));
+        let far = SecondHash {
+            horizontal: (1 << (SECOND_MATCH_THRESHOLD + 1)) - 1,
+            vertical: 0,
+        };
+        assert!(!a.matches(&far));
+    }
+}
