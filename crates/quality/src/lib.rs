@@ -10,10 +10,12 @@
 //!   real client and opener of `hashguard-protocol` at `Params::v1(Policy::Intervene)`, beside a
 //!   plain PDQ <= 31 matcher.
 //! - [`collisions`]: chance key matches measured over all ordered pairs of the corpus.
+//! - [`second_hash`]: the second hash for the automatic check, candidates measured (item 6).
 //! - [`generated`]: benign generated images (for CI, which has no corpus cache).
 
 pub mod collisions;
 pub mod corpus;
 pub mod generated;
 pub mod measure;
+pub mod second_hash;
 pub mod transforms;

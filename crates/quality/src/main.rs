@@ -81,6 +81,28 @@ enum Cmd {
         #[arg(long)]
         small: Option<u32>,
     },
+    /// Measure the second-hash candidates (item 6; crates/quality/src/second_hash.rs).
+    SecondHash {
+        /// The folder of extracted packages.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// The manifest naming the images.
+        #[arg(long, default_value = "bench/quality/corpus.csv")]
+        manifest: PathBuf,
+        /// Originals for the transform suite, images for random pairs, closest PDQ pairs,
+        /// crafted collisions.
+        #[arg(long, num_args = 4, default_values_t = [300, 1500, 1000, 100])]
+        sizes: Vec<usize>,
+        /// Use only images from these packages (comma-separated; all when absent).
+        #[arg(long, value_delimiter = ',')]
+        packages: Vec<String>,
+        /// Seed of the samples and transforms.
+        #[arg(long, default_value_t = 17)]
+        seed: u64,
+        /// Write the JSON results here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -207,6 +229,34 @@ fn main() -> Result<()> {
             if let Some(p) = json {
                 std::fs::write(&p, serde_json::to_string_pretty(&report)?)
                     .with_context(|| format!("writing {}", p.display()))?;
+            }
+        }
+        Cmd::SecondHash {
+            corpus: dir,
+            manifest,
+            sizes,
+            packages,
+            seed,
+            json,
+        } => {
+            let mut entries = corpus::read_manifest(&manifest)?;
+            entries.retain(|e| {
+                (packages.is_empty() || packages.contains(&e.package))
+                    && dir.join(&e.package).join(&e.path).is_file()
+            });
+            let report =
+                hashguard_quality::second_hash::run(hashguard_quality::second_hash::Setup {
+                    dir: &dir,
+                    entries,
+                    originals: sizes[0],
+                    pair_images: sizes[1],
+                    close_pairs: sizes[2],
+                    crafted: sizes[3],
+                    seed,
+                })?;
+            println!("{}", report.markdown());
+            if let Some(p) = json {
+                std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
             }
         }
     }
