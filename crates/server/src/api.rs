@@ -357,7 +357,7 @@ pub fn held_body(state: &AppState, case: &CaseId) -> Held {
     }
 }
 
-fn rejection_error(r: &Rejection) -> ApiError {
+pub(crate) fn rejection_error(r: &Rejection) -> ApiError {
     let code = match r {
         Rejection::VoucherCount { .. } => "voucher_count",
         Rejection::Malformed { .. } => "malformed_voucher",
@@ -459,26 +459,7 @@ async fn upload_inner(
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
     // Limits first, in one transaction: a refused upload costs no parsing.
-    let limits = state.config().limits;
-    let mut draws = vec![
-        Limit::take(
-            "uploads from this account",
-            format!("uploads:account:{}", auth.account),
-            limits.uploads_per_account,
-        ),
-        Limit::take(
-            "uploads from this address",
-            format!("uploads:source:{source}"),
-            limits.uploads_per_source,
-        ),
-    ];
-    let key_matches = key_match_limits(state, &auth, source);
-    if !key_matches.is_empty() {
-        // An account or address with no key matches left uploads nothing until they refill;
-        // the check draws nothing (a held upload does, below).
-        draws.extend(key_matches.iter().cloned().map(Limit::must_have_one));
-    }
-    state.limit(&draws).await?;
+    state.limit(&upload_limits(state, &auth, source)).await?;
     let params = state.intake().table().params();
     let voucher_limit = hashguard_protocol::voucher::VoucherLayout::pdq(params).voucher_len();
     let vd_limit = usize::try_from(params.vd_len()).unwrap_or(usize::MAX);
@@ -605,9 +586,43 @@ async fn upload_inner(
     })
 }
 
+/// The limits every upload (one request, or a two-phase announcement) draws on, taken in one
+/// transaction before any parsing.
+pub(crate) fn upload_limits(
+    state: &AppState,
+    auth: &Authenticated,
+    source: IpAddr,
+) -> Vec<Limit<'static>> {
+    let limits = state.config().limits;
+    let mut draws = vec![
+        Limit::take(
+            "uploads from this account",
+            format!("uploads:account:{}", auth.account),
+            limits.uploads_per_account,
+        ),
+        Limit::take(
+            "uploads from this address",
+            format!("uploads:source:{source}"),
+            limits.uploads_per_source,
+        ),
+    ];
+    // An account or address with no key matches left uploads nothing until they refill;
+    // the check draws nothing (a held upload does).
+    draws.extend(
+        key_match_limits(state, auth, source)
+            .into_iter()
+            .map(Limit::must_have_one),
+    );
+    draws
+}
+
 /// The key-match limits of an upload (R/E12 step 6): under `intervene` only, since under
 /// `silent` nothing the client sees may depend on what a voucher holds (PT18).
-fn key_match_limits(state: &AppState, auth: &Authenticated, source: IpAddr) -> Vec<Limit<'static>> {
+pub(crate) fn key_match_limits(
+    state: &AppState,
+    auth: &Authenticated,
+    source: IpAddr,
+) -> Vec<Limit<'static>> {
     if state.intake().table().params().policy() != Policy::Intervene {
         return Vec::new();
     }

@@ -18,6 +18,12 @@ pub const DEFAULT_KEY: &str = "table.key";
 /// The largest attachment ciphertext accepted by default (100 MiB, a messenger's video limit).
 pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 100 << 20;
 
+/// How long a two-phase upload's slot takes bytes by default: a day, so a large video on a
+/// mobile network can resume for a long while (Signal's upload forms and resumable uploads
+/// last about as long).
+pub const DEFAULT_UPLOAD_SLOT_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(86_400);
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -219,6 +225,8 @@ pub struct ConfigFile {
     pub log_format: Option<LogFormat>,
     /// Largest attachment ciphertext in bytes.
     pub max_attachment_bytes: Option<u64>,
+    /// How long a two-phase upload's slot takes bytes, in seconds (default a day).
+    pub upload_slot_seconds: Option<u64>,
     /// The intervention's help resources.
     pub intervention: Option<Intervention>,
     /// Rate limits.
@@ -354,6 +362,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Largest attachment ciphertext in bytes.
     pub max_attachment_bytes: u64,
+    /// How long a two-phase upload's slot takes bytes.
+    pub upload_slot_lifetime: std::time::Duration,
     /// The intervention's help resources.
     pub intervention: Intervention,
     /// Rate limits.
@@ -437,6 +447,15 @@ impl Config {
                 "max_attachment_bytes must be at least 1".to_string(),
             ));
         }
+        let upload_slot_lifetime = match from_file.upload_slot_seconds {
+            Some(0) => {
+                return Err(ConfigError::Invalid(
+                    "upload_slot_seconds must be at least 1".to_string(),
+                ))
+            }
+            Some(s) => std::time::Duration::from_secs(s),
+            None => DEFAULT_UPLOAD_SLOT_LIFETIME,
+        };
         let limits = from_file.limits.unwrap_or_default();
         limits.check()?;
         let review_file = from_file.review.unwrap_or_default();
@@ -490,6 +509,7 @@ impl Config {
                 .or(from_file.log_format)
                 .unwrap_or_default(),
             max_attachment_bytes,
+            upload_slot_lifetime,
             intervention: from_file.intervention.unwrap_or_default(),
         })
     }

@@ -11,6 +11,10 @@
 //!   they are immutable and cacheable by clients and CDNs.
 //! - `POST /v1/attachments`: ciphertext plus vouchers; `201` delivered, `451` held (the
 //!   intervention), `409` stale table, `400` refused. `GET /v1/attachments/{id}` fetches one.
+//! - The two-phase upload ([`slots`]): `POST /v1/attachments/slots` (vouchers with the
+//!   ciphertext's SHA-256 and length) answers as the upload does but with an upload slot;
+//!   `PATCH /v1/attachments/slots/{id}` sends the bytes (TUS core, resumable: `HEAD` says where
+//!   to continue), stored only with exactly the announced length and SHA-256.
 //! - `GET /v1/cases/{id}` and `POST /v1/cases/{id}/check`: a held item's state and the automatic
 //!   check by its sender's consent.
 //! - `GET /v1/review/queue`: the cases waiting for human review (staff tokens only).
@@ -30,6 +34,7 @@ pub mod error;
 pub mod metrics;
 pub mod sandbox;
 pub mod shield;
+pub mod slots;
 pub mod state;
 pub mod transparency;
 
@@ -39,7 +44,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use hashguard_service::banks::BankSet;
 use hashguard_service::blobs::LocalBlobs;
@@ -74,6 +79,9 @@ use crate::state::AppState;
         api::add_device,
         api::revoke_device,
         api::upload,
+        slots::announce,
+        slots::slot_status,
+        slots::fill,
         api::download,
         api::case_status,
         api::check,
@@ -116,6 +124,7 @@ impl utoipa::Modify for FloodShieldAnswer {
             }
             for op in [
                 &mut item.get,
+                &mut item.head,
                 &mut item.post,
                 &mut item.put,
                 &mut item.delete,
@@ -175,6 +184,16 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/attachments",
             post(api::upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/v1/attachments/slots",
+            post(slots::announce).layer(DefaultBodyLimit::max(slots::ANNOUNCE_BODY_LIMIT)),
+        )
+        // The bytes are streamed to the blob store, which enforces the announced length: no
+        // body limit of the router's applies.
+        .route(
+            "/v1/attachments/slots/{slot_id}",
+            patch(slots::fill).head(slots::slot_status),
         )
         .route("/v1/attachments/{attachment_id}", get(api::download))
         .route("/v1/cases/{case_id}", get(api::case_status))
@@ -316,6 +335,8 @@ pub struct Server {
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// The review state and how often retention runs.
     retention: (hashguard_review::ReviewState, Duration),
+    /// The shared state (for the periodic sweep of upload slots).
+    state: AppState,
 }
 
 impl Server {
@@ -379,12 +400,14 @@ impl Server {
         for name in &recovered.unreadable {
             tracing::error!(file = %name, "a pending opening cannot be read back; it is kept in the data folder for a person to look at");
         }
+        // Expired upload slots, and slot files a crash left without their slot.
+        sweep_slots(&intake).await?;
         let tls = config.tls.clone();
         let listen = config.listen;
         let purge_every = config.purge_every;
         let state = AppState::new(intake, config);
         let retention = (review_state(&state), purge_every);
-        let app = router(state);
+        let app = router(state.clone());
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(io(format!("cannot listen on {listen}")))?;
@@ -397,6 +420,7 @@ impl Server {
             app,
             tls,
             retention,
+            state,
         })
     }
 
@@ -426,8 +450,11 @@ impl Server {
         let retention = AbortOnDrop(tokio::spawn(hashguard_review::decide::run_retention(
             review, every,
         )));
+        // Expired upload slots are deleted periodically too; stopped when serving stops.
+        let slots = AbortOnDrop(tokio::spawn(run_slot_sweep(self.state.clone())));
         let served = self.serve(listener, shutdown).await;
         drop(retention);
+        drop(slots);
         served
     }
 
@@ -474,6 +501,36 @@ impl Server {
                     .await
                     .map_err(io("serving TLS"))
             }
+        }
+    }
+}
+
+/// How often expired upload slots are deleted while serving.
+const SLOT_SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes expired upload slots and slot files that a crash left without a slot (files older
+/// than an hour: a younger one may be another process's write in flight).
+async fn sweep_slots(intake: &Intake<LocalBlobs>) -> Result<usize, ServeError> {
+    let orphans = intake
+        .blobs()
+        .slot_files(Duration::from_secs(3600))
+        .map_err(io("cannot list the upload slots' files"))?;
+    let deleted = intake.sweep_slots(&orphans).await?;
+    if deleted > 0 {
+        tracing::info!(deleted, "deleted expired upload slots");
+    }
+    Ok(deleted)
+}
+
+/// [`sweep_slots`] every [`SLOT_SWEEP_EVERY`]; a failed pass is logged and the next one runs.
+async fn run_slot_sweep(state: AppState) {
+    let mut every = tokio::time::interval(SLOT_SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if let Err(e) = sweep_slots(state.intake()).await {
+            tracing::error!(error = %e, "sweeping the upload slots failed");
         }
     }
 }

@@ -205,6 +205,7 @@ impl Sandbox {
             tls: None,
             log_format: LogFormat::Text,
             max_attachment_bytes: options.max_attachment_bytes,
+            upload_slot_lifetime: crate::config::DEFAULT_UPLOAD_SLOT_LIFETIME,
             intervention: options.intervention.clone(),
             limits: options.limits,
             staff_tokens: options.staff_tokens.iter().map(|t| token_hash(t)).collect(),

@@ -552,8 +552,9 @@ async fn threshold_opens_one_case(kind: &str) {
     f.stop().await;
 }
 
-/// G1 at the system level: after benign uploads, the database and the data folder hold the
-/// ciphertexts and their bookkeeping, and nothing derived from a voucher.
+/// G1 at the system level: after benign uploads (every other one by the two-phase upload), the
+/// database and the data folder hold the ciphertexts and their bookkeeping, and nothing derived
+/// from a voucher (no upload slot is left either).
 async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
     let Some(f) = Fixture::start(
         kind,
@@ -576,7 +577,13 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
         } else {
             random_input(&mut gen)
         };
-        let (status, body, built, ciphertext) = upload(&f, &mut d, input).await;
+        let (status, body, built, ciphertext) = if i % 2 == 1 {
+            let (ciphertext, built) = prepare(&mut d, input);
+            let (status, body) = upload_two_phase(&f, &d.token, &ciphertext, &built).await;
+            (status, body, built, ciphertext)
+        } else {
+            upload(&f, &mut d, input).await
+        };
         assert_eq!(status, StatusCode::CREATED, "{body}");
         uploaded.push((
             body["attachment_id"].as_str().expect("id").to_string(),
@@ -667,9 +674,14 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
     let mut names: Vec<String> = std::fs::read_dir(&blobs)
         .expect("blobs")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "tmp")
+        .filter(|n| n != "tmp" && n != "slots")
         .collect();
     names.sort();
+    assert_eq!(
+        slot_files(&f),
+        Vec::<String>::new(),
+        "no slot's bytes are left"
+    );
     let mut expected: Vec<String> = uploaded.iter().map(|(id, _)| format!("att-{id}")).collect();
     expected.sort();
     assert_eq!(names, expected);
@@ -1027,6 +1039,7 @@ async fn limits_metrics_and_the_document(kind: &str) {
             .replace("{attachment_id}", &"0".repeat(32))
             .replace("{case_id}", &"0".repeat(32))
             .replace("{device_id}", &"0".repeat(32))
+            .replace("{slot_id}", &"0".repeat(32))
             .replace("{group_id}", "00")
             .replace("{path}", "0/000")
             .replace("{hash}", &"0".repeat(64));
@@ -1041,10 +1054,12 @@ async fn limits_metrics_and_the_document(kind: &str) {
                 .await
                 .expect("request");
             let status = r.status();
+            // A HEAD answer has no body; the service's own 404 still says it is JSON.
+            let typed = r.headers().contains_key("content-type");
             let body = r.bytes().await.expect("body");
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
             assert!(
-                status != StatusCode::NOT_FOUND || !body.is_empty(),
+                status != StatusCode::NOT_FOUND || !body.is_empty() || typed,
                 "{method} {path} is documented but not routed"
             );
         }
@@ -1323,6 +1338,20 @@ async fn schemathesis_finds_nothing(kind: &str) {
         r#"[[operations]]
 include-name = "POST /v1/attachments"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "409", "413", "429", "451"]
+
+[[operations]]
+include-name = "POST /v1/attachments/slots"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "409", "413", "429", "451"]
+
+# TUS's `application/offset+octet-stream` has no serializer in schemathesis, so it cannot send
+# a slot's bytes: that route is left to two_phase_upload's hostile writes.
+[[operations]]
+include-name = "PATCH /v1/attachments/slots/{slot_id}"
+enabled = false
+
+[[operations]]
+include-name = "HEAD /v1/attachments/slots/{slot_id}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "410", "429"]
 
 [[operations]]
 include-name = "POST /v1/cases/{case_id}/check"
@@ -1721,4 +1750,534 @@ on_both!(
     one_image_released_for_many_accounts_is_a_campaign,
     silent_openings_survive_a_crash,
     forwarded_for_counts_only_from_trusted_proxies,
+    two_phase_upload,
+    two_phase_silent_always_gives_a_slot,
+    upload_slots_expire,
 );
+
+/// The two-phase announcement of `ciphertext` with `built`'s voucher: the vouchers with the
+/// ciphertext's SHA-256 and length, and no ciphertext.
+fn announcement(ciphertext: &[u8], built: &BuiltVoucher) -> Value {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    serde_json::json!({
+        "media": "image",
+        "sha256": hex::encode(sha2::Sha256::digest(ciphertext)),
+        "length": ciphertext.len(),
+        "vouchers": [{
+            "voucher": b64.encode(built.voucher.encode()),
+            "vd": b64.encode(&built.vd_blob),
+        }],
+    })
+}
+
+async fn announce(f: &Fixture, token: &str, body: &Value) -> reqwest::Response {
+    f.http
+        .post(f.url("/v1/attachments/slots"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("announce")
+}
+
+/// `PATCH`es `bytes` to the slot at `url` from `offset`, as a TUS client does.
+async fn patch_slot(
+    f: &Fixture,
+    token: &str,
+    url: &str,
+    offset: u64,
+    bytes: &[u8],
+) -> reqwest::Response {
+    f.http
+        .patch(f.url(url))
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("patch")
+}
+
+/// The slot's status and `Upload-Offset` (TUS `HEAD`).
+async fn head_slot(f: &Fixture, token: &str, url: &str) -> (StatusCode, Option<u64>) {
+    let r = f
+        .http
+        .head(f.url(url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("head");
+    let offset = r
+        .headers()
+        .get("upload-offset")
+        .map(|v| v.to_str().expect("ascii").parse().expect("number"));
+    (r.status(), offset)
+}
+
+/// Announces and then sends the whole ciphertext to its slot in one `PATCH`; the last answer.
+async fn upload_two_phase(
+    f: &Fixture,
+    token: &str,
+    ciphertext: &[u8],
+    built: &BuiltVoucher,
+) -> (StatusCode, Value) {
+    let r = announce(f, token, &announcement(ciphertext, built)).await;
+    let status = r.status();
+    let slot: Value = r.json().await.expect("json");
+    if status != StatusCode::CREATED {
+        return (status, slot);
+    }
+    let url = slot["upload_url"].as_str().expect("url").to_string();
+    let r = patch_slot(f, token, &url, 0, ciphertext).await;
+    (r.status(), r.json().await.expect("json"))
+}
+
+/// The two-phase upload over HTTP (issue 13 item 7): a benign image announced, sent in two
+/// resumed parts and delivered bit-identical; the slot's rules (offsets, content type, length,
+/// digest, owner); a listed image held with the intervention and never given a slot (its
+/// ciphertext never reaches the server); hostile announcements refused.
+async fn two_phase_upload(kind: &str) {
+    let Some(f) = Fixture::start(
+        kind,
+        "two_phase_upload",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Intervene,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 21).await;
+    let other = device(&f, 22).await;
+    let mut gen = ChaCha20Rng::seed_from_u64(2121);
+    let (ciphertext, built) = prepare(&mut d, random_input(&mut gen));
+    let r = announce(&f, &d.token, &announcement(&ciphertext, &built)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()["tus-resumable"], "1.0.0");
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let slot: Value = r.json().await.expect("json");
+    let url = slot["upload_url"].as_str().expect("url").to_string();
+    assert_eq!(location, url);
+    assert_eq!(slot["status"], "upload_slot");
+    assert_eq!(slot["length"], 3000);
+    assert_eq!(slot["slot_id"].as_str().expect("id").len(), 32);
+    assert!(slot["expires_at"].as_i64().expect("expiry") > hashguard_service::intake::unix_now());
+    assert_eq!(
+        head_slot(&f, &d.token, &url).await,
+        (StatusCode::OK, Some(0))
+    );
+    // Another account's slot looks like no slot at all.
+    assert_eq!(
+        head_slot(&f, &other.token, &url).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let r = patch_slot(&f, &other.token, &url, 0, &ciphertext).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // The first part, then the rest from where the slot says its bytes end.
+    let r = patch_slot(&f, &d.token, &url, 0, &ciphertext[..1000]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["upload-offset"], "1000");
+    let r = patch_slot(&f, &d.token, &url, 0, &ciphertext).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CONFLICT,
+        "a write must start at the offset"
+    );
+    assert_eq!(r.headers()["upload-offset"], "1000");
+    // Hostile writes change nothing: wrong content type, no offset, other TUS version,
+    // more bytes than announced.
+    let r = f
+        .http
+        .patch(f.url(&url))
+        .bearer_auth(&d.token)
+        .header("upload-offset", "1000")
+        .header("content-type", "application/octet-stream")
+        .body(ciphertext[1000..].to_vec())
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = f
+        .http
+        .patch(f.url(&url))
+        .bearer_auth(&d.token)
+        .header("content-type", "application/offset+octet-stream")
+        .body(ciphertext[1000..].to_vec())
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = f
+        .http
+        .patch(f.url(&url))
+        .bearer_auth(&d.token)
+        .header("tus-resumable", "0.2.2")
+        .header("upload-offset", "1000")
+        .header("content-type", "application/offset+octet-stream")
+        .body(ciphertext[1000..].to_vec())
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let mut longer = ciphertext[1000..].to_vec();
+    longer.push(0);
+    let r = patch_slot(&f, &d.token, &url, 1000, &longer).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        head_slot(&f, &d.token, &url).await,
+        (StatusCode::OK, Some(1000))
+    );
+    let r = patch_slot(&f, &d.token, &url, 1000, &ciphertext[1000..]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.expect("json");
+    let id = body["attachment_id"].as_str().expect("id").to_string();
+    assert_eq!(body["status"], "delivered");
+    assert_eq!(
+        download(&f, &other.token, &id).await,
+        (StatusCode::OK, ciphertext.clone()),
+        "delivered bit-identical"
+    );
+    // Done: the slot is gone.
+    assert_eq!(head_slot(&f, &d.token, &url).await.0, StatusCode::NOT_FOUND);
+    let r = patch_slot(&f, &d.token, &url, 3000, &[]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // A wrong digest: the bytes are discarded, nothing is stored, and the slot takes the
+    // right bytes afterwards.
+    let (ciphertext, built) = prepare(&mut d, random_input(&mut gen));
+    let r = announce(&f, &d.token, &announcement(&ciphertext, &built)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let url = r.json::<Value>().await.expect("json")["upload_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let mut wrong = ciphertext.clone();
+    wrong[1234] ^= 1;
+    let before = att_blobs(&f);
+    let r = patch_slot(&f, &d.token, &url, 0, &wrong).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "digest_mismatch");
+    assert_eq!(att_blobs(&f), before, "nothing stored");
+    assert_eq!(
+        head_slot(&f, &d.token, &url).await,
+        (StatusCode::OK, Some(0))
+    );
+    // A short body leaves a partial slot, never an attachment.
+    let r = patch_slot(&f, &d.token, &url, 0, &ciphertext[..2999]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(att_blobs(&f), before, "a partial upload is no attachment");
+    let r = patch_slot(&f, &d.token, &url, 2999, &ciphertext[2999..]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.expect("json")["attachment_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(
+        download(&f, &d.token, &id).await,
+        (StatusCode::OK, ciphertext)
+    );
+
+    // A listed image: held with the intervention, and no slot; its ciphertext never reaches
+    // the server.
+    let (ciphertext, built) = prepare(&mut d, image_input("hills-recompressed.jpg"));
+    let before = att_blobs(&f);
+    let r = announce(&f, &d.token, &announcement(&ciphertext, &built)).await;
+    assert_eq!(r.status(), StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+    assert!(r.headers().get("location").is_none());
+    let held: Value = r.json().await.expect("json");
+    assert_eq!(held["status"], "held_for_check");
+    assert!(held.get("upload_url").is_none() && held.get("slot_id").is_none());
+    let case: hashguard_store::CaseId =
+        held["case_id"].as_str().expect("case").parse().expect("id");
+    assert_eq!(att_blobs(&f), before, "no ciphertext of a held item");
+    let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Read)
+        .await
+        .expect("store");
+    let case = store.case(&case).await.expect("case").expect("exists");
+    let attachment = store
+        .attachment(&case.attachment.expect("attachment"))
+        .await
+        .expect("row")
+        .expect("exists");
+    assert_eq!(attachment.state, hashguard_store::AttachmentState::Held);
+    {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(&ciphertext).into();
+        assert_eq!((attachment.sha256, attachment.length), (digest, 3000));
+    }
+    // The case is the account's as for a one-request hold: the check runs on the voucher.
+    let (status, _) = consent(&f, &d.token, &case.id.to_string(), &built).await;
+    assert_eq!(status, StatusCode::OK);
+    store.close().await;
+    assert_eq!(slot_files(&f), Vec::<String>::new());
+
+    // Hostile announcements: each refused with a clear status, nothing stored.
+    let (ciphertext, built) = prepare(&mut d, random_input(&mut gen));
+    let good = announcement(&ciphertext, &built);
+    let with = |key: &str, value: Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body
+    };
+    for (body, status, code) in [
+        (
+            with("length", serde_json::json!(2u64 << 20)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            with("length", serde_json::json!(i64::MAX)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            with("length", serde_json::json!(u64::MAX)),
+            StatusCode::BAD_REQUEST,
+            "malformed_length",
+        ),
+        (
+            with("length", serde_json::json!(0)),
+            StatusCode::BAD_REQUEST,
+            "malformed_length",
+        ),
+        (
+            with("length", serde_json::json!(-1)),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            with("sha256", serde_json::json!("AB".repeat(32))),
+            StatusCode::BAD_REQUEST,
+            "malformed_digest",
+        ),
+        (
+            with("sha256", serde_json::json!("00")),
+            StatusCode::BAD_REQUEST,
+            "malformed_digest",
+        ),
+        (
+            with("media", serde_json::json!("audio")),
+            StatusCode::BAD_REQUEST,
+            "malformed_form",
+        ),
+        (
+            with("extra", serde_json::json!(1)),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            with("vouchers", serde_json::json!([])),
+            StatusCode::BAD_REQUEST,
+            "voucher_count",
+        ),
+        (
+            with(
+                "vouchers",
+                serde_json::json!([{"voucher": "%%%", "vd": ""}]),
+            ),
+            StatusCode::BAD_REQUEST,
+            "malformed_voucher",
+        ),
+        (
+            with(
+                "vouchers",
+                serde_json::json!([{"voucher": "AAAA", "vd": "AAAA"}]),
+            ),
+            StatusCode::BAD_REQUEST,
+            "malformed_voucher",
+        ),
+    ] {
+        let r = announce(&f, &d.token, &body).await;
+        assert_eq!(r.status(), status, "{body}");
+        let answer: Value = r.json().await.expect("error body");
+        assert_eq!(answer["error"], code, "{body}");
+    }
+    // The wrong content type, broken JSON, no token.
+    let r = f
+        .http
+        .post(f.url("/v1/attachments/slots"))
+        .bearer_auth(&d.token)
+        .header("content-type", "text/plain")
+        .body(good.to_string())
+        .send()
+        .await
+        .expect("announce");
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = f
+        .http
+        .post(f.url("/v1/attachments/slots"))
+        .bearer_auth(&d.token)
+        .header("content-type", "application/json")
+        .body("{\"media\": \"image\", ")
+        .send()
+        .await
+        .expect("announce");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = f
+        .http
+        .post(f.url("/v1/attachments/slots"))
+        .json(&good)
+        .send()
+        .await
+        .expect("announce");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let unknown = format!("/v1/attachments/slots/{}", "ab".repeat(16));
+    assert_eq!(
+        head_slot(&f, &d.token, &unknown).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        head_slot(&f, &d.token, "/v1/attachments/slots/not-hex")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    f.stop().await;
+}
+
+/// The names of the attachment blobs in the data folder.
+fn att_blobs(f: &Fixture) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(f._dir.path().join("data/blobs"))
+        .expect("blobs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("att-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The slots' files in the data folder.
+fn slot_files(f: &Fixture) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(f._dir.path().join("data/blobs/slots"))
+        .expect("slots")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Under `silent` an announcement's answer does not depend on the opening (R/E5 step 7,
+/// PT18): a listed image and a benign one both get a slot, with equal answers but for the
+/// random ids, and the listed one's voucher is opened afterwards. Both are delivered.
+async fn two_phase_silent_always_gives_a_slot(kind: &str) {
+    let Some(f) = Fixture::start(
+        kind,
+        "two_phase_silent_always_gives_a_slot",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Silent,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 23).await;
+    let mut replies = Vec::new();
+    for name in ["hills-recompressed.jpg", "blocks.webp"] {
+        let (ciphertext, built) = prepare(&mut d, image_input(name));
+        let r = announce(&f, &d.token, &announcement(&ciphertext, &built)).await;
+        let status = r.status();
+        let mut headers: Vec<String> = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k != "date" && *k != "location")
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("")))
+            .collect();
+        headers.sort();
+        let mut body: Value = r.json().await.expect("json");
+        let url = body["upload_url"].as_str().expect("a slot").to_string();
+        for random in ["slot_id", "upload_url", "sha256", "expires_at"] {
+            body[random].take();
+        }
+        let r = patch_slot(&f, &d.token, &url, 0, &ciphertext).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let id = r.json::<Value>().await.expect("json")["attachment_id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        assert_eq!(
+            download(&f, &d.token, &id).await,
+            (StatusCode::OK, ciphertext)
+        );
+        replies.push((status, headers, body));
+    }
+    assert_eq!(replies[0].0, StatusCode::CREATED);
+    assert_eq!(replies[0], replies[1], "the answer depends on the vouchers");
+    let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Read)
+        .await
+        .expect("store");
+    let account = hashguard_store::AccountId::new(d.account);
+    let mut opened = 0;
+    for _ in 0..100 {
+        opened = store.opened_records(&account).await.expect("records").len();
+        if opened >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        opened, 1,
+        "the listed image's voucher is opened after the answer"
+    );
+    let left = pending_files_settled(&f, 0).await;
+    assert!(left.is_empty(), "pending vouchers left: {left:?}");
+    store.close().await;
+    f.stop().await;
+}
+
+/// A slot expires: its account gets 410, and the sweep deletes its row and its bytes (404
+/// afterwards).
+async fn upload_slots_expire(kind: &str) {
+    let Some(f) = Fixture::start_configured(
+        kind,
+        "upload_slots_expire",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Intervene,
+        Limits::default(),
+        |c| c.upload_slot_lifetime = Duration::from_secs(1),
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 24).await;
+    let mut gen = ChaCha20Rng::seed_from_u64(2424);
+    let (ciphertext, built) = prepare(&mut d, random_input(&mut gen));
+    let r = announce(&f, &d.token, &announcement(&ciphertext, &built)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let url = r.json::<Value>().await.expect("json")["upload_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let r = patch_slot(&f, &d.token, &url, 0, &ciphertext[..100]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(slot_files(&f).len(), 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(head_slot(&f, &d.token, &url).await.0, StatusCode::GONE);
+    let r = patch_slot(&f, &d.token, &url, 100, &ciphertext[100..]).await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert!(att_blobs(&f).is_empty());
+    // The sweep (the server runs it at start and every ten minutes).
+    let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Create)
+        .await
+        .expect("store");
+    let table = ServedTable::load(&TableDir::new(&f.config.table), &f.config.key).expect("table");
+    let blobs = LocalBlobs::open(f.config.data.join("blobs")).expect("blobs");
+    let intake = Intake::new(store.clone(), blobs, std::sync::Arc::new(table), None);
+    assert_eq!(intake.sweep_slots(&[]).await.expect("sweep"), 1);
+    assert_eq!(head_slot(&f, &d.token, &url).await.0, StatusCode::NOT_FOUND);
+    assert!(slot_files(&f).is_empty(), "the slot's bytes are deleted");
+    assert_eq!(intake.sweep_slots(&[]).await.expect("sweep"), 0);
+    store.close().await;
+    f.stop().await;
+}

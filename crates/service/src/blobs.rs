@@ -5,6 +5,18 @@
 //! `PutObject` with the expected SHA-256 (`x-amz-checksum-sha256`), so the store itself refuses a
 //! body that does not match; `get` as `GetObject`; `delete` as `DeleteObject`. Object names are the
 //! ids below, which never repeat, so no object is ever overwritten and a CDN may cache them.
+//!
+//! The two-phase upload's slots ([`BlobStore::slot_received`], [`BlobStore::slot_write`],
+//! [`BlobStore::slot_discard`]) gather a ciphertext's bytes until they are complete, then
+//! check the exact length and SHA-256 the client announced and only then make them the blob.
+//! The local folder does it itself (`slots/`, one file per slot, locked while written). An S3
+//! store does not need the bytes to pass through the server at all: the slot's upload URL is a
+//! pre-signed `PutObject` of the object `slot-<id>` whose signature covers `Content-Length` and
+//! `x-amz-checksum-sha256` (the announced length and digest, base64), so S3 refuses any other
+//! body; the server then copies or renames it to `att-<id>` (`CopyObject` with
+//! `x-amz-checksum-sha256` again) when the client reports the upload done, and a lifecycle rule
+//! expires `slot-*` objects. Resumable uploads map to S3 multipart uploads (each part's checksum
+//! signed, the whole object's checked at `CompleteMultipartUpload`).
 
 use std::future::Future;
 use std::io::Write;
@@ -44,6 +56,85 @@ fn clean(id: &str) -> String {
         .collect()
 }
 
+/// A two-phase upload slot's name in the blob store (`slot-` and the slot id's hex).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SlotName(String);
+
+impl SlotName {
+    /// The slot of id `slot` (hex).
+    pub fn new(slot: &str) -> SlotName {
+        SlotName(format!("slot-{}", clean(slot)))
+    }
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a slot's bytes come from: a request body, chunk by chunk.
+pub trait ChunkSource: Send {
+    /// One chunk of bytes.
+    type Chunk: AsRef<[u8]> + Send + 'static;
+    /// The next chunk; `None` at the end; `Err` when the sender broke off (the bytes before
+    /// it are kept: that is what makes an upload resumable).
+    fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Self::Chunk, String>>> + Send;
+}
+
+/// What a slot must receive: the announced length and SHA-256, and the blob it becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotTarget {
+    /// The exact length.
+    pub length: u64,
+    /// The SHA-256 of all `length` bytes.
+    pub sha256: [u8; 32],
+    /// The blob the bytes become once complete and matching.
+    pub blob: BlobName,
+}
+
+/// What one write to a slot did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotWrite {
+    /// The slot holds `received` bytes, fewer than the length; `interrupted` when the body
+    /// broke off before its end.
+    Partial {
+        /// Bytes held now.
+        received: u64,
+        /// Whether the sender broke off.
+        interrupted: bool,
+    },
+    /// All the bytes arrived with the announced SHA-256: they are the target blob now,
+    /// durably.
+    Complete,
+}
+
+/// Why a write to a slot took nothing (or, for a digest mismatch, threw everything away).
+#[derive(Debug, thiserror::Error)]
+pub enum SlotWriteError {
+    /// Another request is writing to this slot now.
+    #[error("another request is writing to this upload slot")]
+    Busy,
+    /// The write starts elsewhere than where the slot's bytes end.
+    #[error("the upload slot holds {received} bytes; a write must start there")]
+    Offset {
+        /// Bytes the slot holds.
+        received: u64,
+    },
+    /// The body has more bytes than the announced length: this write's bytes are discarded,
+    /// those before it kept.
+    #[error("more bytes than the announced length ({length})")]
+    TooLong {
+        /// The announced length.
+        length: u64,
+    },
+    /// All the bytes arrived but their SHA-256 is not the announced one: they are discarded
+    /// and the slot is empty again.
+    #[error("the bytes' SHA-256 is not the announced one; the slot is empty again")]
+    Digest,
+    /// The store failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// A store of immutable blobs.
 pub trait BlobStore: Send + Sync + 'static {
     /// Stores `bytes` durably under `name` (complete or not at all).
@@ -57,6 +148,22 @@ pub trait BlobStore: Send + Sync + 'static {
         -> impl Future<Output = std::io::Result<Option<Vec<u8>>>> + Send;
     /// Deletes the blob; `false` if there was none.
     fn delete(&self, name: &BlobName) -> impl Future<Output = std::io::Result<bool>> + Send;
+    /// How many bytes the slot holds (0 for a slot never written or discarded).
+    fn slot_received(&self, slot: &SlotName) -> impl Future<Output = std::io::Result<u64>> + Send;
+    /// Appends `body` to the slot's bytes, which must end at `offset`, never past
+    /// `target.length`. When the slot then holds `target.length` bytes their SHA-256 is
+    /// checked: equal, they become `target.blob` (complete and durable, or not at all); not
+    /// equal, they are discarded ([`SlotWriteError::Digest`]). A partial write keeps what it
+    /// received (durably), so the sender can resume from [`BlobStore::slot_received`].
+    fn slot_write<C: ChunkSource>(
+        &self,
+        slot: &SlotName,
+        offset: u64,
+        target: &SlotTarget,
+        body: C,
+    ) -> impl Future<Output = Result<SlotWrite, SlotWriteError>> + Send;
+    /// Discards whatever the slot holds.
+    fn slot_discard(&self, slot: &SlotName) -> impl Future<Output = std::io::Result<()>> + Send;
 }
 
 /// Blobs as files in one folder: each written to a temporary file, flushed to disk and renamed
@@ -93,10 +200,11 @@ impl DirSync {
 }
 
 impl LocalBlobs {
-    /// Blobs in `dir` (created if missing, with its `tmp` folder).
+    /// Blobs in `dir` (created if missing, with its `tmp` and `slots` folders).
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<LocalBlobs> {
         let dir = dir.into();
         std::fs::create_dir_all(dir.join("tmp"))?;
+        std::fs::create_dir_all(dir.join(SLOTS))?;
         Ok(LocalBlobs {
             dir,
             dir_sync: Arc::default(),
@@ -161,6 +269,41 @@ impl LocalBlobs {
         Ok(ids)
     }
 
+    /// The slot ids (hex) of the slot files last written more than `older_than` ago, for the
+    /// caller to discard those whose slot is gone (see [`BlobStore::slot_discard`]).
+    pub fn slot_files(&self, older_than: std::time::Duration) -> std::io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(self.dir.join(SLOTS))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let meta = entry.metadata()?;
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > older_than);
+            if let Some(id) = name.strip_prefix("slot-") {
+                if meta.is_file() && old {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn slot_path(&self, slot: &SlotName) -> PathBuf {
+        self.dir.join(SLOTS).join(slot.as_str())
+    }
+
+    /// Renames a complete file into place as `name` and makes the rename durable (the caller
+    /// flushed the file's data).
+    fn publish(&self, from: &std::path::Path, name: &BlobName) -> std::io::Result<()> {
+        std::fs::rename(from, self.dir.join(name.as_str()))?;
+        let ticket = self.dir_sync.renamed.fetch_add(1, Ordering::SeqCst) + 1;
+        self.dir_sync.sync(&self.dir, ticket)
+    }
+
     fn write(&self, name: &BlobName, bytes: &[u8]) -> std::io::Result<()> {
         let dir = &self.dir;
         let mut suffix = [0u8; 8];
@@ -176,10 +319,64 @@ impl LocalBlobs {
         // The data and the length it needs; the rest of the file's metadata does not matter.
         file.sync_data()?;
         drop(file);
-        std::fs::rename(&tmp, dir.join(name.as_str()))?;
-        let ticket = self.dir_sync.renamed.fetch_add(1, Ordering::SeqCst) + 1;
-        self.dir_sync.sync(dir, ticket)
+        self.publish(&tmp, name)
     }
+}
+
+/// The folder of the slots' files, beside `tmp` (whose old files the sweep removes: a slot's
+/// bytes may wait longer than that, until the slot expires).
+const SLOTS: &str = "slots";
+
+/// How many bytes a slot write gathers before it writes them (fewer, larger writes).
+const SLOT_WRITE_BUFFER: usize = 1 << 20;
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Opens (creating) a slot's file and locks it for this writer; `None` if another holds it.
+/// The lock is the operating system's (`flock`), so it holds across processes sharing the
+/// folder and is released when the file is closed, also by a killed process.
+fn lock_slot(path: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// SHA-256 of a file's first `length` bytes, read in blocks (never the whole file in memory).
+fn file_sha256(file: &mut std::fs::File, length: u64) -> std::io::Result<[u8; 32]> {
+    use sha2::Digest;
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(0))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut block = vec![0u8; 1 << 16];
+    let mut left = length;
+    while left > 0 {
+        let want = usize::try_from(left.min(block.len() as u64)).unwrap_or(block.len());
+        let n = file.read(&mut block[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "a slot's file is shorter than it was",
+            ));
+        }
+        hasher.update(&block[..n]);
+        left -= n as u64;
+    }
+    Ok(hasher.finalize().into())
 }
 
 /// What [`LocalBlobs::sweep`] found.
@@ -214,6 +411,127 @@ impl BlobStore for LocalBlobs {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    async fn slot_received(&self, slot: &SlotName) -> std::io::Result<u64> {
+        match tokio::fs::metadata(self.slot_path(slot)).await {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn slot_write<C: ChunkSource>(
+        &self,
+        slot: &SlotName,
+        offset: u64,
+        target: &SlotTarget,
+        mut body: C,
+    ) -> Result<SlotWrite, SlotWriteError> {
+        use std::io::{Seek, Write};
+        let path = self.slot_path(slot);
+        // The file is locked for the whole write, and its length is the slot's offset: what
+        // is on disk is the truth, whatever a killed writer left.
+        let locked = {
+            let path = path.clone();
+            blocking(move || {
+                let Some(file) = lock_slot(&path)? else {
+                    return Ok(None);
+                };
+                let len = file.metadata()?.len();
+                Ok(Some((file, len)))
+            })
+            .await?
+        };
+        let Some((mut file, received)) = locked else {
+            return Err(SlotWriteError::Busy);
+        };
+        if received != offset || received > target.length {
+            return Err(SlotWriteError::Offset { received });
+        }
+        let mut written = offset;
+        let mut buffer: Vec<u8> = Vec::with_capacity(SLOT_WRITE_BUFFER);
+        let mut interrupted = false;
+        let mut too_long = false;
+        loop {
+            let chunk = match body.next_chunk().await {
+                None => break,
+                Some(Err(_)) => {
+                    interrupted = true;
+                    break;
+                }
+                Some(Ok(chunk)) => chunk,
+            };
+            let bytes = chunk.as_ref();
+            let have = written + buffer.len() as u64;
+            if have + bytes.len() as u64 > target.length {
+                too_long = true;
+                break;
+            }
+            buffer.extend_from_slice(bytes);
+            if buffer.len() >= SLOT_WRITE_BUFFER {
+                let full = std::mem::replace(&mut buffer, Vec::with_capacity(SLOT_WRITE_BUFFER));
+                let n = full.len() as u64;
+                file = blocking(move || {
+                    file.seek(std::io::SeekFrom::End(0))?;
+                    file.write_all(&full)?;
+                    Ok(file)
+                })
+                .await?;
+                written += n;
+            }
+        }
+        if too_long {
+            // This write's bytes are discarded; what the slot held before stays.
+            blocking(move || {
+                file.set_len(offset)?;
+                file.sync_data()
+            })
+            .await?;
+            return Err(SlotWriteError::TooLong {
+                length: target.length,
+            });
+        }
+        written += buffer.len() as u64;
+        let complete = written == target.length;
+        let (expected, blob, length) = (target.sha256, target.blob.clone(), target.length);
+        let blobs = self.clone();
+        let outcome = blocking(move || {
+            file.seek(std::io::SeekFrom::End(0))?;
+            file.write_all(&buffer)?;
+            // Durable before it is reported: a resumed upload starts after these bytes.
+            file.sync_data()?;
+            if !complete {
+                return Ok(None);
+            }
+            // The digest is read back from the file, since a resumed upload's earlier bytes
+            // came in other requests (and the disk is what becomes the blob).
+            if file_sha256(&mut file, length)? != expected {
+                std::fs::remove_file(&path)?;
+                return Ok(Some(false));
+            }
+            // The blob's age starts now, so the start-up sweep of blobs without a row never
+            // takes one whose row is being written.
+            file.set_modified(std::time::SystemTime::now())?;
+            blobs.publish(&path, &blob)?;
+            Ok(Some(true))
+        })
+        .await?;
+        match outcome {
+            None => Ok(SlotWrite::Partial {
+                received: written,
+                interrupted,
+            }),
+            Some(true) => Ok(SlotWrite::Complete),
+            Some(false) => Err(SlotWriteError::Digest),
+        }
+    }
+
+    async fn slot_discard(&self, slot: &SlotName) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.slot_path(slot)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
     }
 }

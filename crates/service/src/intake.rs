@@ -81,6 +81,33 @@ pub struct Upload {
     pub vouchers: Vec<VoucherPart>,
 }
 
+/// What is known of an attachment's ciphertext when its vouchers are opened: received (the
+/// one-request upload) or announced by its SHA-256 and length (the two-phase upload, whose
+/// blob store then proves both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Announced {
+    /// The authenticated account.
+    pub(crate) account: AccountId,
+    /// Image or video.
+    pub(crate) media: MediaType,
+    /// SHA-256 of the ciphertext.
+    pub(crate) sha256: [u8; 32],
+    /// Its length in bytes.
+    pub(crate) length: u64,
+}
+
+/// Why an upload's vouchers were not opened: built for another epoch, or refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NotOpened {
+    /// The vouchers were built for another epoch.
+    Stale {
+        /// The current epoch.
+        current_epoch: u32,
+    },
+    /// Refused.
+    Rejected(Rejection),
+}
+
 /// Why an upload was refused (nothing was stored, nothing relayed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -369,9 +396,9 @@ impl CampaignRule {
 
 /// The intake: the table, the store, the blobs, and the plaintext index of the banks.
 pub struct Intake<B: BlobStore> {
-    store: Store,
-    blobs: B,
-    table: Arc<ServedTable>,
+    pub(crate) store: Store,
+    pub(crate) blobs: B,
+    pub(crate) table: Arc<ServedTable>,
     banks: Option<Arc<BankSet>>,
     campaign: CampaignRule,
 }
@@ -379,7 +406,7 @@ pub struct Intake<B: BlobStore> {
 /// How many of the most recent campaigns a new flag is compared with.
 const CAMPAIGNS_SCANNED: u32 = 1_000;
 
-fn random_id() -> Result<[u8; 16], IntakeError> {
+pub(crate) fn random_id() -> Result<[u8; 16], IntakeError> {
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| IntakeError::Randomness(e.to_string()))?;
     Ok(id)
@@ -439,11 +466,18 @@ impl<B: BlobStore> Intake<B> {
             let Ok(parsed) = id.parse::<AttachmentId>() else {
                 continue;
             };
-            if self.store.attachment(&parsed).await?.is_none() && self.blobs.delete(&blob).await? {
+            if !self.is_answered(&parsed).await? && self.blobs.delete(&blob).await? {
                 deleted += 1;
             }
         }
         Ok(deleted)
+    }
+
+    /// Whether an upload of attachment `id` was answered: it has a row, or it is the slot of
+    /// a two-phase upload whose bytes have not arrived yet (its pending opening must stay).
+    async fn is_answered(&self, id: &AttachmentId) -> Result<bool, IntakeError> {
+        Ok(self.store.attachment(id).await?.is_some()
+            || self.store.slot_for_attachment(id).await?.is_some())
     }
 
     /// The store.
@@ -463,58 +497,15 @@ impl<B: BlobStore> Intake<B> {
 
     /// Parses, binds, opens and decides one upload.
     pub async fn upload(&self, upload: Upload) -> Result<UploadOutcome, IntakeError> {
-        let params = self.table.params();
-        let expected = match upload.media {
-            MediaType::Image => (1..=1, "exactly one voucher"),
-            MediaType::Video => (1..=MAX_VIDEO_VOUCHERS, "1 to 16 vouchers"),
+        let vouchers = match self.parse_vouchers(upload.media, &upload.vouchers) {
+            Ok(v) => v,
+            Err(NotOpened::Stale { current_epoch }) => {
+                return Ok(UploadOutcome::Stale { current_epoch })
+            }
+            Err(NotOpened::Rejected(r)) => return Ok(UploadOutcome::Rejected(r)),
         };
-        if !expected.0.contains(&upload.vouchers.len()) {
-            return Ok(UploadOutcome::Rejected(Rejection::VoucherCount {
-                media: upload.media,
-                expected: expected.1,
-                got: upload.vouchers.len(),
-            }));
-        }
+        let params = self.table.params();
         let layout = VoucherLayout::pdq(params);
-        let vd_len = usize::try_from(params.vd_len()).unwrap_or(usize::MAX);
-        let mut vouchers = Vec::with_capacity(upload.vouchers.len());
-        for (index, part) in upload.vouchers.iter().enumerate() {
-            let voucher = match Voucher::decode(&part.voucher, &layout) {
-                Ok(v) => v,
-                Err(e) => {
-                    return Ok(UploadOutcome::Rejected(Rejection::Malformed {
-                        index,
-                        reason: e.to_string(),
-                    }))
-                }
-            };
-            if part.vd_blob.len() != vd_len {
-                return Ok(UploadOutcome::Rejected(Rejection::VdLength {
-                    index,
-                    got: part.vd_blob.len(),
-                    expected: vd_len,
-                }));
-            }
-            if vouchers
-                .iter()
-                .any(|v: &Voucher| v.voucher_id == voucher.voucher_id)
-            {
-                return Ok(UploadOutcome::Rejected(Rejection::DuplicateVoucher));
-            }
-            vouchers.push(voucher);
-        }
-        let epoch = vouchers[0].epoch;
-        if vouchers.iter().any(|v| v.epoch != epoch) {
-            return Ok(UploadOutcome::Rejected(Rejection::MixedEpochs));
-        }
-        match self.table.window(crate::publish::now()).check(epoch) {
-            EpochVerdict::Open => {}
-            EpochVerdict::Stale { current } | EpochVerdict::Revoked { current } => {
-                return Ok(UploadOutcome::Stale {
-                    current_epoch: current,
-                })
-            }
-        }
         // The binding is the ciphertext this server received, never a digest the client claims.
         let sha256: [u8; 32] = Sha256::digest(&upload.ciphertext).into();
         let binding = UploadBinding {
@@ -526,17 +517,13 @@ impl<B: BlobStore> Intake<B> {
             // depends on it. The vouchers are written first, durably, until they are opened:
             // a process killed after the reply opens them at its next start.
             let attachment = AttachmentId::new(random_id()?);
-            let vds = upload.vouchers.iter().map(|p| p.vd_blob.clone());
-            let pending = PendingOpen {
-                account: upload.account,
-                attachment,
-                binding,
-                vouchers: vouchers.into_iter().zip(vds).collect(),
-            };
-            self.blobs
-                .put(
-                    &BlobName::pending(&attachment.to_string()),
-                    &pending.encode(),
+            let pending = self
+                .write_pending(
+                    upload.account,
+                    attachment,
+                    binding,
+                    vouchers,
+                    &upload.vouchers,
                 )
                 .await?;
             self.store_delivered(&upload, attachment, sha256).await?;
@@ -545,50 +532,176 @@ impl<B: BlobStore> Intake<B> {
                 pending,
             });
         }
-        let mut opened = Vec::new();
-        for (index, voucher) in vouchers.iter().enumerate() {
-            match self.table.opener().open(voucher, &layout, &binding) {
-                OpenOutcome::NoMatch => {}
-                OpenOutcome::Opened(record) => opened.push((index, *record)),
-                OpenOutcome::MultipleOpens(_) | OpenOutcome::Invalid => {
-                    self.audit(
-                        "intake",
-                        "invalid_voucher",
-                        &upload.account.to_string(),
-                        "{}",
-                    )
-                    .await?;
-                    return Ok(UploadOutcome::Rejected(Rejection::InvalidVoucher { index }));
-                }
-            }
-        }
+        let opened = match self
+            .open_vouchers(&upload.account, &vouchers, &layout, &binding)
+            .await?
+        {
+            Ok(opened) => opened,
+            Err(rejection) => return Ok(UploadOutcome::Rejected(rejection)),
+        };
         let attachment = AttachmentId::new(random_id()?);
-        let length = u64::try_from(upload.ciphertext.len()).unwrap_or(u64::MAX);
         if opened.is_empty() {
             self.store_delivered(&upload, attachment, sha256).await?;
             return Ok(UploadOutcome::Delivered { attachment });
         }
-        // A key match. The ciphertext and the opened vouchers' visual derivatives are kept
-        // (encrypted; the server has no key for them) for the check the sender may consent
-        // to, and served to nobody; the blobs are written before the row that names them.
-        let name = attachment.to_string();
+        self.hold(
+            &Announced {
+                account: upload.account,
+                media: upload.media,
+                sha256,
+                length: u64::try_from(upload.ciphertext.len()).unwrap_or(u64::MAX),
+            },
+            Some(&upload.ciphertext),
+            &upload.vouchers,
+            opened,
+        )
+        .await
+    }
+
+    /// Writes the vouchers of an upload accepted under `silent` to the blob store until they
+    /// are opened ([`BlobName::pending`]), before anything answers the client.
+    pub(crate) async fn write_pending(
+        &self,
+        account: AccountId,
+        attachment: AttachmentId,
+        binding: UploadBinding,
+        vouchers: Vec<Voucher>,
+        parts: &[VoucherPart],
+    ) -> Result<PendingOpen, IntakeError> {
+        let vds = parts.iter().map(|p| p.vd_blob.clone());
+        let pending = PendingOpen {
+            account,
+            attachment,
+            binding,
+            vouchers: vouchers.into_iter().zip(vds).collect(),
+        };
         self.blobs
-            .put(&BlobName::attachment(&name), &upload.ciphertext)
+            .put(
+                &BlobName::pending(&attachment.to_string()),
+                &pending.encode(),
+            )
             .await?;
+        Ok(pending)
+    }
+
+    /// Parses an upload's vouchers strictly and checks their count, visual derivatives and
+    /// epoch; `Err` is the answer to give instead (refused, or stale).
+    pub(crate) fn parse_vouchers(
+        &self,
+        media: MediaType,
+        parts: &[VoucherPart],
+    ) -> Result<Vec<Voucher>, NotOpened> {
+        let params = self.table.params();
+        let expected = match media {
+            MediaType::Image => (1..=1, "exactly one voucher"),
+            MediaType::Video => (1..=MAX_VIDEO_VOUCHERS, "1 to 16 vouchers"),
+        };
+        if !expected.0.contains(&parts.len()) {
+            return Err(NotOpened::Rejected(Rejection::VoucherCount {
+                media,
+                expected: expected.1,
+                got: parts.len(),
+            }));
+        }
+        let layout = VoucherLayout::pdq(params);
+        let vd_len = usize::try_from(params.vd_len()).unwrap_or(usize::MAX);
+        let mut vouchers = Vec::with_capacity(parts.len());
+        for (index, part) in parts.iter().enumerate() {
+            let voucher = match Voucher::decode(&part.voucher, &layout) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err(NotOpened::Rejected(Rejection::Malformed {
+                        index,
+                        reason: e.to_string(),
+                    }))
+                }
+            };
+            if part.vd_blob.len() != vd_len {
+                return Err(NotOpened::Rejected(Rejection::VdLength {
+                    index,
+                    got: part.vd_blob.len(),
+                    expected: vd_len,
+                }));
+            }
+            if vouchers
+                .iter()
+                .any(|v: &Voucher| v.voucher_id == voucher.voucher_id)
+            {
+                return Err(NotOpened::Rejected(Rejection::DuplicateVoucher));
+            }
+            vouchers.push(voucher);
+        }
+        let epoch = vouchers[0].epoch;
+        if vouchers.iter().any(|v| v.epoch != epoch) {
+            return Err(NotOpened::Rejected(Rejection::MixedEpochs));
+        }
+        match self.table.window(crate::publish::now()).check(epoch) {
+            EpochVerdict::Open => Ok(vouchers),
+            EpochVerdict::Stale { current } | EpochVerdict::Revoked { current } => {
+                Err(NotOpened::Stale {
+                    current_epoch: current,
+                })
+            }
+        }
+    }
+
+    /// Opens every voucher (all P probes each) against `binding`: the opened ones with their
+    /// index, or the rejection of an invalid one (audited).
+    pub(crate) async fn open_vouchers(
+        &self,
+        account: &AccountId,
+        vouchers: &[Voucher],
+        layout: &VoucherLayout,
+        binding: &UploadBinding,
+    ) -> Result<Result<Vec<(usize, OpenedRecord)>, Rejection>, IntakeError> {
+        let mut opened = Vec::new();
+        for (index, voucher) in vouchers.iter().enumerate() {
+            match self.table.opener().open(voucher, layout, binding) {
+                OpenOutcome::NoMatch => {}
+                OpenOutcome::Opened(record) => opened.push((index, *record)),
+                OpenOutcome::MultipleOpens(_) | OpenOutcome::Invalid => {
+                    self.audit("intake", "invalid_voucher", &account.to_string(), "{}")
+                        .await?;
+                    return Ok(Err(Rejection::InvalidVoucher { index }));
+                }
+            }
+        }
+        Ok(Ok(opened))
+    }
+
+    /// Holds an item whose vouchers `opened` (a key match under `intervene`). The ciphertext
+    /// (when it was received: a two-phase upload never sends it) and the opened vouchers'
+    /// visual derivatives are kept (encrypted; the server has no key for them) for the check
+    /// the sender may consent to, and served to nobody; the blobs are written before the row
+    /// that names them.
+    pub(crate) async fn hold(
+        &self,
+        item: &Announced,
+        ciphertext: Option<&[u8]>,
+        parts: &[VoucherPart],
+        opened: Vec<(usize, OpenedRecord)>,
+    ) -> Result<UploadOutcome, IntakeError> {
+        let attachment = AttachmentId::new(random_id()?);
+        let name = attachment.to_string();
+        if let Some(ciphertext) = ciphertext {
+            self.blobs
+                .put(&BlobName::attachment(&name), ciphertext)
+                .await?;
+        }
         for (index, record) in &opened {
             self.blobs
                 .put(
                     &BlobName::visual_derivative(&name, &hex(&record.voucher_id)),
-                    &upload.vouchers[*index].vd_blob,
+                    &parts[*index].vd_blob,
                 )
                 .await?;
         }
         self.store
             .insert_attachment(&AttachmentRecord {
                 id: attachment,
-                account: upload.account,
-                sha256,
-                length,
+                account: item.account,
+                sha256: item.sha256,
+                length: item.length,
                 state: AttachmentState::Held,
                 created_at: unix_now(),
             })
@@ -597,7 +710,7 @@ impl<B: BlobStore> Intake<B> {
         // process shares; a replayed voucher is refused there.
         for (index, record) in &opened {
             match self
-                .add_to_log(&upload.account, record.clone(), &attachment)
+                .add_to_log(&item.account, record.clone(), &attachment)
                 .await?
             {
                 AddOutcome::ReusedVoucherId => {
@@ -615,11 +728,11 @@ impl<B: BlobStore> Intake<B> {
                     }));
                 }
                 AddOutcome::CapReached => {
-                    self.store.freeze_shares(&upload.account).await?;
+                    self.store.freeze_shares(&item.account).await?;
                     self.audit(
                         "intake",
                         "share_cap_reached",
-                        &upload.account.to_string(),
+                        &item.account.to_string(),
                         "{}",
                     )
                     .await?;
@@ -629,13 +742,13 @@ impl<B: BlobStore> Intake<B> {
         }
         let case = CaseId::new(random_id()?);
         let detail = serde_json::json!({
-            "media": upload.media,
+            "media": item.media,
             "reason": "a voucher opened: the item's key is in the table (a key match, not yet proof of listed content)",
         });
         self.store
             .insert_case(&CaseRecord {
                 id: case,
-                account: upload.account,
+                account: item.account,
                 kind: CaseKind::Held,
                 attachment: Some(attachment),
                 state: CaseState::Held,
@@ -646,7 +759,7 @@ impl<B: BlobStore> Intake<B> {
             .await?;
         self.audit("intake", "held", &case.to_string(), "{}")
             .await?;
-        self.threshold(&upload.account).await?;
+        self.threshold(&item.account).await?;
         Ok(UploadOutcome::Held { case, attachment })
     }
 
@@ -748,6 +861,8 @@ impl<B: BlobStore> Intake<B> {
             let Some(bytes) = self.blobs.get(&name).await? else {
                 continue;
             };
+            // Only an upload with a row: a two-phase upload's vouchers wait for its bytes (its
+            // slot's completion opens them, see `fill_slot`).
             let answered = match id.parse::<AttachmentId>() {
                 Ok(attachment) => self.store.attachment(&attachment).await?.is_some(),
                 Err(_) => false,

@@ -13,6 +13,8 @@
 //!   two-reviewer rule (G4).
 //! - [`serving`]: the published table as the upload service holds it (files served byte for
 //!   byte with their validators, the opener).
+//! - [`slots`]: the two-phase upload: vouchers with the ciphertext's SHA-256 and length
+//!   first, then the bytes into an upload slot that enforces both.
 //! - [`transparency`]: operating the manifest log: key files, the organisations' checks and
 //!   co-signatures, publishing, witness cosignatures, client verification and the audit.
 //! - [`verify`]: every check of a table directory that can be made without signatures, and
@@ -28,6 +30,7 @@ pub mod manifest_log;
 pub mod publish;
 pub mod review;
 pub mod serving;
+pub mod slots;
 pub mod transparency;
 pub mod verify;
 

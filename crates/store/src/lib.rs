@@ -77,7 +77,8 @@
 //! [`Store::load_enabled`]), `rows` (row to type conversion and back) and `pool` (the
 //! concrete pool and the macro that runs one statement on either driver). The upload service's
 //! state: `state` (its types: ids, states, records), `accounts` (accounts and devices),
-//! `attachments`, `shares` (opened records, frozen share stores), `cases`, `audit` (hash-chained), `limits`
+//! `attachments`, `slots` (upload slots of the two-phase upload), `shares` (opened records,
+//! frozen share stores), `cases`, `audit` (hash-chained), `limits`
 //! (token buckets) and `integrity` ([`Store::integrity_check`]). The MLS delivery service's:
 //! `delivery` (key packages, groups with compare-and-swap epochs, per-device queues).
 //!
@@ -133,6 +134,7 @@ mod read;
 mod review;
 mod rows;
 mod shares;
+mod slots;
 mod staff;
 mod state;
 
@@ -154,11 +156,12 @@ pub use open::{redact_url, sqlite_file};
 pub use options::StoreOptions;
 pub use read::{BankStats, ImportRecord};
 pub use review::{Reveal, ReviewDecision, ReviewMaterial, ReviewOutcome, ReviewReport};
+pub use slots::SlotRecord;
 pub use staff::{StaffRecord, StaffSession};
 pub use state::{
     AccountId, AppealState, Appended, AttachmentId, AttachmentRecord, AttachmentState, AuditEvent,
     CampaignId, CaseId, CaseKind, CaseRecord, CaseState, Device, DeviceId, ParseIdError,
-    ParseStateError, StoredRecord,
+    ParseStateError, SlotId, StoredRecord,
 };
 
 /// The schema migrations, embedded at build time.

@@ -154,6 +154,11 @@ random_id!(
     CampaignId,
     "campaign"
 );
+random_id!(
+    /// An upload slot of the two-phase upload.
+    SlotId,
+    "upload slot"
+);
 
 /// Defines a fieldless enum stored as text, with `as_str`, `Display` and `FromStr`.
 macro_rules! text_enum {

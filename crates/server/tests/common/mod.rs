@@ -139,6 +139,7 @@ impl Fixture {
             tls: None,
             log_format: LogFormat::Text,
             max_attachment_bytes: 1 << 20,
+            upload_slot_lifetime: hashguard_server::config::DEFAULT_UPLOAD_SLOT_LIFETIME,
             intervention: Intervention::default(),
             limits,
             staff_tokens: vec![hashguard_server::state::token_hash(STAFF_TOKEN)],
