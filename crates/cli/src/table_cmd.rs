@@ -224,11 +224,15 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     } = &published;
     out!("{manifest}")?;
     eprintln!(
-        "built epoch {}: {} consensus values, {} distinct keys, {} pruned for separation, {} keys in {} shard(s), {kept} kept unchanged, {rebuilt_keys} keys in rebuilt shards in {:.1} s{}",
+        "built epoch {}: {} consensus values, {} distinct keys, {} pruned for separation ({} related, {} unrelated; by PDQ distance to the kept key's entry 0-15/16-31/32-63/64-95/96-127/128+: {:?}), {} kept closer than sep as related entries, {} keys in {} shard(s), {kept} kept unchanged, {rebuilt_keys} keys in rebuilt shards in {:.1} s{}",
         record.epoch,
         record.consensus_values,
         record.distinct_keys,
         record.pruned_keys,
+        record.pruned_related,
+        record.pruned_unrelated,
+        record.pruned_histogram,
+        record.kept_close,
         record.keys,
         record.shards,
         elapsed.as_secs_f64(),

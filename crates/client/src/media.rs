@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hashguard_media::{DecodeOptions, ImageFormat};
 use hashguard_pdq::{PdqHasher, RgbImage, MATCH_THRESHOLD, QUALITY_THRESHOLD};
-use hashguard_protocol::sender::{PdqInput, MAX_KEYFRAMES};
+use hashguard_protocol::sender::{DihedralInput, PdqInput, MAX_KEYFRAMES};
 use hashguard_vpdq::{hash_video_file, select_keyframes, VideoOptions};
 use sha2::{Digest, Sha256};
 
@@ -35,6 +35,10 @@ pub struct Analysed {
     /// The PDQ inputs: one per image, one per keyframe of a video (1 to 16). `None` for an
     /// image too small to hash: its voucher then has no opening probe.
     pub frames: Vec<Option<PdqInput>>,
+    /// An image's dihedral variants (PDQ of its rotated and mirrored pixels), so its voucher also probes the keys
+    /// of its mirrored and rotated versions when the parameters ask for it. `None` for videos
+    /// (vPDQ gives no floats) and images too small to hash.
+    pub dihedral: Option<DihedralInput>,
     /// The visual derivative (greyscale JPEG), empty for videos.
     pub thumbnail: Vec<u8>,
     /// Time spent decoding.
@@ -82,9 +86,19 @@ fn analyse_image(
     let started = Instant::now();
     let (width, height) = (decoded.width, decoded.height);
     // Images under PDQ's minimum size have no hash: their voucher never opens.
-    let pdq = RgbImage::new(&decoded.rgb, width, height)
-        .ok()
-        .map(|view| PdqInput::from_floats(&PdqHasher::new().floats_rgb(&view)));
+    let (pdq, dihedral) = match RgbImage::new(&decoded.rgb, width, height) {
+        Ok(view) => {
+            let mut hasher = PdqHasher::new();
+            let pdq = PdqInput::from_floats(&hasher.floats_rgb(&view));
+            // The rotated and mirrored pixels hashed again (seven more hashes): a mirrored
+            // re-share's hash follows these much more closely than the DCT-domain variants
+            // (docs/quality.md "Dihedral probes").
+            let dihedral =
+                DihedralInput::from_variant_floats(&hasher.dihedral_pixel_floats_rgb(&view));
+            (Some(pdq), Some(dihedral))
+        }
+        Err(_) => (None, None),
+    };
     let thumbnail = thumbnail(decoded.rgb, width, height, vd_capacity)?;
     Ok(Analysed {
         media: MediaType::Image,
@@ -93,6 +107,7 @@ fn analyse_image(
         height: u32::try_from(height).ok(),
         content_sha256,
         frames: vec![pdq],
+        dihedral,
         thumbnail,
         decode_time,
         hash_time: started.elapsed(),
@@ -173,6 +188,7 @@ fn analyse_video(bytes: &[u8]) -> Result<Analysed, SdkError> {
         height: None,
         content_sha256,
         frames,
+        dihedral: None,
         thumbnail: Vec::new(),
         // Decoding and hashing are interleaved frame by frame in libav's loop.
         decode_time: elapsed,

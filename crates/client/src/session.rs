@@ -424,9 +424,17 @@ impl Session {
             return Err(SdkError::CorruptState("no account state".into()));
         };
         let built = match a.media {
-            MediaType::Image => {
-                vec![client.build_pdq_voucher(table, &items[0], &binding, &mut self.rng)?]
-            }
+            MediaType::Image => vec![match &a.dihedral {
+                // Mirrored and rotated copies of a listed image open too (dihedral probes).
+                Some(d) => client.build_pdq_voucher_dihedral(
+                    table,
+                    &items[0],
+                    d,
+                    &binding,
+                    &mut self.rng,
+                )?,
+                None => client.build_pdq_voucher(table, &items[0], &binding, &mut self.rng)?,
+            }],
             MediaType::Video => client.build_video_vouchers(
                 table,
                 a.content_sha256,

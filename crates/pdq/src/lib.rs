@@ -251,6 +251,21 @@ impl PdqFloats {
         }
         out
     }
+
+    /// The floats of the seven dihedral variants, in [`DihedralHashes::named_variants`] order
+    /// (rot90, rot180, rot270, flipx, flipy, flipplus1, flipminus1). Each variant's coefficients
+    /// are an exact permutation with sign changes of these (pdq.md 2.8) and get their own median,
+    /// so its [`PdqFloats::hash`] is the reference's dihedral hash and its
+    /// [`PdqFloats::margins`] order its bits by how close they are to flipping. The quality is
+    /// shared.
+    pub fn dihedral_variants(&self) -> [PdqFloats; 7] {
+        let v = dct::dihedral_transforms(&self.coefficients);
+        v.map(|coefficients| PdqFloats {
+            median: dct::torben_median(&coefficients),
+            coefficients,
+            quality: self.quality,
+        })
+    }
 }
 
 /// The eight dihedral hashes (pdq.md 2.8), computed in the DCT domain like the reference's
@@ -349,6 +364,51 @@ impl PdqHasher {
     /// The eight dihedral hashes of a float luma image.
     pub fn dihedral_luma(&mut self, image: &LumaImage<'_>) -> DihedralHashes {
         self.floats_of(&image.source(), true).dihedral()
+    }
+
+    /// The floats of the image's seven dihedral variants computed in the **pixel** domain: the
+    /// luma plane is rotated or mirrored and hashed again, in [`DihedralHashes::named_variants`]
+    /// order (rot90 = 90 degrees counter-clockwise, rot180, rot270, flipx = upside down,
+    /// flipy = left-right mirror, flipplus1 = transpose, flipminus1 = anti-transpose). Unlike
+    /// the DCT-domain variants ([`PdqFloats::dihedral_variants`]) these equal the PDQ of a
+    /// rotated or mirrored copy exactly (the downscaler's windows are not mirror-symmetric), at
+    /// the cost of seven more hashes.
+    pub fn dihedral_pixel_floats_rgb(&mut self, image: &RgbImage<'_>) -> [PdqFloats; 7] {
+        let (w, h) = (image.width, image.height);
+        let mut luma = Vec::with_capacity(w * h);
+        for y in 0..h {
+            let row = &image.pixels[y * image.row_stride..y * image.row_stride + 3 * w];
+            luma.extend(row.chunks_exact(3).map(|p| jarosz::luma(p[0], p[1], p[2])));
+        }
+        // (new width, new height, source index of new pixel (x, y)).
+        type Map = fn(usize, usize, usize, usize) -> usize;
+        let maps: [(bool, Map); 7] = [
+            (true, |x, y, w, _h| x * w + (w - 1 - y)),
+            (false, |x, y, w, h| (h - 1 - y) * w + (w - 1 - x)),
+            (true, |x, y, w, h| (h - 1 - x) * w + y),
+            (false, |x, y, w, h| (h - 1 - y) * w + x),
+            (false, |x, y, w, _h| y * w + (w - 1 - x)),
+            (true, |x, y, w, _h| x * w + y),
+            (true, |x, y, w, h| (h - 1 - x) * w + (w - 1 - y)),
+        ];
+        maps.map(|(swap, map)| {
+            let (nw, nh) = if swap { (h, w) } else { (w, h) };
+            let mut out = Vec::with_capacity(w * h);
+            for y in 0..nh {
+                for x in 0..nw {
+                    out.push(luma[map(x, y, w, h)]);
+                }
+            }
+            match LumaImage::new(&out, nw, nh) {
+                Ok(img) => self.floats_luma(&img),
+                // Same number of pixels as the source, so the buffer always fits.
+                Err(_) => PdqFloats {
+                    coefficients: [0.0; 256],
+                    median: 0.0,
+                    quality: 0,
+                },
+            }
+        })
     }
 
     /// The 64x64 buffer after filtering and decimation (row-major), for tests and diagnostics.

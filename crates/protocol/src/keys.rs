@@ -120,7 +120,8 @@ pub fn pdq_key(hash: &Hash256, params: &Params) -> u64 {
 
 /// The client's multi-probe set: `κ₀ ⊕ e_F` for every subset F of the `w` key bits with the
 /// smallest margins `|coefficient − median|`, `|F| ≤ f`, in canonical order (∅, then singletons,
-/// then pairs, … by rank of weakness). Always exactly `params.probes()` keys.
+/// then pairs, … by rank of weakness). Always exactly `Σ_{i≤f} C(w, i)` keys (the probes of
+/// the image's own orientation; dihedral variants add theirs, `sender::all_probe_keys`).
 ///
 /// The selection of the weakest bits is a sorting network of constant-time compare-and-swaps
 /// (`subtle`), so no branch depends on the image's margins. Ties are broken by key-bit index.
@@ -140,6 +141,17 @@ pub fn pdq_key(hash: &Hash256, params: &Params) -> u64 {
 /// # Ok::<(), hashguard_pdq::ParseHashError>(())
 /// ```
 pub fn probe_keys(hash: &Hash256, margins: &[f32; 256], params: &Params) -> Zeroizing<Vec<u64>> {
+    probe_keys_with_flips(hash, margins, params, params.f())
+}
+
+/// As [`probe_keys`] with at most `f` flips (`≤ w`; a dihedral variant uses
+/// `params.dihedral_f()`): `Σ_{i≤f} C(w, i)` keys.
+pub fn probe_keys_with_flips(
+    hash: &Hash256,
+    margins: &[f32; 256],
+    params: &Params,
+    f: u8,
+) -> Zeroizing<Vec<u64>> {
     let k = usize::from(params.k());
     let kappa0 = Zeroizing::new(pdq_key(hash, params));
     // sort key = margin bits (non-negative floats order like their bit patterns) << 8 | key index
@@ -173,9 +185,11 @@ pub fn probe_keys(hash: &Hash256, margins: &[f32; 256], params: &Params) -> Zero
             .map(|&e| 1u64 << (k as u64 - 1 - (e & 0xff)))
             .collect(),
     );
-    let mut out = Zeroizing::new(Vec::with_capacity(usize::from(params.probes())));
+    let f = usize::from(f.min(params.w()));
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        crate::params::probe_count(params.w(), f as u8) as usize,
+    ));
     // Enumerate subsets of size 0..=f in lexicographic order of ranks.
-    let f = usize::from(params.f());
     let mut idx: Vec<usize> = Vec::with_capacity(f);
     for size in 0..=f {
         idx.clear();
@@ -241,23 +255,7 @@ pub fn prune_separated(keys: &[u64], k: u8, sep: u8) -> Pruned {
         .map(|&v| (sha256(&[KeyBytes::from_pdq_key(v, k).as_bytes()]), v))
         .collect();
     order.sort_unstable();
-    let chunks = usize::from(sep.max(1)).min(usize::from(k.max(1)));
-    let kk = u32::from(k);
-    // chunks ≤ k ≤ 255.
-    let chunks = u32::try_from(chunks).expect("at most k chunks");
-    let bounds: Vec<(u32, u32)> = (0..chunks)
-        .map(|c| (c * kk / chunks, (c + 1) * kk / chunks))
-        .collect();
-    let chunk_of = |v: u64, (lo, hi): (u32, u32)| -> u64 {
-        let width = hi - lo;
-        if width == 0 {
-            0
-        } else if width == 64 {
-            v
-        } else {
-            (v >> lo) & ((1u64 << width) - 1)
-        }
-    };
+    let bounds = chunk_bounds(k, sep);
     let mut buckets: HashMap<(usize, u64), Vec<u64>> = HashMap::new();
     let mut kept = Vec::new();
     let mut removed = Vec::new();
@@ -285,6 +283,186 @@ pub fn prune_separated(keys: &[u64], k: u8, sep: u8) -> Pruned {
     kept.sort_unstable();
     removed.sort_unstable();
     Pruned { kept, removed }
+}
+
+/// Two list entries are *related* (near-variants of one picture: colourways, frames, crops)
+/// when their full PDQ hashes are within this distance: the field's match radius, and
+/// protocol-review.md m2's definition.
+pub const RELATED_DISTANCE: u32 = 31;
+
+/// Most entries per key compared when deciding relatedness (bounds the work on a key that many
+/// entries share; they are near-identical in practice).
+const RELATED_SAMPLE: usize = 16;
+
+/// Buckets of [`Separation::pruned_histogram`]: the PDQ distance (inclusive bounds) of a pruned
+/// key's entry to the nearest entry of a kept key closer than `sep`.
+pub const PRUNED_DISTANCE_BUCKETS: [(u32, u32); 6] =
+    [(0, 15), (16, 31), (32, 63), (64, 95), (96, 127), (128, 256)];
+
+/// Result of [`separate_related`]: the table build's key set and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Separation {
+    /// Keys kept, sorted ascending. Keys of unrelated entries are pairwise ≥ sep apart; within
+    /// `< sep` of any kept key there are at most `cluster_cap − 1` other kept keys, all of
+    /// related entries.
+    pub kept: Vec<u64>,
+    /// Kept keys closer than sep to another kept key (members of related clusters).
+    pub kept_close: usize,
+    /// Keys removed whose entry is related (PDQ ≤ [`RELATED_DISTANCE`]) to a kept key's entry
+    /// closer than sep: a near-variant that the cluster cap did not admit.
+    pub pruned_related: Vec<u64>,
+    /// Keys removed with no related kept key closer than sep: distinct pictures whose keys
+    /// collide, which cannot open for their own copies (protocol-review.md m2).
+    pub pruned_unrelated: Vec<u64>,
+    /// Count of pruned keys per [`PRUNED_DISTANCE_BUCKETS`] bucket.
+    pub pruned_histogram: [usize; 6],
+}
+
+impl Separation {
+    /// All removed keys.
+    pub fn removed(&self) -> usize {
+        self.pruned_related.len() + self.pruned_unrelated.len()
+    }
+}
+
+/// The table build's key selection (protocol.md 3.5 step 2 as revised for related entries):
+/// the keys of `entries` (full PDQ hashes), walked in [`prune_separated`]'s canonical order. A
+/// key with no kept key closer than `sep` is kept. A key closer than `sep` to kept keys is kept
+/// too when every one of them belongs to a related entry (PDQ ≤ [`RELATED_DISTANCE`]) and
+/// neither it nor any of them would then have more than `params.cluster_cap() − 1` kept keys
+/// closer than `sep`; otherwise it is removed and counted as related or unrelated.
+///
+/// Why this bounds opened probes: the probes of one orientation lie within distance f of one
+/// key, so any two listed keys they reach are ≤ 2f < sep apart; such keys form a clique of the
+/// "closer than sep" graph, which the cap bounds by `cluster_cap`. With `orientations` probed
+/// orientations an honest voucher opens at most `orientations · cluster_cap ≤ max_opens`
+/// probes. With `cluster_cap = 1` (always under `silent`) this is exactly [`prune_separated`].
+///
+/// ```
+/// use hashguard_pdq::Hash256;
+/// use hashguard_protocol::keys::{pdq_key, separate_related};
+/// use hashguard_protocol::params::{Params, Policy};
+/// let p = Params::v1(Policy::Intervene);
+/// let a = Hash256::from_words([0x1234_5678_9abc_def0, 0xffff_0000_ffff_0000, 7, 9]);
+/// // A near-variant: one key bit and a few other bits differ (PDQ distance 4).
+/// let b = a.with_bit_flipped(usize::from(p.key_positions()[3])).with_bit_flipped(200)
+///     .with_bit_flipped(201).with_bit_flipped(202);
+/// let s = separate_related(&[a, b], &p);
+/// assert_eq!(s.kept.len(), 2); // both stay catchable under `intervene`
+/// let strict = separate_related(&[a, b], &Params::v1(Policy::Silent));
+/// assert_eq!((strict.kept.len(), strict.pruned_related.len()), (1, 1));
+/// ```
+pub fn separate_related(entries: &[Hash256], params: &Params) -> Separation {
+    let k = params.k();
+    let sep = params.sep();
+    let cap = usize::from(params.cluster_cap().max(1));
+    let mut by_key: HashMap<u64, Vec<Hash256>> = HashMap::new();
+    for h in entries {
+        let e = by_key.entry(pdq_key(h, params)).or_default();
+        if e.len() < RELATED_SAMPLE && !e.contains(h) {
+            e.push(*h);
+        }
+    }
+    let mut order: Vec<([u8; 32], u64)> = by_key
+        .keys()
+        .map(|&v| (sha256(&[KeyBytes::from_pdq_key(v, k).as_bytes()]), v))
+        .collect();
+    order.sort_unstable();
+    let bounds = chunk_bounds(k, sep);
+    let mut buckets: HashMap<(usize, u64), Vec<u64>> = HashMap::new();
+    // Kept keys closer than sep to each kept key.
+    let mut close: HashMap<u64, usize> = HashMap::new();
+    let mut out = Separation {
+        kept: Vec::new(),
+        kept_close: 0,
+        pruned_related: Vec::new(),
+        pruned_unrelated: Vec::new(),
+        pruned_histogram: [0; 6],
+    };
+    let min_distance = |a: &[Hash256], b: &[Hash256]| -> u32 {
+        a.iter()
+            .flat_map(|x| b.iter().map(move |y| x.distance(y)))
+            .min()
+            .unwrap_or(256)
+    };
+    for (_, v) in order {
+        let mut near: Vec<u64> = Vec::new();
+        for (c, &b) in bounds.iter().enumerate() {
+            if let Some(list) = buckets.get(&(c, chunk_of(v, b))) {
+                for &u in list {
+                    if (u ^ v).count_ones() < u32::from(sep) && !near.contains(&u) {
+                        near.push(u);
+                    }
+                }
+            }
+        }
+        let mine = by_key.get(&v).map(Vec::as_slice).unwrap_or(&[]);
+        let dists: Vec<u32> = near
+            .iter()
+            .map(|u| min_distance(mine, by_key.get(u).map(Vec::as_slice).unwrap_or(&[])))
+            .collect();
+        let admit = near.is_empty()
+            || (cap > 1
+                && near.len() < cap
+                && dists.iter().all(|&d| d <= RELATED_DISTANCE)
+                && near
+                    .iter()
+                    .all(|u| close.get(u).copied().unwrap_or(0) + 1 < cap));
+        if admit {
+            for u in &near {
+                *close.entry(*u).or_default() += 1;
+            }
+            close.insert(v, near.len());
+            for (c, &b) in bounds.iter().enumerate() {
+                buckets.entry((c, chunk_of(v, b))).or_default().push(v);
+            }
+            out.kept.push(v);
+        } else {
+            let d = dists.iter().copied().min().unwrap_or(256);
+            if let Some(i) = PRUNED_DISTANCE_BUCKETS
+                .iter()
+                .position(|&(lo, hi)| (lo..=hi).contains(&d))
+            {
+                out.pruned_histogram[i] += 1;
+            }
+            if d <= RELATED_DISTANCE {
+                out.pruned_related.push(v);
+            } else {
+                out.pruned_unrelated.push(v);
+            }
+        }
+    }
+    out.kept_close = out
+        .kept
+        .iter()
+        .filter(|v| close.get(v).copied().unwrap_or(0) > 0)
+        .count();
+    out.kept.sort_unstable();
+    out.pruned_related.sort_unstable();
+    out.pruned_unrelated.sort_unstable();
+    out
+}
+
+/// The `sep` disjoint chunks of a k-bit key (pigeonhole: keys within `sep − 1` agree on one).
+fn chunk_bounds(k: u8, sep: u8) -> Vec<(u32, u32)> {
+    let chunks = usize::from(sep.max(1)).min(usize::from(k.max(1)));
+    let kk = u32::from(k);
+    // chunks ≤ k ≤ 255.
+    let chunks = u32::try_from(chunks).expect("at most k chunks");
+    (0..chunks)
+        .map(|c| (c * kk / chunks, (c + 1) * kk / chunks))
+        .collect()
+}
+
+fn chunk_of(v: u64, (lo, hi): (u32, u32)) -> u64 {
+    let width = hi - lo;
+    if width == 0 {
+        0
+    } else if width == 64 {
+        v
+    } else {
+        (v >> lo) & ((1u64 << width) - 1)
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,7 @@
 //! let params = Params::new(ParamsSpec {
 //!     policy: Policy::Intervene, key_positions: low_frequency_positions(16), f: 1, w: 4,
 //!     threshold: 2, s_max: 0, q_min: 50, r_dedup: 8, sep: 3, synth_a: 0, synth_b: 0, vd_len: 256,
+//!     max_opens: 1, dihedral: 0, dihedral_f: 0,
 //! })?;
 //! let secret = OpeningKey::generate(&mut rng);
 //! let spec = TableSpec::new([1; 16], TableKind::Pdq, params.clone(), secret.public_key(), 2, [2; 32])?;
@@ -158,7 +159,9 @@ pub(crate) fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 
 /// The types most callers need.
 pub mod prelude {
-    pub use crate::keys::{pdq_key, probe_keys, prune_separated, KeyBytes, TableKind};
+    pub use crate::keys::{
+        pdq_key, probe_keys, prune_separated, separate_related, KeyBytes, Separation, TableKind,
+    };
     pub use crate::manifest::{Manifest, ManifestFields, TableDescriptor, VerifiedManifest};
     pub use crate::opener::{
         check_consent, AccountShares, AddOutcome, OpenOutcome, OpenedRecord, Opener,
@@ -166,8 +169,8 @@ pub mod prelude {
     };
     pub use crate::params::{low_frequency_positions, Params, ParamsSpec, PinnedParams, Policy};
     pub use crate::sender::{
-        AccountState, BuiltVoucher, Client, ClientError, ConsentReveal, ExactDigest, HeldSecrets,
-        Item, PdqInput,
+        all_probe_keys, AccountState, BuiltVoucher, Client, ClientError, ConsentReveal,
+        DihedralInput, ExactDigest, HeldSecrets, Item, PdqInput,
     };
     pub use crate::table::{
         build_table, BuiltTable, ClientTable, EpochInput, OpeningKey, PublicKey, TableShard,

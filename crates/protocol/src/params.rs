@@ -54,9 +54,11 @@ impl Policy {
 /// The named parameter sets of protocol.md 3.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Preset {
-    /// [`Params::v1`]: k = 48, f = 2, w = 12 (P = 79).
+    /// [`Params::v1`]: k = 48, f = 2, w = 12 (P = 79; 237 with the dihedral probes of
+    /// `intervene`).
     V1,
-    /// [`Params::lite`]: k = 48, f = 1, w = 12 (P = 13).
+    /// [`Params::lite`]: k = 48, f = 1, w = 12 (P = 13; 39 with the dihedral probes of
+    /// `intervene`).
     Lite,
 }
 
@@ -119,13 +121,27 @@ pub enum ParamsError {
     },
 }
 
+/// The presets' dihedral variants under `intervene` (bits of [`ParamsSpec::dihedral`]): the
+/// left-right mirror (flipy) and rot90 (which catches copies turned 90 degrees clockwise), the
+/// smallest set that reached recall >= 0.90 on mirrored and rotated copies in docs/quality.md
+/// "Dihedral probes" (adding rot270 costs 79 more probes).
+pub const V1_DIHEDRAL: u8 = 1 << 4 | 1;
+/// The presets' flips per dihedral variant under `intervene` (capped at the preset's f):
+/// f_d = 1 reached 0.89 / 0.91 on mirror / rot90 copies, f_d = 2 0.94 / 0.94 (docs/quality.md).
+pub const V1_DIHEDRAL_F: u8 = 2;
+/// The presets' m under `intervene`: two related keys per orientation (docs/quality.md
+/// "Related keys").
+pub const V1_MAX_OPENS: u8 = 2 * (1 + V1_DIHEDRAL.count_ones() as u8);
+
 /// The public parameters of a deployment. Constructed only through [`Params::new`] (or the
 /// presets), which enforces every invariant, so a `Params` value is always usable.
 ///
 /// ```
 /// use hashguard_protocol::params::{Params, PinnedParams, Policy};
+/// let p = Params::v1(Policy::Silent);
+/// assert_eq!((p.k(), p.probes(), p.threshold(), p.max_opens()), (48, 79, 30, 1));
 /// let p = Params::v1(Policy::Intervene);
-/// assert_eq!((p.k(), p.probes(), p.threshold(), p.s_max()), (48, 79, 30, 0));
+/// assert!(p.probes() > 79 && p.max_opens() > 1); // dihedral probes, related keys
 /// // Canonical encoding, strictly decoded.
 /// assert_eq!(Params::decode(&p.encode()), Ok(p.clone()));
 /// // A client pins its parameters; the lite variant (P = 13) is refused.
@@ -162,6 +178,13 @@ pub fn probe_count(w: u8, f: u8) -> u32 {
     u32::try_from(total).unwrap_or(u32::MAX)
 }
 
+/// Probes per PDQ voucher with dihedral probes: `Σ_{i≤f} C(w, i)` for the image itself plus
+/// `Σ_{i≤dihedral_f} C(w, i)` for each variant bit set in `dihedral`.
+pub fn total_probes(w: u8, f: u8, dihedral: u8, dihedral_f: u8) -> u32 {
+    let per_variant = probe_count(w, dihedral_f);
+    probe_count(w, f).saturating_add(per_variant.saturating_mul(dihedral.count_ones()))
+}
+
 /// Smallest allowed visual-derivative blob length.
 pub const MIN_VD_LEN: u32 = 64;
 /// Largest allowed visual-derivative blob length.
@@ -170,6 +193,23 @@ pub const MAX_VD_LEN: u32 = 1 << 20;
 pub const MAX_PROBES: u32 = 1024;
 /// Largest synthetic capacity accepted.
 pub const MAX_S_MAX: u16 = 1024;
+/// Largest `max_opens` accepted (a voucher with more opened probes is always invalid).
+pub const MAX_OPENS: u8 = 64;
+/// Every dihedral variant a client can probe, as bits of [`ParamsSpec::dihedral`], in the
+/// order of `hashguard_pdq::DihedralHashes::named_variants`: bit 0 rot90 (counter-clockwise),
+/// 1 rot180, 2 rot270, 3 flipx (upside down), 4 flipy (left-right mirror), 5 flipplus1
+/// (transpose), 6 flipminus1 (anti-transpose).
+pub const DIHEDRAL_ALL: u8 = 0x7f;
+/// The names of the dihedral variants, by bit of [`ParamsSpec::dihedral`].
+pub const DIHEDRAL_NAMES: [&str; 7] = [
+    "rot90",
+    "rot180",
+    "rot270",
+    "flipx",
+    "flipy",
+    "flipplus1",
+    "flipminus1",
+];
 
 /// Every value of a [`Params`], by name: what [`Params::new`] validates, and what
 /// [`Params::to_spec`] gives back to derive a variant of a preset
@@ -201,6 +241,18 @@ pub struct ParamsSpec {
     pub synth_b: u32,
     /// Fixed visual-derivative blob length in bytes.
     pub vd_len: u32,
+    /// m: the most opened probes one voucher may have and still count as **one** match (all
+    /// opened probes must carry the same key; more than m is an invalid voucher). 1 under
+    /// `silent` (synthetic vouchers open exactly one probe); under `intervene` it admits keys
+    /// of related list entries kept closer than `sep` and dihedral probes
+    /// (docs/protocol.md "Related keys and dihedral probes").
+    pub max_opens: u8,
+    /// Which dihedral variants of the image the client also probes: bits as in
+    /// [`DIHEDRAL_NAMES`] (0 under `silent`).
+    pub dihedral: u8,
+    /// Flips per dihedral variant: each probed variant adds `Σ_{i≤dihedral_f} C(w, i)` probes
+    /// (its key with up to `dihedral_f` of its own `w` weakest bits flipped); `≤ f`.
+    pub dihedral_f: u8,
 }
 
 impl Params {
@@ -244,8 +296,23 @@ impl Params {
         if usize::from(w) > k || f > w {
             return Err(ParamsError::OutOfRange("f/w"));
         }
-        if probe_count(w, f) > MAX_PROBES {
+        let &ParamsSpec {
+            max_opens,
+            dihedral,
+            dihedral_f,
+            ..
+        } = &spec;
+        if dihedral > DIHEDRAL_ALL || dihedral_f > f {
+            return Err(ParamsError::OutOfRange("dihedral"));
+        }
+        if total_probes(w, f, dihedral, dihedral_f) > MAX_PROBES {
             return Err(ParamsError::OutOfRange("P"));
+        }
+        // Every probed orientation may open one probe of a related cluster (keys.rs
+        // `separate_related`), so m must admit at least one per orientation.
+        let orientations = 1 + dihedral.count_ones() as u8;
+        if max_opens == 0 || max_opens > MAX_OPENS || max_opens < orientations {
+            return Err(ParamsError::OutOfRange("max_opens"));
         }
         let need = 2 * f + 1;
         if sep < need {
@@ -265,6 +332,13 @@ impl Params {
         }
         match policy {
             Policy::Silent => {
+                // Synthetic vouchers open exactly one probe; a real voucher that could open
+                // two would stand out among them (protocol-review.md m1).
+                if max_opens != 1 || dihedral != 0 {
+                    return Err(ParamsError::PolicyMismatch(
+                        "silent admits one opened probe and no dihedral probes",
+                    ));
+                }
                 if s_max < 11 {
                     return Err(ParamsError::PolicyMismatch("silent needs s_max >= 11"));
                 }
@@ -288,26 +362,25 @@ impl Params {
 
     /// The v1 defaults of protocol.md 3.3 with calibration.md's positions: k = 48 low-frequency
     /// bits, f = 2, w = 12 (P = 79), T = 30, q_min = 50, r_dedup = 8, sep = 5, VD 4096 bytes;
-    /// `silent` adds s_max = 90 and the schedule a/(b+i) with a = 4, b = 30.
+    /// `intervene` adds dihedral probes of the mirror and rot90 variants with f_d = 2
+    /// (P = 237) and m = 6 (related keys kept, docs/protocol.md); `silent` adds s_max = 90 and
+    /// the schedule a/(b+i) with a = 4, b = 30, with m = 1 and no dihedral probes.
     pub fn v1(policy: Policy) -> Self {
-        let (s_max, a, b) = match policy {
-            Policy::Intervene => (0, 0, 0),
-            Policy::Silent => (90, 4, 30),
-        };
-        Self::v1_with(policy, 48, 2, 12, 30, s_max, a, b)
+        Self::v1_with(policy, 2)
     }
 
-    /// The lite variant (f = 1, P = 13), otherwise as [`Params::v1`].
+    /// The lite variant (f = 1: P = 13, 39 with `intervene`'s dihedral probes at f_d = 1),
+    /// otherwise as [`Params::v1`].
     pub fn lite(policy: Policy) -> Self {
-        let (s_max, a, b) = match policy {
-            Policy::Intervene => (0, 0, 0),
-            Policy::Silent => (90, 4, 30),
-        };
-        Self::v1_with(policy, 48, 1, 12, 30, s_max, a, b)
+        Self::v1_with(policy, 1)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn v1_with(policy: Policy, k: u8, f: u8, w: u8, t: u16, s_max: u16, a: u32, b: u32) -> Self {
+    fn v1_with(policy: Policy, f: u8) -> Self {
+        let (k, w, t) = (48, 12, 30);
+        let (s_max, a, b, max_opens, dihedral, dihedral_f) = match policy {
+            Policy::Intervene => (0, 0, 0, V1_MAX_OPENS, V1_DIHEDRAL, V1_DIHEDRAL_F),
+            Policy::Silent => (90, 4, 30, 1, 0, 0),
+        };
         match Self::new(ParamsSpec {
             policy,
             key_positions: low_frequency_positions(k),
@@ -321,6 +394,9 @@ impl Params {
             synth_a: a,
             synth_b: b,
             vd_len: 4096,
+            max_opens,
+            dihedral,
+            dihedral_f: dihedral_f.min(f),
         }) {
             Ok(p) => p,
             // The presets satisfy every invariant (checked by a unit test).
@@ -354,10 +430,38 @@ impl Params {
     pub fn w(&self) -> u8 {
         self.spec.w
     }
-    /// Probes per PDQ voucher, P = Σ_{i≤f} C(w, i).
+    /// Probes per PDQ voucher, P = Σ_{i≤f} C(w, i) + |dihedral| · Σ_{i≤dihedral_f} C(w, i).
     pub fn probes(&self) -> u16 {
         // Params::new bounds P to MAX_PROBES (1024).
-        u16::try_from(probe_count(self.spec.w, self.spec.f)).expect("P ≤ MAX_PROBES")
+        u16::try_from(total_probes(
+            self.spec.w,
+            self.spec.f,
+            self.spec.dihedral,
+            self.spec.dihedral_f,
+        ))
+        .expect("P ≤ MAX_PROBES")
+    }
+    /// m: the most opened probes that still count as one match ([`ParamsSpec::max_opens`]).
+    pub fn max_opens(&self) -> u8 {
+        self.spec.max_opens
+    }
+    /// The dihedral variants probed, as bits ([`ParamsSpec::dihedral`]).
+    pub fn dihedral(&self) -> u8 {
+        self.spec.dihedral
+    }
+    /// Flips per dihedral variant ([`ParamsSpec::dihedral_f`]).
+    pub fn dihedral_f(&self) -> u8 {
+        self.spec.dihedral_f
+    }
+    /// Orientations probed: the image itself and each dihedral variant.
+    pub fn orientations(&self) -> u8 {
+        1 + self.spec.dihedral.count_ones() as u8
+    }
+    /// The most keys the table build keeps within distance `< sep` of each other (a cluster of
+    /// related entries): `⌊m / orientations⌋`, so that one voucher opens at most m probes on an
+    /// honest table (keys.rs `separate_related`). 1 means strict separation.
+    pub fn cluster_cap(&self) -> u8 {
+        self.spec.max_opens / self.orientations()
     }
     /// Threshold T of distinct matches before payloads decrypt.
     pub fn threshold(&self) -> u16 {
@@ -415,6 +519,9 @@ impl Params {
         w.u32(self.spec.synth_a);
         w.u32(self.spec.synth_b);
         w.u32(self.spec.vd_len);
+        w.u8(self.spec.max_opens);
+        w.u8(self.spec.dihedral);
+        w.u8(self.spec.dihedral_f);
     }
 
     /// Strict decoding of [`Params::encode`]'s output.
@@ -443,6 +550,9 @@ impl Params {
         let synth_a = r.u32("synth_a")?;
         let synth_b = r.u32("synth_b")?;
         let vd_len = r.u32("vd_len")?;
+        let max_opens = r.u8("max_opens")?;
+        let dihedral = r.u8("dihedral")?;
+        let dihedral_f = r.u8("dihedral_f")?;
         let params = Params::new(ParamsSpec {
             policy,
             key_positions,
@@ -456,6 +566,9 @@ impl Params {
             synth_a,
             synth_b,
             vd_len,
+            max_opens,
+            dihedral,
+            dihedral_f,
         })
         .map_err(|_| DecodeError::InvalidValue("params"))?;
         if params.probes() != p {
@@ -485,7 +598,7 @@ impl PinnedParams {
     /// values and T must be at least the floor.
     pub fn check(&self, got: &Params) -> Result<(), ParamsError> {
         let p = &self.params;
-        let checks: [(bool, &'static str); 11] = [
+        let checks: [(bool, &'static str); 14] = [
             (p.spec.policy == got.spec.policy, "policy"),
             (
                 p.spec.key_positions == got.spec.key_positions,
@@ -500,6 +613,9 @@ impl PinnedParams {
             (p.spec.synth_a == got.spec.synth_a, "synth_a"),
             (p.spec.synth_b == got.spec.synth_b, "synth_b"),
             (p.spec.vd_len == got.spec.vd_len, "vd_len"),
+            (p.spec.max_opens == got.spec.max_opens, "max_opens"),
+            (p.spec.dihedral == got.spec.dihedral, "dihedral"),
+            (p.spec.dihedral_f == got.spec.dihedral_f, "dihedral_f"),
         ];
         for (ok, what) in checks {
             if !ok {
@@ -523,7 +639,13 @@ mod tests {
     #[test]
     fn presets_are_valid_and_match_protocol_md() {
         let v1 = Params::v1(Policy::Intervene);
-        assert_eq!(v1.probes(), 79);
+        assert_eq!(
+            u32::from(v1.probes()),
+            79 + V1_DIHEDRAL.count_ones() * probe_count(12, V1_DIHEDRAL_F)
+        );
+        assert_eq!(Params::v1(Policy::Silent).probes(), 79);
+        assert!(v1.cluster_cap() >= 2, "related keys kept under intervene");
+        assert_eq!(Params::v1(Policy::Silent).cluster_cap(), 1);
         assert_eq!(v1.k(), 48);
         assert_eq!(Params::lite(Policy::Silent).probes(), 13);
         assert_eq!(Params::v1(Policy::Silent).s_max(), 90);
@@ -536,7 +658,11 @@ mod tests {
 
     #[test]
     fn params_roundtrip_and_reject() {
-        for p in [Params::v1(Policy::Intervene), Params::v1(Policy::Silent)] {
+        for p in [
+            Params::v1(Policy::Intervene),
+            Params::v1(Policy::Silent),
+            Params::lite(Policy::Intervene),
+        ] {
             let e = p.encode();
             assert_eq!(Params::decode(&e), Ok(p.clone()));
             let mut bad = e.clone();

@@ -13,7 +13,7 @@ use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::dhf::{field_from_bytes, DhfKey};
-use crate::keys::{probe_keys, KeyBytes, TableKind};
+use crate::keys::{probe_keys, probe_keys_with_flips, KeyBytes, TableKind};
 use crate::params::{Params, Policy};
 use crate::shamir::{adkey_from_secret, x_scalar, Polynomial};
 use crate::suite::{hkdf, hkdf_into, seal, seal_to_vec, sha256};
@@ -234,6 +234,66 @@ impl PdqInput {
             quality: fl.quality,
         }
     }
+}
+
+/// The seven dihedral variants of an item's PDQ (hash, margins and quality each, in
+/// [`crate::params::DIHEDRAL_NAMES`] order), for the dihedral probes of
+/// [`Client::build_pdq_voucher_dihedral`]. Computed from the image's own floats: the variants'
+/// DCT coefficients are exact permutations with sign changes of the image's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DihedralInput {
+    variants: Box<[PdqInput; 7]>,
+}
+
+impl DihedralInput {
+    /// From the PDQ floats of the image (`PdqHasher::floats_rgb`).
+    pub fn from_floats(fl: &PdqFloats) -> Self {
+        let v = fl.dihedral_variants();
+        DihedralInput {
+            variants: Box::new(std::array::from_fn(|i| PdqInput::from_floats(&v[i]))),
+        }
+    }
+
+    /// From the floats of the seven variants computed by the caller, in
+    /// [`crate::params::DIHEDRAL_NAMES`] order: e.g. PDQ of the rotated and mirrored pixels
+    /// (`hashguard_pdq::PdqHasher::dihedral_pixel_floats_rgb`), which follow a re-encoded
+    /// mirrored copy more closely than the DCT-domain variants do.
+    pub fn from_variant_floats(variants: &[PdqFloats; 7]) -> Self {
+        DihedralInput {
+            variants: Box::new(std::array::from_fn(|i| PdqInput::from_floats(&variants[i]))),
+        }
+    }
+
+    /// The variants, in [`crate::params::DIHEDRAL_NAMES`] order.
+    pub fn variants(&self) -> &[PdqInput; 7] {
+        &self.variants
+    }
+}
+
+/// Every probe key of an image under `params`: its own orientation with up to `f` flips, then
+/// each dihedral variant chosen by `params.dihedral()` with up to `dihedral_f` flips of that
+/// variant's own weakest bits, **deduplicated** (an image equal to its mirror gives each key
+/// once; the voucher fills the freed probes with dummies, so P stays fixed). At most
+/// `params.probes()` keys. Without `dihedral` only the own orientation is probed.
+pub fn all_probe_keys(
+    pdq: &PdqInput,
+    dihedral: Option<&DihedralInput>,
+    params: &Params,
+) -> Zeroizing<Vec<u64>> {
+    let mut out = probe_keys(&pdq.hash, &pdq.margins, params);
+    if let Some(d) = dihedral {
+        for (bit, v) in d.variants.iter().enumerate() {
+            if params.dihedral() & (1 << bit) != 0 {
+                let more = probe_keys_with_flips(&v.hash, &v.margins, params, params.dihedral_f());
+                out.extend_from_slice(&more);
+            }
+        }
+        // Sort, then drop repeats: which keys repeat is the client's own secret and never
+        // leaves it (the voucher has P probes either way).
+        out.sort_unstable();
+        out.dedup();
+    }
+    out
 }
 
 /// One item to upload (an image, or one keyframe of a video).
@@ -492,11 +552,39 @@ impl Client {
         }
     }
 
-    /// Builds the PDQ voucher of an item against the verified PDQ table (protocol.md 3.6).
+    /// Builds the PDQ voucher of an item against the verified PDQ table (protocol.md 3.6),
+    /// probing only the item's own orientation: when the parameters ask for dihedral probes
+    /// their slots are dummies. Apps that have the image use
+    /// [`Client::build_pdq_voucher_dihedral`] (the SDK does).
     pub fn build_pdq_voucher<R: CryptoRng + ?Sized>(
         &mut self,
         table: &ClientTable,
         item: &Item<'_>,
+        binding: &UploadBinding,
+        rng: &mut R,
+    ) -> Result<BuiltVoucher, ClientError> {
+        self.build_pdq_voucher_inner(table, item, None, binding, rng)
+    }
+
+    /// As [`Client::build_pdq_voucher`], also probing the dihedral variants the parameters
+    /// name (mirrored and rotated copies of a listed image then open). The voucher has the same
+    /// P probes and the same bytes distribution either way (G1, G2).
+    pub fn build_pdq_voucher_dihedral<R: CryptoRng + ?Sized>(
+        &mut self,
+        table: &ClientTable,
+        item: &Item<'_>,
+        dihedral: &DihedralInput,
+        binding: &UploadBinding,
+        rng: &mut R,
+    ) -> Result<BuiltVoucher, ClientError> {
+        self.build_pdq_voucher_inner(table, item, Some(dihedral), binding, rng)
+    }
+
+    fn build_pdq_voucher_inner<R: CryptoRng + ?Sized>(
+        &mut self,
+        table: &ClientTable,
+        item: &Item<'_>,
+        dihedral: Option<&DihedralInput>,
         binding: &UploadBinding,
         rng: &mut R,
     ) -> Result<BuiltVoucher, ClientError> {
@@ -506,7 +594,7 @@ impl Client {
         self.check_thumbnail(item)?;
         let decision = self.dedup(item);
         let layout = VoucherLayout::pdq(&self.params);
-        let keys = self.pdq_probe_keys(item, decision.synthetic);
+        let keys = self.pdq_probe_keys(item, dihedral, decision.synthetic);
         Ok(self.assemble(
             table,
             item,
@@ -519,10 +607,15 @@ impl Client {
         ))
     }
 
-    fn pdq_probe_keys(&self, item: &Item<'_>, synthetic: bool) -> Option<Zeroizing<Vec<KeyBytes>>> {
+    fn pdq_probe_keys(
+        &self,
+        item: &Item<'_>,
+        dihedral: Option<&DihedralInput>,
+        synthetic: bool,
+    ) -> Option<Zeroizing<Vec<KeyBytes>>> {
         match &item.pdq {
             Some(p) if !synthetic && p.quality >= self.params.q_min() => {
-                let raw = probe_keys(&p.hash, &p.margins, &self.params);
+                let raw = all_probe_keys(p, dihedral, &self.params);
                 let k = self.params.k();
                 Some(Zeroizing::new(
                     raw.iter().map(|&v| KeyBytes::from_pdq_key(v, k)).collect(),
@@ -567,7 +660,7 @@ impl Client {
         let layout = VoucherLayout::pdq(&self.params);
         let mut out = Vec::with_capacity(frames.len());
         for (i, f) in frames.iter().enumerate() {
-            let keys = self.pdq_probe_keys(f, decision.synthetic);
+            let keys = self.pdq_probe_keys(f, None, decision.synthetic);
             out.push(self.assemble(
                 table,
                 f,
@@ -638,6 +731,7 @@ impl Client {
 
     /// The shared voucher assembly. `keys = None` means no opening probe (low quality, no PDQ
     /// or synthetic); under a synthetic decision exactly one probe is made to always open.
+    /// Fewer keys than P (deduplicated dihedral keys) leave the remaining probes dummies.
     #[allow(clippy::too_many_arguments)]
     fn assemble<R: CryptoRng + ?Sized>(
         &self,
@@ -757,8 +851,8 @@ impl Client {
         let mut s_halves: Vec<RistrettoPoint> = Vec::with_capacity(n);
         let mut opening: Vec<bool> = Vec::with_capacity(n);
         for i in 0..n {
-            if let Some(keys) = keys {
-                let (h, d) = table.probe_points(&keys[i]);
+            if let Some(key) = keys.and_then(|k| k.get(i)) {
+                let (h, d) = table.probe_points(key);
                 let bh = Zeroizing::new(Scalar::random(rng));
                 let gh = Zeroizing::new(Scalar::random(rng));
                 q_halves.push(RistrettoPoint::multiscalar_mul(

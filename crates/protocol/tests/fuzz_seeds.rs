@@ -57,12 +57,20 @@ fn write_fuzz_seeds() {
         fields.revokes = vec![3];
         let m = Manifest::new(fields).expect("manifest");
         write("manifest", &format!("manifest-{tag}"), &m.encode());
-        // Full-size P = 79 vouchers.
+        // Full-size v1 vouchers (P = 79 under `silent`, 237 under `intervene`; the seed names
+        // keep their old "p79" prefix).
         let p79 = Params::v1(policy);
         let v79 = hashguard_protocol::voucher::Voucher {
             epoch: 1,
             voucher_id: [2; 16],
-            probes: bv.voucher.probes.iter().cycle().take(79).cloned().collect(),
+            probes: bv
+                .voucher
+                .probes
+                .iter()
+                .cycle()
+                .take(usize::from(p79.probes()))
+                .cloned()
+                .collect(),
             rct: vec![0; VoucherLayout::pdq(&p79).rct_len()],
         };
         write("voucher", &format!("p79-{tag}"), &v79.encode());

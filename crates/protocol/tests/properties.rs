@@ -536,16 +536,18 @@ fn pt8_every_voucher_has_the_same_length() {
             assert_eq!(bv.voucher.encode().len(), layout.voucher_len());
             assert_eq!(bv.vd_blob.len(), VD_LEN as usize);
         }
-        // The default P = 79 layouts match protocol.md's arithmetic (22 + 64 P + rct).
+        // The default layouts match protocol.md's arithmetic (22 + 64 P + rct): P = 79 under
+        // `silent`, 237 with the dihedral probes of `intervene`.
         let v1 = VoucherLayout::pdq(&Params::v1(policy));
         let l1 = 8 + if policy == Policy::Silent { 8 * 91 } else { 0 } + 48 + 64 + 176;
-        assert_eq!(v1.voucher_len(), 22 + 79 * 64 + l1 + 16);
+        let p = if policy == Policy::Silent { 79 } else { 237 };
+        assert_eq!(v1.voucher_len(), 22 + p * 64 + l1 + 16);
     }
     // The sizes docs/protocol.md states.
     let len = |p: Params| VoucherLayout::pdq(&p).voucher_len();
-    assert_eq!(len(Params::v1(Policy::Intervene)), 5390);
+    assert_eq!(len(Params::v1(Policy::Intervene)), 15502);
     assert_eq!(len(Params::v1(Policy::Silent)), 6118);
-    assert_eq!(len(Params::lite(Policy::Intervene)), 1166);
+    assert_eq!(len(Params::lite(Policy::Intervene)), 2830);
     assert_eq!(len(Params::lite(Policy::Silent)), 1894);
     assert_eq!(
         VoucherLayout::exact(&Params::v1(Policy::Intervene)).voucher_len(),
@@ -1468,10 +1470,16 @@ fn pt20_threshold_state_is_stored_as_records_and_bytes() {
         Err(DecodeError::WrongLength { .. })
     ));
     let mut bad = row.clone();
-    bad[0] = 2;
+    bad[0] = 3;
     assert!(matches!(
         OpenedRecord::decode(&bad, &w.params),
         Err(DecodeError::UnsupportedVersion { .. })
+    ));
+    // Version 1 (before the opened-probe count) has two bytes fewer: this length is refused.
+    bad[0] = 1;
+    assert!(matches!(
+        OpenedRecord::decode(&bad, &w.params),
+        Err(DecodeError::WrongLength { .. })
     ));
     let mut bad = row.clone();
     bad[1 + 16 + 4 + 32..1 + 16 + 4 + 32 + 2].copy_from_slice(&w.params.probes().to_le_bytes());

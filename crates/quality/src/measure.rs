@@ -1,11 +1,13 @@
 //! Recall and false opens through the real protocol, at the deployed parameters.
 //!
-//! A random half of the originals (seeded) is the stand-in list: their v1 keys are pruned for
-//! separation exactly as a real table build does (`prune_separated`), a table is built with
+//! A random half of the originals (seeded) is the stand-in list: their keys are selected
+//! exactly as a real table build does (`separate_related`: strict separation, except that
+//! keys of related entries may be kept closer under `intervene`), a table is built with
 //! `build_table`, certified for the client with the trust sandbox (`accept_alone`) and loaded
 //! as a `ClientTable`. Every transformed copy of a listed original and every non-listed
-//! original is then uploaded as an app would: `Client::build_pdq_voucher` from the copy's PDQ
-//! floats, the voucher encoded and decoded, and opened by the real `Opener`. Beside it, a plain
+//! original is then uploaded as an app would: `Client::build_pdq_voucher_dihedral` from the
+//! copy's PDQ floats (dihedral variants included), the voucher encoded and decoded, and opened
+//! by the real `Opener`. Beside it, a plain
 //! PDQ matcher (distance <= 31 to any listed hash, quality >= q_min) is the reference line.
 
 use std::collections::BTreeMap;
@@ -43,6 +45,18 @@ pub fn floats(img: &RgbImage) -> Result<PdqFloats> {
     Ok(PdqHasher::new().floats_rgb(&rgb))
 }
 
+/// The floats of an image's seven dihedral variants in the pixel domain (what the client SDK
+/// probes), or `None` when the parameters probe no dihedral variant (saves seven hashes).
+pub fn dihedral_floats(img: &RgbImage, params: &Params) -> Result<Option<[PdqFloats; 7]>> {
+    if params.dihedral() == 0 {
+        return Ok(None);
+    }
+    let (w, h) = img.dimensions();
+    let rgb = PdqRgb::new(img.as_raw(), w as usize, h as usize)
+        .map_err(|e| anyhow!("image {w}x{h}: {e}"))?;
+    Ok(Some(PdqHasher::new().dihedral_pixel_floats_rgb(&rgb)))
+}
+
 /// One original: a name and a loader (decoding lazily keeps memory flat on a large corpus).
 pub struct Original {
     /// A stable name (package/path, or `generated/<seed>`).
@@ -56,7 +70,7 @@ pub struct Original {
 pub struct Tally {
     /// Copies uploaded.
     pub n: usize,
-    /// Copies whose voucher opened (exactly one probe) at the real opener.
+    /// Copies whose voucher opened (one match: 1 ..= m probes) at the real opener.
     pub opened: usize,
     /// Copies the plain PDQ matcher catches (distance <= 31 to the original, quality >= q_min).
     pub plain: usize,
@@ -104,9 +118,15 @@ pub struct Report {
     pub listed: usize,
     /// Listed originals below q_min (their key is still listed, as a careless list would).
     pub listed_below_q_min: usize,
-    /// Listed keys that `prune_separated` dropped (closer than `sep` to another listed key):
-    /// their originals and copies can only open by chance.
+    /// Listed keys that the build's separation dropped (closer than `sep` to another listed
+    /// key): their originals and copies can only open by chance.
     pub pruned_keys: usize,
+    /// Of those, keys of entries related (PDQ <= 31) to a kept entry.
+    pub pruned_related: usize,
+    /// Of those, keys of unrelated entries.
+    pub pruned_unrelated: usize,
+    /// Kept keys closer than `sep` to another kept key (related entries kept catchable).
+    pub kept_close: usize,
     /// Recall per transform, in suite order.
     pub per_transform: Vec<(String, Tally)>,
     /// Recall per transform family (jpeg, messenger, ...).
@@ -127,8 +147,11 @@ pub struct Report {
     pub pruned_originals: Vec<String>,
     /// Non-listed originals the plain matcher matches to some listed hash (false matches).
     pub plain_false_matches: usize,
-    /// Copies (of listed or non-listed images) with two or more opened probes.
+    /// Copies (of listed or non-listed images) with more than m opened probes (invalid).
     pub multiple_opens: usize,
+    /// Copies that opened as one match through 2 ..= m probes (related keys or dihedral
+    /// probes), by count of opened probes.
+    pub multi_probe_matches: BTreeMap<u16, usize>,
     /// Uploads where the opener disagreed with the ideal functionality (some probe key listed).
     pub ideal_mismatches: usize,
 }
@@ -137,6 +160,7 @@ pub struct Report {
 struct Upload {
     transform: usize,
     opened: bool,
+    opened_probes: u16,
     plain: bool,
     low: bool,
     distance: u32,
@@ -155,13 +179,22 @@ struct Deployment {
     kept: Vec<u64>,
 }
 
+/// What one upload found at the opener.
+struct Opening {
+    opened: bool,
+    opened_probes: u16,
+    multi: bool,
+    ideal_mismatch: bool,
+    own_probed: bool,
+}
+
 impl Deployment {
-    fn build(params: &Params, raw: &[u64], r: &mut ChaCha20Rng) -> Result<(Self, usize)> {
-        let pruned = prune_separated(raw, params.k(), params.sep());
-        let mut distinct = raw.to_vec();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let dropped = distinct.len() - pruned.kept.len();
+    fn build(
+        params: &Params,
+        listed: &[Hash256],
+        r: &mut ChaCha20Rng,
+    ) -> Result<(Self, Separation)> {
+        let pruned = separate_related(listed, params);
         let secret = OpeningKey::generate(r);
         let spec = TableSpec::new(
             [0x17; 16],
@@ -200,21 +233,22 @@ impl Deployment {
                 table,
                 opener: Opener::new(secret, params.clone()),
                 layout: VoucherLayout::pdq(params),
-                kept: pruned.kept,
+                kept: pruned.kept.clone(),
             },
-            dropped,
+            pruned,
         ))
     }
 
-    /// Uploads one image's floats; returns (opened, multiple opens, mismatch with the ideal,
-    /// whether `own` (the original's key) is among the probe keys).
+    /// Uploads one image's floats (with its dihedral variants when the parameters probe
+    /// them); `own` is the original's key.
     fn upload(
         &self,
         client: &mut Client,
         f: &PdqFloats,
+        variants: Option<&[PdqFloats; 7]>,
         own: Option<u64>,
         r: &mut ChaCha20Rng,
-    ) -> Result<(bool, bool, bool, bool)> {
+    ) -> Result<Opening> {
         let mut cid = [0u8; 32];
         r.fill_bytes(&mut cid);
         let item = Item {
@@ -225,19 +259,37 @@ impl Deployment {
             thumbnail: b"",
         };
         let binding = UploadBinding::new([1; 16], &cid);
+        let dihedral = match variants {
+            Some(v) => DihedralInput::from_variant_floats(v),
+            None => DihedralInput::from_floats(f),
+        };
         let bv = client
-            .build_pdq_voucher(&self.table, &item, &binding, r)
+            .build_pdq_voucher_dihedral(&self.table, &item, &dihedral, &binding, r)
             .map_err(|e| anyhow!("voucher: {e:?}"))?;
         let v = Voucher::decode(&bv.voucher.encode(), &self.layout)
             .map_err(|e| anyhow!("voucher decode: {e:?}"))?;
         let outcome = self.opener.open(&v, &self.layout, &binding);
-        let opened = matches!(outcome, OpenOutcome::Opened(_));
+        let (opened, opened_probes) = match &outcome {
+            OpenOutcome::Opened(rec) => (true, rec.opened_probes),
+            _ => (false, 0),
+        };
         let multi = matches!(outcome, OpenOutcome::MultipleOpens(_));
-        let probes = probe_keys(&f.hash(), &f.margins(), &self.params);
-        let ideal = f.quality >= self.params.q_min()
-            && probes.iter().any(|k| self.kept.binary_search(k).is_ok());
+        let probes = all_probe_keys(&PdqInput::from_floats(f), Some(&dihedral), &self.params);
+        let ideal_count = probes
+            .iter()
+            .filter(|k| self.kept.binary_search(k).is_ok())
+            .count();
+        let ideal = f.quality >= self.params.q_min() && ideal_count > 0;
         let own_probed = own.is_some_and(|o| probes.contains(&o));
-        Ok((opened, multi, opened != ideal && !multi, own_probed))
+        Ok(Opening {
+            opened,
+            opened_probes,
+            multi,
+            // The opener must equal the ideal functionality, count included.
+            ideal_mismatch: (opened != ideal && !multi)
+                || (opened && usize::from(opened_probes) != ideal_count),
+            own_probed,
+        })
     }
 }
 
@@ -276,12 +328,15 @@ pub fn run(
         .collect();
     let mut report = Report {
         params: format!(
-            "v1 {:?}: k={} f={} w={} P={} T={} q_min={} sep={}",
+            "{:?}: k={} f={} w={} dihedral={:#04x} dihedral_f={} P={} m={} T={} q_min={} sep={}",
             params.policy(),
             params.k(),
             params.f(),
             params.w(),
+            params.dihedral(),
+            params.dihedral_f(),
             params.probes(),
+            params.max_opens(),
             params.threshold(),
             params.q_min(),
             params.sep()
@@ -298,10 +353,10 @@ pub fn run(
         .zip(listed_idx)
         .filter_map(|(b, &i)| b.as_ref().map(|(img, f)| (i, img, f)))
         .collect();
-    let others: Vec<(usize, &PdqFloats)> = others
+    let others: Vec<(usize, &RgbImage, &PdqFloats)> = others
         .iter()
         .zip(other_idx)
-        .filter_map(|(b, &i)| b.as_ref().map(|(_, f)| (i, f)))
+        .filter_map(|(b, &i)| b.as_ref().map(|(img, f)| (i, img, f)))
         .collect();
     report.listed = listed.len();
     report.listed_below_q_min = listed
@@ -313,8 +368,11 @@ pub fn run(
         .iter()
         .map(|(_, _, f)| pdq_key(&f.hash(), params))
         .collect();
-    let (dep, pruned) = Deployment::build(params, &raw, &mut r)?;
-    report.pruned_keys = pruned;
+    let (dep, sep) = Deployment::build(params, &listed_hashes, &mut r)?;
+    report.pruned_keys = sep.removed();
+    report.pruned_related = sep.pruned_related.len();
+    report.pruned_unrelated = sep.pruned_unrelated.len();
+    report.kept_close = sep.kept_close;
     report.pruned_originals = listed
         .iter()
         .zip(&raw)
@@ -337,19 +395,20 @@ pub fn run(
             for (t_i, t) in transforms.iter().enumerate() {
                 let copy = t.apply(img, seed ^ ((i as u64) << 8) ^ t_i as u64)?;
                 let f = floats(&copy)?;
+                let variants = dihedral_floats(&copy, params)?;
                 let own = pdq_key(&orig.hash(), params);
-                let (opened, multi, mismatch, own_probed) =
-                    dep.upload(&mut client, &f, Some(own), &mut rr)?;
+                let o = dep.upload(&mut client, &f, variants.as_ref(), Some(own), &mut rr)?;
                 out.push(Upload {
                     transform: t_i,
-                    opened,
+                    opened: o.opened,
+                    opened_probes: o.opened_probes,
                     plain: f.quality >= q_min && f.hash().distance(&orig.hash()) <= 31,
                     low: f.quality < q_min,
                     distance: f.hash().distance(&orig.hash()),
                     small,
-                    multi,
-                    ideal_mismatch: mismatch,
-                    other_key: opened && !(own_probed && f.quality >= q_min),
+                    multi: o.multi,
+                    ideal_mismatch: o.ideal_mismatch,
+                    other_key: o.opened && !(o.own_probed && f.quality >= q_min),
                 });
             }
             Ok(out)
@@ -382,23 +441,31 @@ pub fn run(
             }
             report.multiple_opens += usize::from(u.multi);
             report.ideal_mismatches += usize::from(u.ideal_mismatch);
+            if u.opened_probes > 1 {
+                *report
+                    .multi_probe_matches
+                    .entry(u.opened_probes)
+                    .or_default() += 1;
+            }
         }
     }
     // Non-listed originals: false opens and the plain matcher's false matches.
-    // (index, floats, opened, plain match, multiple opens, ideal mismatch)
-    type NonListed<'a> = (usize, &'a PdqFloats, bool, bool, bool, bool);
+    // (index, floats, opening, plain match)
+    type NonListed<'a> = (usize, &'a PdqFloats, Opening, bool);
     let fp: Vec<Result<NonListed>> = others
         .par_iter()
-        .map(|&(i, f)| {
+        .map(|&(i, img, f)| {
             let mut rr =
                 ChaCha20Rng::seed_from_u64(seed ^ 0xfa15e ^ (i as u64).wrapping_mul(0x9e37_79b9));
             let mut client = Client::new(AccountState::generate(&mut rr), params.clone());
-            let (opened, multi, mismatch, _) = dep.upload(&mut client, f, None, &mut rr)?;
-            Ok((i, f, opened, plain_match(f), multi, mismatch))
+            let variants = dihedral_floats(img, params)?;
+            let o = dep.upload(&mut client, f, variants.as_ref(), None, &mut rr)?;
+            Ok((i, f, o, plain_match(f)))
         })
         .collect();
     for x in fp {
-        let (i, f, opened, plain, multi, mismatch) = x?;
+        let (i, f, o, plain) = x?;
+        let (opened, multi, mismatch) = (o.opened, o.multi, o.ideal_mismatch);
         if opened {
             let nearest = listed
                 .iter()
@@ -471,9 +538,9 @@ impl Report {
     /// The report as markdown tables.
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "Parameters: `{}`; seed {}; originals scaled to long side {:?} first; {} originals ({} failed to load), {} listed ({} below q_min; {} keys pruned by separation), {} non-listed.\n\n",
+            "Parameters: `{}`; seed {}; originals scaled to long side {:?} first; {} originals ({} failed to load), {} listed ({} below q_min; {} keys pruned by separation: {} related, {} unrelated; {} kept closer than sep as related entries), {} non-listed.\n\n",
             self.params, self.seed, self.small_originals_long_side, self.originals, self.load_failures, self.listed,
-            self.listed_below_q_min, self.pruned_keys, self.non_listed
+            self.listed_below_q_min, self.pruned_keys, self.pruned_related, self.pruned_unrelated, self.kept_close, self.non_listed
         );
         s.push_str(&table_md(
             "Recall per transform",
@@ -506,8 +573,8 @@ impl Report {
         }
         s.push('\n');
         s.push_str(&format!(
-            "Non-listed originals: {} uploaded, {} false opens (protocol), {} false matches (plain PDQ <= 31). Multiple opens: {}. Opener vs ideal functionality mismatches: {}.\n",
-            self.non_listed, self.false_opens, self.plain_false_matches, self.multiple_opens, self.ideal_mismatches
+            "Non-listed originals: {} uploaded, {} false opens (protocol), {} false matches (plain PDQ <= 31). More than m opened probes (invalid): {}. One match through several probes (count: copies): {:?}. Opener vs ideal functionality mismatches: {}.\n",
+            self.non_listed, self.false_opens, self.plain_false_matches, self.multiple_opens, self.multi_probe_matches, self.ideal_mismatches
         ));
         s
     }

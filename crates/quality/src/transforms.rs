@@ -37,6 +37,12 @@ pub enum Transform {
     Mirror,
     /// Rotation by 90 degrees clockwise, then JPEG q90.
     Rot90,
+    /// Rotation by 180 degrees, then JPEG q90.
+    Rot180,
+    /// Rotation by 270 degrees clockwise (90 counter-clockwise), then JPEG q90.
+    Rot270,
+    /// Mirror and a messenger resize (long side 512, JPEG q75-85).
+    MirrorMessenger512,
 }
 
 impl Transform {
@@ -64,6 +70,9 @@ impl Transform {
             Letterbox,
             Mirror,
             Rot90,
+            Rot180,
+            Rot270,
+            MirrorMessenger512,
         ]
     }
 
@@ -80,6 +89,9 @@ impl Transform {
             Transform::Letterbox => "letterbox-5%".into(),
             Transform::Mirror => "mirror".into(),
             Transform::Rot90 => "rot90".into(),
+            Transform::Rot180 => "rot180".into(),
+            Transform::Rot270 => "rot270".into(),
+            Transform::MirrorMessenger512 => "mirror+messenger-512".into(),
         }
     }
 
@@ -93,7 +105,11 @@ impl Transform {
             Transform::Brightness | Transform::Gamma => "brightness-gamma",
             Transform::Crop(_) => "crop",
             Transform::Letterbox => "letterbox",
-            Transform::Mirror | Transform::Rot90 => "dihedral",
+            Transform::Mirror
+            | Transform::Rot90
+            | Transform::Rot180
+            | Transform::Rot270
+            | Transform::MirrorMessenger512 => "dihedral",
         }
     }
 
@@ -135,6 +151,12 @@ impl Transform {
             }
             Transform::Mirror => jpeg_roundtrip(&imageops::flip_horizontal(img), 90)?,
             Transform::Rot90 => jpeg_roundtrip(&imageops::rotate90(img), 90)?,
+            Transform::Rot180 => jpeg_roundtrip(&imageops::rotate180(img), 90)?,
+            Transform::Rot270 => jpeg_roundtrip(&imageops::rotate270(img), 90)?,
+            Transform::MirrorMessenger512 => {
+                let q = 75 + (r.next_u32() % 11) as u8;
+                jpeg_roundtrip(&resize_long_side(&imageops::flip_horizontal(img), 512), q)?
+            }
         })
     }
 }

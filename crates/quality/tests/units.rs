@@ -50,9 +50,11 @@ fn transforms_are_deterministic_and_shaped_as_described() {
         assert_eq!(a, b, "{} is not deterministic", t.name());
         let (w, h) = a.dimensions();
         match t {
-            Transform::Identity | Transform::Jpeg(_) | Transform::Mirror => {
+            Transform::Identity | Transform::Jpeg(_) | Transform::Mirror | Transform::Rot180 => {
                 assert_eq!((w, h), (400, 300))
             }
+            Transform::Rot270 => assert_eq!((w, h), (300, 400)),
+            Transform::MirrorMessenger512 => assert_eq!((w, h), (400, 300)),
             Transform::Messenger(l) => assert_eq!(w, l.min(400), "{}", t.name()),
             Transform::Screenshot => assert_eq!((w, h), (360, 270)),
             Transform::Rot90 => assert_eq!((w, h), (300, 400)),

@@ -2,7 +2,7 @@
 //! steps 1-2): the view's values, their keys, and the keys kept after separation.
 
 use hashguard_hashlist::{consensus, BankEntries, BankKind, ConsensusParams, SignalType};
-use hashguard_protocol::keys::{pdq_key, prune_separated, KeyBytes};
+use hashguard_protocol::keys::{separate_related, KeyBytes};
 use hashguard_protocol::params::Params;
 use hashguard_store::{LoadedBank, Store};
 
@@ -35,6 +35,16 @@ pub struct KeySet {
     pub keys: Vec<KeyBytes>,
     /// Keys dropped for separation.
     pub pruned: usize,
+    /// Of those, keys of entries related (PDQ ≤ 31) to a kept key's entry (protocol-review m2).
+    pub pruned_related: usize,
+    /// Of those, keys of unrelated entries: distinct pictures that cannot open for their copies.
+    pub pruned_unrelated: usize,
+    /// Kept keys closer than sep to another kept key (related entries kept catchable under
+    /// `intervene`, keys.rs `separate_related`).
+    pub kept_close: usize,
+    /// Pruned keys by PDQ distance to the nearest close kept entry
+    /// (`keys::PRUNED_DISTANCE_BUCKETS`).
+    pub pruned_histogram: [usize; 6],
 }
 
 /// K from banks already loaded (each with its live entries).
@@ -68,13 +78,13 @@ pub fn key_set(
     )
     .map_err(|e| ServiceError::Consensus(e.to_string()))?;
     let view = consensus(SignalType::Pdq, &banks, &rule);
-    let keys: Vec<u64> = view
+    let hashes: Vec<_> = view
         .iter()
         .filter_map(|c| c.value.as_pdq())
-        .map(|h| pdq_key(h, params))
+        .copied()
         .collect();
-    let pruned = prune_separated(&keys, params.k(), params.sep());
-    let distinct = pruned.kept.len() + pruned.removed.len();
+    let pruned = separate_related(&hashes, params);
+    let distinct = pruned.kept.len() + pruned.removed();
     let kept = pruned
         .kept
         .iter()
@@ -85,7 +95,11 @@ pub fn key_set(
         consensus_values: view.len(),
         distinct,
         keys: kept,
-        pruned: pruned.removed.len(),
+        pruned: pruned.removed(),
+        pruned_related: pruned.pruned_related.len(),
+        pruned_unrelated: pruned.pruned_unrelated.len(),
+        kept_close: pruned.kept_close,
+        pruned_histogram: pruned.pruned_histogram,
     })
 }
 

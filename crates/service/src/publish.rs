@@ -64,6 +64,21 @@ pub struct BuildRecord {
     pub distinct_keys: usize,
     /// Keys dropped for separation.
     pub pruned_keys: usize,
+    /// Of the pruned keys, those of entries related (PDQ ≤ 31) to a kept entry (review m2).
+    /// Absent in older records.
+    #[serde(default)]
+    pub pruned_related: usize,
+    /// Of the pruned keys, those of unrelated entries (review m2). Absent in older records.
+    #[serde(default)]
+    pub pruned_unrelated: usize,
+    /// Kept keys closer than sep to another kept key of a related entry. Absent in older
+    /// records.
+    #[serde(default)]
+    pub kept_close: usize,
+    /// Pruned keys by PDQ distance to the nearest close kept entry, buckets 0-15, 16-31,
+    /// 32-63, 64-95, 96-127, 128+. Absent in older records.
+    #[serde(default)]
+    pub pruned_histogram: Vec<usize>,
     /// Keys in the table.
     pub keys: u64,
     /// Shards in the table.
@@ -532,6 +547,10 @@ pub fn publish(
         consensus_values: key_set.consensus_values,
         distinct_keys: key_set.distinct,
         pruned_keys: key_set.pruned,
+        pruned_related: key_set.pruned_related,
+        pruned_unrelated: key_set.pruned_unrelated,
+        kept_close: key_set.kept_close,
+        pruned_histogram: key_set.pruned_histogram.to_vec(),
         keys: built.n_keys(),
         shards: shard_count,
         created_at,
@@ -576,6 +595,10 @@ mod tests {
             consensus_values: 5,
             distinct_keys: 5,
             pruned_keys: 1,
+            pruned_related: 1,
+            pruned_unrelated: 0,
+            kept_close: 0,
+            pruned_histogram: vec![1, 0, 0, 0, 0, 0],
             keys: 4,
             shards: 1,
             created_at: 100,

@@ -29,12 +29,17 @@ use crate::wire::{DecodeError, Reader, Writer};
 pub enum OpenOutcome {
     /// No probe opened: the server learns nothing else (G1). Drop the voucher and its VD blob.
     NoMatch,
-    /// Exactly one probe opened and rct decrypted: a key match.
+    /// Between 1 and `max_opens` probes opened, all carrying the same key, and rct decrypted:
+    /// **one** key match (one share; the count is in [`OpenedRecord::opened_probes`]). More than
+    /// one opens only under `intervene`, for a copy near keys of related list entries or for a
+    /// dihedral probe (docs/protocol.md "Related keys and dihedral probes").
     Opened(Box<OpenedRecord>),
-    /// Two or more probes opened. Impossible for an honest client on a certified table; under
-    /// `intervene` block and record "invalid voucher", under `silent` ignore the share (R/E5).
+    /// More than `max_opens` probes opened (more than one under `silent`). Impossible for an
+    /// honest client on a certified table; under `intervene` block and record "invalid
+    /// voucher", under `silent` ignore the share (R/E5).
     MultipleOpens(u16),
-    /// One probe opened but rct did not decrypt or L1Plain is malformed: an invalid voucher.
+    /// A probe opened but rct did not decrypt, L1Plain is malformed, or opened probes carry
+    /// different keys (no honest client builds that): an invalid voucher.
     Invalid,
 }
 
@@ -47,41 +52,48 @@ pub struct OpenedRecord {
     pub epoch: u32,
     /// `ctx_bind` of the upload it opened under.
     pub ctx_bind: [u8; 32],
-    /// Index of the probe that opened (the server learns it; it is uniform thanks to the
-    /// client's shuffle).
+    /// Index of the (first) probe that opened (the server learns it; it is uniform thanks to
+    /// the client's shuffle).
     pub probe_index: u16,
+    /// How many probes opened (1 ..= `max_opens`): what the server learns beyond the match bit
+    /// ("near two listed keys"), recorded with the case.
+    pub opened_probes: u16,
     /// The layer-1 plaintext.
     pub l1: L1Plain,
 }
 
-/// Version byte of [`OpenedRecord::encode`].
-pub const OPENED_RECORD_VERSION: u8 = 1;
+/// Version byte of [`OpenedRecord::encode`]. Version 1 (no `opened_probes`, meaning 1) is
+/// still decoded, so rows stored before the change stay readable.
+pub const OPENED_RECORD_VERSION: u8 = 2;
 
 impl OpenedRecord {
     /// The length of every record's encoding under `params` (L1Plain's length is fixed by
     /// s_max, the same for PDQ and exact vouchers).
     pub fn encoded_len(params: &Params) -> usize {
-        1 + 16 + 4 + 32 + 2 + VoucherLayout::pdq(params).l1_len()
+        1 + 16 + 4 + 32 + 2 + 2 + VoucherLayout::pdq(params).l1_len()
     }
 
     /// Canonical bytes, for a database row: version, voucher id, epoch, `ctx_bind`, probe
-    /// index, L1Plain.
+    /// index, opened probes, L1Plain.
     pub fn encode(&self) -> Vec<u8> {
         let l1 = self.l1.encode();
-        let mut w = Writer::with_capacity(1 + 16 + 4 + 32 + 2 + l1.len());
+        let mut w = Writer::with_capacity(1 + 16 + 4 + 32 + 2 + 2 + l1.len());
         w.u8(OPENED_RECORD_VERSION);
         w.bytes(&self.voucher_id);
         w.u32(self.epoch);
         w.bytes(&self.ctx_bind);
         w.u16(self.probe_index);
+        w.u16(self.opened_probes);
         w.bytes(&l1);
         w.buf
     }
 
-    /// Strict decoding under `params`: version, exact length, a probe index below P, and a
-    /// valid L1Plain ([`L1Plain::decode`]).
+    /// Strict decoding under `params`: version (2, or 1 without the count), exact length, a
+    /// probe index below P, 1 ..= `max_opens` opened probes, and a valid L1Plain
+    /// ([`L1Plain::decode`]).
     pub fn decode(bytes: &[u8], params: &Params) -> Result<Self, DecodeError> {
-        let expected = Self::encoded_len(params);
+        let v1 = bytes.first() == Some(&1);
+        let expected = Self::encoded_len(params) - if v1 { 2 } else { 0 };
         if bytes.len() != expected {
             return Err(DecodeError::WrongLength {
                 what: "opened record",
@@ -91,7 +103,7 @@ impl OpenedRecord {
         }
         let mut r = Reader::new(bytes);
         let v = r.u8("version")?;
-        if v != OPENED_RECORD_VERSION {
+        if v != OPENED_RECORD_VERSION && v != 1 {
             return Err(DecodeError::UnsupportedVersion {
                 what: "opened record",
                 got: u16::from(v),
@@ -104,6 +116,10 @@ impl OpenedRecord {
         if probe_index >= params.probes() {
             return Err(DecodeError::InvalidValue("probe_index"));
         }
+        let opened_probes = if v == 1 { 1 } else { r.u16("opened_probes")? };
+        if opened_probes == 0 || opened_probes > u16::from(params.max_opens()) {
+            return Err(DecodeError::InvalidValue("opened_probes"));
+        }
         let layout = VoucherLayout::pdq(params);
         let l1 = L1Plain::decode(r.take(layout.l1_len(), "l1")?, &layout)?;
         r.finish()?;
@@ -112,6 +128,7 @@ impl OpenedRecord {
             epoch,
             ctx_bind,
             probe_index,
+            opened_probes,
             l1,
         })
     }
@@ -165,6 +182,8 @@ impl Opener {
         let mut tried = 0u32;
         let mut probe_index = 0u16;
         let mut rkey = Zeroizing::new([0u8; 16]);
+        // Every opened probe of an honest voucher carries the one rkey.
+        let mut same_key = subtle::Choice::from(1u8);
         // A voucher holds at most `layout.probes` (a u16) probes, so the index never wraps.
         for (i, (p, s)) in (0u16..).zip(voucher.probes.iter().zip(s_all.iter())) {
             tried += 1;
@@ -180,16 +199,23 @@ impl Opener {
             tag.copy_from_slice(&p.ct[16..]);
             if aead_open(&k, &[], &mut body[..], &tag) {
                 opened += 1;
-                probe_index = i;
-                *rkey = *body;
+                if opened == 1 {
+                    probe_index = i;
+                    *rkey = *body;
+                } else {
+                    same_key &= rkey.ct_eq(&*body);
+                }
             }
         }
         let stats = OpenStats {
             probes_tried: tried,
         };
+        let max = u16::from(self.params.max_opens());
         let outcome = match opened {
             0 => OpenOutcome::NoMatch,
-            1 => {
+            n if n > max => OpenOutcome::MultipleOpens(n),
+            _ if !bool::from(same_key) => OpenOutcome::Invalid,
+            n => {
                 let rct_key = hkdf::<32>(&rkey[..], &[b"rct"]);
                 let a = aad(voucher.epoch, &voucher.voucher_id, &ctx_bind);
                 match open_to_vec(&rct_key, &a, &voucher.rct) {
@@ -200,13 +226,13 @@ impl Opener {
                             epoch: voucher.epoch,
                             ctx_bind,
                             probe_index,
+                            opened_probes: n,
                             l1,
                         })),
                         Err(_) => OpenOutcome::Invalid,
                     },
                 }
             }
-            n => OpenOutcome::MultipleOpens(n),
         };
         (outcome, stats)
     }

@@ -139,8 +139,9 @@ pub struct AccountShares {
 /// Most reconstruction subsets tried per group (bounds the work a poisoned account can cause).
 pub const MAX_RECONSTRUCTION_TRIES: usize = 16;
 
-/// Version byte of [`AccountShares::encode`].
-pub const ACCOUNT_SHARES_VERSION: u8 = 1;
+/// Version byte of [`AccountShares::encode`]. 2: records of [`OpenedRecord`] version 2 (with
+/// the opened-probe count).
+pub const ACCOUNT_SHARES_VERSION: u8 = 2;
 
 impl AccountShares {
     /// An empty store.

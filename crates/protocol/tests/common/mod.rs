@@ -39,6 +39,11 @@ pub fn params(policy: Policy, t: u16) -> Params {
         synth_a: a,
         synth_b: b,
         vd_len: VD_LEN,
+        // Strict: one opened probe, no dihedral probes (related keys and dihedral probes have
+        // their own tests with their own parameters).
+        max_opens: 1,
+        dihedral: 0,
+        dihedral_f: 0,
     })
     .expect("valid test params")
 }
