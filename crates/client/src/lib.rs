@@ -64,6 +64,6 @@ pub use outcome::{
 };
 pub use session::{
     prepare_analysed, prepare_file, Credentials, PrepareTimings, PreparedAttachment, Session,
-    SessionOptions,
+    SessionOptions, DEFAULT_TWO_PHASE_ABOVE,
 };
 pub use table::{GossipReport, Refreshed, TableCache};

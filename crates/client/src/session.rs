@@ -27,6 +27,14 @@ use crate::table::{GossipReport, Refreshed, TableCache};
 /// changes at most daily, so a second stale answer in a row means something is wrong.
 const STALE_RETRIES: usize = 2;
 
+/// Ciphertexts longer than this go by the two-phase upload by default (see
+/// [`Session::set_two_phase_above`]).
+pub const DEFAULT_TWO_PHASE_ABOVE: u64 = 1 << 20;
+
+/// How many requests a two-phase upload's bytes may take (each resuming where the service says
+/// the slot's bytes end) before the send gives up.
+const SLOT_ATTEMPTS: usize = 4;
+
 /// A device's credentials, as registration returned them. Keep them in the app's secure
 /// storage: the token is the device's only proof of identity.
 #[derive(Clone, Serialize, Deserialize)]
@@ -67,6 +75,14 @@ struct ErrorBody {
 #[derive(Deserialize)]
 struct Delivered {
     attachment_id: String,
+}
+
+/// The service's upload slot (two-phase upload).
+#[derive(Deserialize)]
+struct SlotBody {
+    upload_url: String,
+    length: u64,
+    sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +190,7 @@ pub struct Session {
     client: Option<(u32, Client)>,
     tables: TableCache,
     rng: ChaCha20Rng,
+    two_phase_above: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -310,7 +327,22 @@ impl Session {
             client: None,
             tables,
             rng,
+            two_phase_above: DEFAULT_TWO_PHASE_ABOVE,
         })
+    }
+
+    /// Sends ciphertexts longer than `bytes` by the two-phase upload (default
+    /// [`DEFAULT_TWO_PHASE_ABOVE`]): the vouchers go first with the ciphertext's SHA-256 and
+    /// length, and the ciphertext only to the upload slot the service answers with, so a held
+    /// item's ciphertext is never uploaded, and a large one resumes after a broken connection.
+    /// Shorter ones go in one request. `0` sends everything by two phases; `u64::MAX` nothing.
+    pub fn set_two_phase_above(&mut self, bytes: u64) {
+        self.two_phase_above = bytes;
+    }
+
+    /// See [`Session::set_two_phase_above`].
+    pub fn two_phase_above(&self) -> u64 {
+        self.two_phase_above
     }
 
     /// The device's credentials (save them with the account state).
@@ -453,31 +485,21 @@ impl Session {
         if self.tables.table().is_err() {
             self.refresh_table().await?;
         }
+        let two_phase = u64::try_from(prepared.sealed.ciphertext.len()).unwrap_or(u64::MAX)
+            > self.two_phase_above;
         let mut attempts = 0;
         loop {
             let built = self.build_vouchers(prepared)?;
-            let mut form = reqwest::multipart::Form::new()
-                .text("media", prepared.analysed.media.as_str())
-                .part(
-                    "ciphertext",
-                    reqwest::multipart::Part::bytes(prepared.sealed.ciphertext.clone()),
-                );
-            for b in &built {
-                form = form
-                    .part(
-                        "voucher",
-                        reqwest::multipart::Part::bytes(b.voucher.encode()),
-                    )
-                    .part("vd", reqwest::multipart::Part::bytes(b.vd_blob.clone()));
-            }
-            let response = self
-                .http
-                .post(format!("{}/v1/attachments", self.base))
-                .bearer_auth(self.credentials.token.as_str())
-                .multipart(form)
-                .send()
-                .await?;
+            let response = if two_phase {
+                self.announce(prepared, &built).await?
+            } else {
+                self.upload_whole(prepared, &built).await?
+            };
             match response.status() {
+                StatusCode::CREATED if two_phase => {
+                    let slot: SlotBody = response.json().await?;
+                    return self.fill_slot(prepared, &slot).await;
+                }
                 StatusCode::CREATED | StatusCode::ACCEPTED => {
                     let body: Delivered = response.json().await?;
                     return Ok(SendOutcome::Delivered(prepared.pointer(body.attachment_id)));
@@ -530,6 +552,173 @@ impl Session {
                 _ => return Err(refusal(response).await),
             }
         }
+    }
+
+    /// The one-request upload: the ciphertext and the vouchers in one multipart form.
+    async fn upload_whole(
+        &self,
+        prepared: &PreparedAttachment,
+        built: &[BuiltVoucher],
+    ) -> Result<reqwest::Response, SdkError> {
+        let mut form = reqwest::multipart::Form::new()
+            .text("media", prepared.analysed.media.as_str())
+            .part(
+                "ciphertext",
+                reqwest::multipart::Part::bytes(prepared.sealed.ciphertext.clone()),
+            );
+        for b in built {
+            form = form
+                .part(
+                    "voucher",
+                    reqwest::multipart::Part::bytes(b.voucher.encode()),
+                )
+                .part("vd", reqwest::multipart::Part::bytes(b.vd_blob.clone()));
+        }
+        Ok(self
+            .http
+            .post(format!("{}/v1/attachments", self.base))
+            .bearer_auth(self.credentials.token.as_str())
+            .multipart(form)
+            .send()
+            .await?)
+    }
+
+    /// The two-phase upload's first request: the vouchers with the ciphertext's SHA-256 and
+    /// length, no ciphertext. The service answers as for the one-request upload, but with an
+    /// upload slot instead of storing anything.
+    async fn announce(
+        &self,
+        prepared: &PreparedAttachment,
+        built: &[BuiltVoucher],
+    ) -> Result<reqwest::Response, SdkError> {
+        use base64::Engine as _;
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let vouchers: Vec<serde_json::Value> = built
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "voucher": b64.encode(b.voucher.encode()),
+                    "vd": b64.encode(&b.vd_blob),
+                })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "media": prepared.analysed.media.as_str(),
+            "sha256": hex::encode(prepared.sealed.ciphertext_sha256),
+            "length": prepared.sealed.ciphertext.len(),
+            "vouchers": vouchers,
+        });
+        Ok(self
+            .http
+            .post(format!("{}/v1/attachments/slots", self.base))
+            .bearer_auth(self.credentials.token.as_str())
+            .json(&body)
+            .send()
+            .await?)
+    }
+
+    /// The two-phase upload's second step: the ciphertext to the slot (TUS core `PATCH`), and
+    /// after a broken connection or a partial write, from where the service says the slot's
+    /// bytes end (`HEAD`), at most [`SLOT_ATTEMPTS`] requests.
+    async fn fill_slot(
+        &self,
+        prepared: &PreparedAttachment,
+        slot: &SlotBody,
+    ) -> Result<SendOutcome, SdkError> {
+        let ciphertext = &prepared.sealed.ciphertext;
+        // The slot must be for exactly these bytes: a service that announces other ones is
+        // not followed.
+        if slot.length != u64::try_from(ciphertext.len()).unwrap_or(u64::MAX)
+            || slot.sha256 != hex::encode(prepared.sealed.ciphertext_sha256)
+            || !slot.upload_url.starts_with("/v1/attachments/slots/")
+        {
+            return Err(SdkError::Unexpected {
+                status: 201,
+                message: "the upload slot is not for this attachment".into(),
+            });
+        }
+        let url = format!("{}{}", self.base, slot.upload_url);
+        let offset_of = |response: &reqwest::Response| -> Option<usize> {
+            response
+                .headers()
+                .get("upload-offset")?
+                .to_str()
+                .ok()?
+                .parse::<usize>()
+                .ok()
+                .filter(|o| *o <= ciphertext.len())
+        };
+        let mut offset = 0usize;
+        let mut last_error = None;
+        for attempt in 0..SLOT_ATTEMPTS {
+            if attempt > 0 {
+                let head = self
+                    .http
+                    .head(&url)
+                    .bearer_auth(self.credentials.token.as_str())
+                    .header("tus-resumable", "1.0.0")
+                    .send()
+                    .await?;
+                if head.status() != StatusCode::OK {
+                    return Err(SdkError::Unexpected {
+                        status: head.status().as_u16(),
+                        message: "the upload slot cannot be resumed".into(),
+                    });
+                }
+                offset = offset_of(&head).ok_or_else(|| SdkError::Unexpected {
+                    status: 200,
+                    message: "the upload slot's offset is missing or out of range".into(),
+                })?;
+            }
+            let sent = self
+                .http
+                .patch(&url)
+                .bearer_auth(self.credentials.token.as_str())
+                .header("tus-resumable", "1.0.0")
+                .header("upload-offset", offset.to_string())
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/offset+octet-stream",
+                )
+                .body(ciphertext[offset..].to_vec())
+                .send()
+                .await;
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    // A broken connection: the service kept what it received.
+                    tracing::info!(error = %e, "the upload broke off; resuming");
+                    last_error = Some(SdkError::from(e));
+                    continue;
+                }
+            };
+            match response.status() {
+                StatusCode::CREATED => {
+                    let body: Delivered = response.json().await?;
+                    return Ok(SendOutcome::Delivered(prepared.pointer(body.attachment_id)));
+                }
+                // Taken in part, another writer, or another offset: resume from the slot's.
+                StatusCode::NO_CONTENT | StatusCode::LOCKED | StatusCode::CONFLICT => {
+                    last_error = Some(SdkError::Unexpected {
+                        status: response.status().as_u16(),
+                        message: "the upload slot did not take every byte".into(),
+                    });
+                }
+                StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => {
+                    return Ok(match refusal(response).await {
+                        SdkError::Refused { code, message, .. } => {
+                            SendOutcome::Rejected { code, message }
+                        }
+                        other => return Err(other),
+                    });
+                }
+                _ => return Err(refusal(response).await),
+            }
+        }
+        Err(last_error.unwrap_or(SdkError::Unexpected {
+            status: 0,
+            message: "the upload did not complete".into(),
+        }))
     }
 
     /// Downloads an attachment a message pointed to, checks it is the one the sender sent and

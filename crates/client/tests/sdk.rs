@@ -282,6 +282,92 @@ async fn postgres_deliver_hold_check_appeal_release() {
     deliver_hold_check_appeal_release("postgres").await;
 }
 
+/// The attachment blobs in the deployment's data folder.
+fn att_blobs(s: &Sandbox) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(s.config().data.join("blobs"))
+        .expect("blobs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("att-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The two-phase send (every file above the threshold, here all of them): a benign photo is
+/// delivered and fetched bit-identical by another account; the listed image is held with the
+/// intervention and its ciphertext never reaches the service; no slot is left behind.
+async fn two_phase_sends(kind: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(s) = sandbox(kind, "two_phase_sends", dir.path(), &[]).await else {
+        return;
+    };
+    let mut alice = session(&s).await;
+    let bob = session(&s).await;
+    assert_eq!(
+        alice.two_phase_above(),
+        hashguard_client::DEFAULT_TWO_PHASE_ABOVE
+    );
+    alice.set_two_phase_above(0);
+
+    let photo = demo_file("blocks.webp");
+    let prepared = alice.prepare(&photo, None).expect("prepare");
+    let SendOutcome::Delivered(pointer) = alice.send(&prepared).await.expect("send") else {
+        panic!("a benign photo must be delivered");
+    };
+    assert_eq!(bob.fetch(&pointer).await.expect("fetch"), photo);
+    assert!(att_blobs(&s).contains(&format!("att-{}", pointer.attachment_id)));
+
+    let before = att_blobs(&s);
+    let listed = demo_file("hills-recompressed.jpg");
+    let prepared = alice.prepare(&listed, None).expect("prepare");
+    let SendOutcome::Held(held) = alice.send(&prepared).await.expect("send") else {
+        panic!("the listed image must be held");
+    };
+    assert!(!held.intervention.reason.is_empty() && !held.intervention.help.is_empty());
+    assert_eq!(
+        alice.case(held.case_id()).await.expect("case").state,
+        "held"
+    );
+    assert_eq!(
+        att_blobs(&s),
+        before,
+        "a held item's ciphertext is never uploaded"
+    );
+    let ciphertext = prepared.ciphertext().to_vec();
+    let stored: Vec<Vec<u8>> = std::fs::read_dir(s.config().data.join("blobs"))
+        .expect("blobs")
+        .filter_map(|e| std::fs::read(e.expect("entry").path()).ok())
+        .collect();
+    assert!(
+        !stored
+            .iter()
+            .any(|b| b.windows(64).any(|w| w == &ciphertext[..64])),
+        "no file of the service holds the held item's ciphertext"
+    );
+    let slots: Vec<_> = std::fs::read_dir(s.config().data.join("blobs/slots"))
+        .expect("slots")
+        .collect();
+    assert!(slots.is_empty(), "no slot's bytes are left");
+
+    // Below the threshold the one-request upload still delivers.
+    alice.set_two_phase_above(u64::MAX);
+    let prepared = alice.prepare(&photo, None).expect("prepare");
+    let SendOutcome::Delivered(pointer) = alice.send(&prepared).await.expect("send") else {
+        panic!("a benign photo must be delivered");
+    };
+    assert_eq!(bob.fetch(&pointer).await.expect("fetch"), photo);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_phase_sends() {
+    two_phase_sends("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_phase_sends() {
+    two_phase_sends("postgres").await;
+}
+
 fn video_path(name: &str) -> Option<PathBuf> {
     let path = hashguard_testsupport::testdata_root()
         .join("vpdq/videos")
