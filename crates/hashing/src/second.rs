@@ -319,6 +319,49 @@ mod tests {
         }
     }
 
+    /// What fuzz/fuzz_targets/parse_second_hash.rs checks, on bounded seeded random inputs
+    /// (mostly near-valid hex strings and small pixel buffers of claimed sizes).
+    #[test]
+    fn random_text_and_pixels_never_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"0123456789abcdefABCDEFxg -+\xc3\xa9";
+        for _ in 0..20_000 {
+            let len = if next() % 2 == 0 {
+                32
+            } else {
+                (next() % 40) as usize
+            };
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                if let Ok(h) = text.parse::<SecondHash>() {
+                    assert_eq!(text.len(), SECOND_HASH_HEX_LEN);
+                    assert_eq!(h.to_hex(), text.to_ascii_lowercase());
+                }
+            }
+        }
+        for _ in 0..300 {
+            let (w, h) = ((next() % 40) as usize, (next() % 40) as usize);
+            let len = if next() % 2 == 0 {
+                w * h * 3
+            } else {
+                (next() % 5000) as usize
+            };
+            let pixels: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Ok(s) = SecondHash::of_rgb(&pixels, w, h) {
+                assert_eq!(pixels.len(), w * h * 3);
+                assert_eq!(s.distance(&s), 0);
+            }
+        }
+    }
+
     #[test]
     fn distance_counts_both_halves() {
         let a = SecondHash {
