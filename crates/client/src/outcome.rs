@@ -71,6 +71,9 @@ pub struct HeldUpload {
     pub(crate) pointer: AttachmentPointer,
     /// One per voucher of the upload: the keys the check reveals for that item.
     pub(crate) reveals: Vec<ConsentReveal>,
+    /// The ciphertext of an item sent by two phases (never uploaded while held), for the
+    /// upload after a release; in memory only, not in [`HeldUpload::to_bytes`].
+    pub(crate) ciphertext: Option<Vec<u8>>,
 }
 
 /// The saved form of a [`HeldUpload`].
@@ -125,6 +128,7 @@ impl HeldUpload {
             intervention: saved.intervention,
             pointer: saved.pointer,
             reveals,
+            ciphertext: None,
         })
     }
 }

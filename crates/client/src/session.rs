@@ -498,7 +498,16 @@ impl Session {
             match response.status() {
                 StatusCode::CREATED if two_phase => {
                     let slot: SlotBody = response.json().await?;
-                    return self.fill_slot(prepared, &slot).await;
+                    let sealed = &prepared.sealed;
+                    return Ok(
+                        match self
+                            .fill_slot(&sealed.ciphertext, &sealed.ciphertext_sha256, &slot)
+                            .await?
+                        {
+                            Ok(id) => SendOutcome::Delivered(prepared.pointer(id)),
+                            Err(refused) => refused,
+                        },
+                    );
                 }
                 StatusCode::CREATED | StatusCode::ACCEPTED => {
                     let body: Delivered = response.json().await?;
@@ -519,6 +528,9 @@ impl Session {
                         },
                         pointer: prepared.pointer(String::new()),
                         reveals,
+                        // Sent by two phases, the ciphertext never left the device: kept (in
+                        // memory only) for the upload after a release by the check.
+                        ciphertext: two_phase.then(|| prepared.sealed.ciphertext.clone()),
                     }));
                 }
                 StatusCode::CONFLICT if attempts < STALE_RETRIES => {
@@ -620,16 +632,17 @@ impl Session {
     /// The two-phase upload's second step: the ciphertext to the slot (TUS core `PATCH`), and
     /// after a broken connection or a partial write, from where the service says the slot's
     /// bytes end (`HEAD`), at most [`SLOT_ATTEMPTS`] requests.
+    /// Answers the attachment's id, or the refusal to show.
     async fn fill_slot(
         &self,
-        prepared: &PreparedAttachment,
+        ciphertext: &[u8],
+        sha256: &[u8; 32],
         slot: &SlotBody,
-    ) -> Result<SendOutcome, SdkError> {
-        let ciphertext = &prepared.sealed.ciphertext;
+    ) -> Result<Result<String, SendOutcome>, SdkError> {
         // The slot must be for exactly these bytes: a service that announces other ones is
         // not followed.
         if slot.length != u64::try_from(ciphertext.len()).unwrap_or(u64::MAX)
-            || slot.sha256 != hex::encode(prepared.sealed.ciphertext_sha256)
+            || slot.sha256 != hex::encode(sha256)
             || !slot.upload_url.starts_with("/v1/attachments/slots/")
         {
             return Err(SdkError::Unexpected {
@@ -695,7 +708,7 @@ impl Session {
             match response.status() {
                 StatusCode::CREATED => {
                     let body: Delivered = response.json().await?;
-                    return Ok(SendOutcome::Delivered(prepared.pointer(body.attachment_id)));
+                    return Ok(Ok(body.attachment_id));
                 }
                 // Taken in part, another writer, or another offset: resume from the slot's.
                 StatusCode::NO_CONTENT | StatusCode::LOCKED | StatusCode::CONFLICT => {
@@ -705,12 +718,12 @@ impl Session {
                     });
                 }
                 StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => {
-                    return Ok(match refusal(response).await {
+                    return Ok(Err(match refusal(response).await {
                         SdkError::Refused { code, message, .. } => {
                             SendOutcome::Rejected { code, message }
                         }
                         other => return Err(other),
-                    });
+                    }));
                 }
                 _ => return Err(refusal(response).await),
             }
@@ -719,6 +732,56 @@ impl Session {
             status: 0,
             message: "the upload did not complete".into(),
         }))
+    }
+
+    /// Uploads the ciphertext of an item sent by two phases, held, and then released by the
+    /// check: until then the service never had it. [`Session::consent_check`] does this by
+    /// itself; an app that restored the held upload with [`HeldUpload::from_bytes`] (which
+    /// does not keep the ciphertext) calls it with the prepared attachment's
+    /// [`PreparedAttachment::ciphertext`] after the release. The service takes only the bytes
+    /// with the SHA-256 and length that were announced.
+    pub async fn upload_released(
+        &self,
+        pointer: &AttachmentPointer,
+        ciphertext: &[u8],
+    ) -> Result<(), SdkError> {
+        if pointer.attachment_id.is_empty()
+            || !pointer.attachment_id.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(SdkError::Tampered("the attachment id is malformed"));
+        }
+        let response = self
+            .http
+            .post(format!(
+                "{}/v1/attachments/{}/slot",
+                self.base, pointer.attachment_id
+            ))
+            .bearer_auth(self.credentials.token.as_str())
+            .send()
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(refusal(response).await);
+        }
+        let slot: SlotBody = response.json().await?;
+        match self
+            .fill_slot(ciphertext, &pointer.ciphertext_sha256, &slot)
+            .await?
+        {
+            Ok(id) if id == pointer.attachment_id => Ok(()),
+            Ok(_) => Err(SdkError::Unexpected {
+                status: 201,
+                message: "the service stored the bytes under another id".into(),
+            }),
+            Err(SendOutcome::Rejected { code, message }) => Err(SdkError::Refused {
+                status: 400,
+                code,
+                message,
+            }),
+            Err(_) => Err(SdkError::Unexpected {
+                status: 0,
+                message: "the upload did not complete".into(),
+            }),
+        }
     }
 
     /// Downloads an attachment a message pointed to, checks it is the one the sender sent and
@@ -776,6 +839,9 @@ impl Session {
                     ("released", Some(id)) => {
                         let mut pointer = held.pointer.clone();
                         pointer.attachment_id = id;
+                        if let Some(ciphertext) = &held.ciphertext {
+                            self.upload_released(&pointer, ciphertext).await?;
+                        }
                         Ok(CheckOutcome::Released(pointer))
                     }
                     ("blocked_for_review", _) => Ok(CheckOutcome::BlockedForReview {

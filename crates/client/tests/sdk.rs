@@ -301,6 +301,7 @@ async fn two_phase_sends(kind: &str) {
     let Some(s) = sandbox(kind, "two_phase_sends", dir.path(), &[]).await else {
         return;
     };
+    let listed = demo_file("hills-recompressed.jpg");
     let mut alice = session(&s).await;
     let bob = session(&s).await;
     assert_eq!(
@@ -318,7 +319,6 @@ async fn two_phase_sends(kind: &str) {
     assert!(att_blobs(&s).contains(&format!("att-{}", pointer.attachment_id)));
 
     let before = att_blobs(&s);
-    let listed = demo_file("hills-recompressed.jpg");
     let prepared = alice.prepare(&listed, None).expect("prepare");
     let SendOutcome::Held(held) = alice.send(&prepared).await.expect("send") else {
         panic!("the listed image must be held");
@@ -348,6 +348,55 @@ async fn two_phase_sends(kind: &str) {
         .expect("slots")
         .collect();
     assert!(slots.is_empty(), "no slot's bytes are left");
+
+    // A chance key collision sent by two phases: held (its ciphertext not sent), released by
+    // the check, and uploaded then by the SDK itself; Bob gets it.
+    let other = demo_file("hills-small.jpg");
+    let collision = || {
+        let mut analysed = analyse(&other, 4076).expect("analyse");
+        let mut pdq = analyse(&listed, 4076).expect("analyse").frames[0]
+            .clone()
+            .expect("hashable");
+        let keys = s.params().key_positions().to_vec();
+        let mut flipped = 0;
+        for bit in 0..=255u8 {
+            if flipped < 70 && !keys.contains(&bit) {
+                pdq.hash = pdq.hash.with_bit_flipped(usize::from(bit));
+                flipped += 1;
+            }
+        }
+        analysed.frames = vec![Some(pdq)];
+        prepare_analysed(analysed, &other, None).expect("prepare")
+    };
+    let prepared = collision();
+    let before = att_blobs(&s);
+    let SendOutcome::Held(held) = alice.send(&prepared).await.expect("send") else {
+        panic!("a key collision opens and is held");
+    };
+    assert_eq!(att_blobs(&s), before, "held: nothing uploaded");
+    let CheckOutcome::Released(pointer) = alice.consent_check(&held).await.expect("check") else {
+        panic!("a chance collision is released by the check");
+    };
+    assert_eq!(bob.fetch(&pointer).await.expect("fetch"), other);
+    // Restored from its saved bytes (which do not keep the ciphertext), the app uploads it
+    // after the release with the prepared file.
+    let prepared = collision();
+    let SendOutcome::Held(held) = alice.send(&prepared).await.expect("send") else {
+        panic!("a key collision opens and is held");
+    };
+    let held = HeldUpload::from_bytes(&held.to_bytes()).expect("restore");
+    let CheckOutcome::Released(pointer) = alice.consent_check(&held).await.expect("check") else {
+        panic!("a chance collision is released by the check");
+    };
+    assert!(matches!(
+        bob.fetch(&pointer).await,
+        Err(SdkError::Refused { status: 404, .. })
+    ));
+    alice
+        .upload_released(&pointer, prepared.ciphertext())
+        .await
+        .expect("upload after the release");
+    assert_eq!(bob.fetch(&pointer).await.expect("fetch"), other);
 
     // Below the threshold the one-request upload still delivers.
     alice.set_two_phase_above(u64::MAX);

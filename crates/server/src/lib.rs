@@ -82,6 +82,7 @@ use crate::state::AppState;
         slots::announce,
         slots::slot_status,
         slots::fill,
+        slots::released_slot,
         api::download,
         api::case_status,
         api::check,
@@ -194,6 +195,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/attachments/slots/{slot_id}",
             patch(slots::fill).head(slots::slot_status),
+        )
+        .route(
+            "/v1/attachments/{attachment_id}/slot",
+            post(slots::released_slot),
         )
         .route("/v1/attachments/{attachment_id}", get(api::download))
         .route("/v1/cases/{case_id}", get(api::case_status))

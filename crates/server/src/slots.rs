@@ -284,6 +284,36 @@ fn slot_created(slot: &SlotRecord) -> Response {
     tus(response)
 }
 
+/// A slot for the ciphertext of the caller's two-phase item that was held (so its ciphertext
+/// was never sent) and then released by the consented check. Sent by the SDK right after the
+/// check's release.
+#[utoipa::path(post, path = "/v1/attachments/{attachment_id}/slot", tag = "attachments", security(("bearer" = [])),
+    params(("attachment_id" = String, Path, description = "32 hex digits")),
+    responses((status = 201, description = "an upload slot for exactly the length and SHA-256 announced when it was held", body = UploadSlot),
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 404, description = "no released attachment of that id for this account", body = ErrorBody),
+              (status = 429, description = "rate limited (Retry-After says when to try again)", body = ErrorBody)))]
+pub async fn released_slot(
+    State(state): State<AppState>,
+    ClientIp(source): ClientIp,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: hashguard_store::AttachmentId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("released attachment"))?;
+    state.limit(&upload_limits(&state, &auth, source)).await?;
+    let lifetime = i64::try_from(state.config().upload_slot_lifetime.as_secs()).unwrap_or(i64::MAX);
+    match state
+        .intake()
+        .slot_for_released(&auth.account, &id, lifetime)
+        .await?
+    {
+        Some(slot) => Ok(slot_created(&slot)),
+        None => Err(ApiError::not_found("released attachment")),
+    }
+}
+
 /// The caller's own open slot: 404 for an unknown id or another account's slot (the same
 /// answer), 410 for its own expired one.
 async fn own_slot(

@@ -1350,6 +1350,10 @@ include-name = "PATCH /v1/attachments/slots/{slot_id}"
 enabled = false
 
 [[operations]]
+include-name = "POST /v1/attachments/{attachment_id}/slot"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "429"]
+
+[[operations]]
 include-name = "HEAD /v1/attachments/slots/{slot_id}"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "410", "429"]
 
@@ -2019,6 +2023,70 @@ async fn two_phase_upload(kind: &str) {
     assert_eq!(status, StatusCode::OK);
     store.close().await;
     assert_eq!(slot_files(&f), Vec::<String>::new());
+
+    // A chance key collision announced: held, released by the check, and only then its
+    // ciphertext goes to a slot for exactly the announced bytes.
+    let (ciphertext, built) = prepare(&mut d, key_collision(&f));
+    let r = announce(&f, &d.token, &announcement(&ciphertext, &built)).await;
+    assert_eq!(r.status(), StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+    let case = r.json::<Value>().await.expect("json")["case_id"]
+        .as_str()
+        .expect("case")
+        .to_string();
+    let (status, checked) = consent(&f, &d.token, &case, &built).await;
+    assert_eq!(status, StatusCode::OK, "{checked}");
+    assert_eq!(checked["outcome"], "released", "{checked}");
+    let id = checked["attachment_id"].as_str().expect("id").to_string();
+    assert_eq!(
+        download(&f, &other.token, &id).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let path = format!("/v1/attachments/{id}/slot");
+    let r = f
+        .http
+        .post(f.url(&path))
+        .bearer_auth(&other.token)
+        .send()
+        .await
+        .expect("slot");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "another account's item");
+    let r = f
+        .http
+        .post(f.url(&path))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .expect("slot");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let slot: Value = r.json().await.expect("json");
+    assert_eq!(slot["length"], 3000);
+    let url = slot["upload_url"].as_str().expect("url").to_string();
+    let r = patch_slot(&f, &d.token, &url, 0, &wrong).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "only the announced bytes"
+    );
+    let r = patch_slot(&f, &d.token, &url, 0, &ciphertext).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["attachment_id"],
+        Value::String(id.clone())
+    );
+    assert_eq!(
+        download(&f, &other.token, &id).await,
+        (StatusCode::OK, ciphertext)
+    );
+    assert_eq!(head_slot(&f, &d.token, &url).await.0, StatusCode::NOT_FOUND);
+    // An unknown attachment gets no slot.
+    let r = f
+        .http
+        .post(f.url(&format!("/v1/attachments/{}/slot", "cd".repeat(16))))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .expect("slot");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Hostile announcements: each refused with a clear status, nothing stored.
     let (ciphertext, built) = prepare(&mut d, random_input(&mut gen));

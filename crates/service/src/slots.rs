@@ -205,6 +205,50 @@ impl<B: BlobStore> Intake<B> {
         )
     }
 
+    /// A slot for the ciphertext of a two-phase item that was held (so never sent) and then
+    /// released by its sender's consented check: the attachment must be the account's and
+    /// released; the slot takes exactly the length and SHA-256 its row (and so the opened
+    /// voucher's binding) names. An open slot for it is returned again; `None` for anything
+    /// else (unknown, another account's, not released), which the caller answers 404.
+    pub async fn slot_for_released(
+        &self,
+        account: &AccountId,
+        attachment: &AttachmentId,
+        lifetime: i64,
+    ) -> Result<Option<SlotRecord>, IntakeError> {
+        let row = match self.store.attachment(attachment).await? {
+            Some(a) if a.account == *account && a.state == AttachmentState::Released => a,
+            _ => return Ok(None),
+        };
+        let now = unix_now();
+        if let Some(existing) = self.store.slot_for_attachment(attachment).await? {
+            if existing.expires_at > now {
+                return Ok(Some(existing));
+            }
+            self.store.delete_slot(&existing.id).await?;
+            self.blobs
+                .slot_discard(&SlotName::new(&existing.id.to_string()))
+                .await?;
+        }
+        let slot = SlotRecord {
+            id: SlotId::new(random_id()?),
+            account: *account,
+            attachment: *attachment,
+            sha256: row.sha256,
+            length: row.length,
+            created_at: now,
+            expires_at: now.saturating_add(lifetime),
+        };
+        match self.store.insert_slot(&slot).await {
+            Ok(()) => Ok(Some(slot)),
+            // Another request made one first.
+            Err(hashguard_store::StoreError::Duplicate { .. }) => {
+                Ok(self.store.slot_for_attachment(attachment).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The slot `id` as `account` may use it.
     pub async fn slot_access(
         &self,
@@ -258,6 +302,24 @@ impl<B: BlobStore> Intake<B> {
                 interrupted,
             }),
             SlotWrite::Complete => {
+                // A released item's row exists already (see `slot_for_released`): its blob is
+                // now in place, and the slot goes.
+                if self
+                    .store
+                    .attachment(&slot.attachment)
+                    .await
+                    .map_err(IntakeError::from)?
+                    .is_some()
+                {
+                    self.store
+                        .delete_slot(&slot.id)
+                        .await
+                        .map_err(IntakeError::from)?;
+                    return Ok(FillOutcome::Delivered {
+                        attachment: slot.attachment,
+                        pending: None,
+                    });
+                }
                 let record = AttachmentRecord {
                     id: slot.attachment,
                     account: slot.account,
