@@ -1757,6 +1757,7 @@ on_both!(
     two_phase_upload,
     two_phase_silent_always_gives_a_slot,
     upload_slots_expire,
+    a_broken_patch_resumes,
 );
 
 /// The two-phase announcement of `ciphertext` with `built`'s voucher: the vouchers with the
@@ -2347,5 +2348,81 @@ async fn upload_slots_expire(kind: &str) {
     assert!(slot_files(&f).is_empty(), "the slot's bytes are deleted");
     assert_eq!(intake.sweep_slots(&[]).await.expect("sweep"), 0);
     store.close().await;
+    f.stop().await;
+}
+
+/// A `PATCH` whose connection breaks in the middle of its body (a raw socket that announces
+/// the whole length, sends half and closes): the bytes that arrived are kept, `HEAD` says
+/// how many, and the upload resumes from there to a bit-identical delivery.
+async fn a_broken_patch_resumes(kind: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    let Some(f) = Fixture::start(
+        kind,
+        "a_broken_patch_resumes",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Intervene,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 25).await;
+    let mut gen = ChaCha20Rng::seed_from_u64(2525);
+    let (ciphertext, built) = prepare(&mut d, random_input(&mut gen));
+    let r = announce(&f, &d.token, &announcement(&ciphertext, &built)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let url = r.json::<Value>().await.expect("json")["upload_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let addr = f.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "PATCH {url} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+        d.token,
+        ciphertext.len()
+    );
+    socket.write_all(head.as_bytes()).await.expect("head");
+    socket.write_all(&ciphertext[..1500]).await.expect("half");
+    socket.flush().await.expect("flush");
+    // Let the server read the half before the connection goes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(socket);
+    // The server notices the broken body and keeps what arrived (bounded wait).
+    let mut offset = None;
+    for _ in 0..50 {
+        let (status, o) = head_slot(&f, &d.token, &url).await;
+        assert_eq!(status, StatusCode::OK);
+        if o.is_some_and(|o| o > 0) {
+            offset = o;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let offset = offset.expect("the bytes that arrived are kept");
+    assert!(offset <= 1500, "{offset}");
+    let at = usize::try_from(offset).expect("offset");
+    // The broken request may still hold the slot while it flushes what it got: 423, and the
+    // client tries again (bounded).
+    let mut r = patch_slot(&f, &d.token, &url, offset, &ciphertext[at..]).await;
+    for _ in 0..50 {
+        if r.status() != StatusCode::LOCKED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        r = patch_slot(&f, &d.token, &url, offset, &ciphertext[at..]).await;
+    }
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.expect("json")["attachment_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(
+        download(&f, &d.token, &id).await,
+        (StatusCode::OK, ciphertext)
+    );
     f.stop().await;
 }
