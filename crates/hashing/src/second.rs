@@ -6,8 +6,8 @@
 //! derivative resized (Lanczos3) to 9x8, each pixel against its right neighbour (64 bits), and
 //! to 8x9, each pixel against the one below (64 bits). Chosen by measurement over PDQ-DCT
 //! hashes (pHash, PDQ's floats), a Haar wavelet hash and an edge-orientation histogram: at
-//! [`SECOND_MATCH_THRESHOLD`] it keeps about 99 % of the re-shared copies PDQ still matches and
-//! matched none of 1,000 crafted PDQ collisions (docs/second-hash.md has the numbers). It
+//! [`SECOND_MATCH_THRESHOLD`] it keeps at least 99 % of the re-shared copies PDQ still matches
+//! and matched 2 of 3,000 crafted PDQ collisions (docs/second-hash.md has the numbers). It
 //! depends on sign changes between neighbouring cells, including the purely horizontal and
 //! purely vertical structure PDQ's 16x16 band leaves out, which is why pushing an image's PDQ
 //! bits onto a target's leaves it alone.
@@ -32,8 +32,10 @@ pub const DERIVATIVE_SIDE: u32 = 96;
 
 /// Two second hashes at most this many bits apart match. The smallest threshold that keeps
 /// 99 % of the re-shared copies (JPEG, messenger resizes, screenshots, brightness, gamma,
-/// crops, letterbox) whose PDQ still matches their original within 31 (docs/second-hash.md).
-pub const SECOND_MATCH_THRESHOLD: u32 = 14;
+/// crops, letterbox) whose PDQ still matches their original within 31, both over the whole
+/// benign corpus (14 would do there) and over its photo-like part (which needs 18): a copy the
+/// second hash misses is released by the check (docs/second-hash.md).
+pub const SECOND_MATCH_THRESHOLD: u32 = 18;
 
 /// The length of [`SecondHash::to_hex`].
 pub const SECOND_HASH_HEX_LEN: usize = 32;
