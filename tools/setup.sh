@@ -3,7 +3,8 @@
 # - system packages: nasm (libjpeg-turbo's SIMD in the mozjpeg crate; without it JPEG decoding
 #   is several times slower), pkg-config, clang/libclang (bindgen), FFmpeg development packages
 #   (video, libav); Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver)
-#   for the review UI's browser test (nothing downloads a browser);
+#   for the review UI's browser test (nothing downloads a browser); fonts-dejavu-core for the
+#   detection-quality figures (crates/quality/src/plots.rs);
 # - a Python virtual environment at .venv with the reference implementations used as test
 #   oracles and benchmark peers (tools/oracle/requirements.txt), and schemathesis, which the
 #   server's tests run against its OpenAPI document.
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(nasm pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
-          libswscale-dev python3-venv chromium chromium-driver)
+          libswscale-dev python3-venv chromium chromium-driver fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

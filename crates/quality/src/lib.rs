@@ -11,11 +11,13 @@
 //!   plain PDQ <= 31 matcher.
 //! - [`collisions`]: chance key matches measured over all ordered pairs of the corpus.
 //! - [`second_hash`]: the second hash for the automatic check, candidates measured (item 6).
+//! - [`plots`]: the figures of docs/quality.md from the JSON of `measure` and `collisions`.
 //! - [`generated`]: benign generated images (for CI, which has no corpus cache).
 
 pub mod collisions;
 pub mod corpus;
 pub mod generated;
 pub mod measure;
+pub mod plots;
 pub mod second_hash;
 pub mod transforms;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hashguard_protocol::prelude::{Params, Policy};
-use hashguard_quality::{corpus, generated, measure, transforms};
+use hashguard_quality::{corpus, generated, measure, plots, transforms};
 
 #[derive(Parser)]
 #[command(about = "Detection quality of the deployed protocol (issue 17)")]
@@ -47,6 +47,25 @@ enum Cmd {
         /// Use only images from these packages (comma-separated; all when absent).
         #[arg(long, value_delimiter = ',')]
         packages: Vec<String>,
+    },
+    /// Draw the figures of docs/quality.md (PNG) from `measure --json` and `collisions --json`.
+    Plot {
+        /// The JSON written by `measure --json`.
+        #[arg(long)]
+        measure: PathBuf,
+        /// The JSON written by `collisions --json` (the list-size and false-flag figures use it).
+        #[arg(long)]
+        collisions: Option<PathBuf>,
+        /// Distinct images a heavy user uploads a year (the false-flag figure).
+        #[arg(long, default_value_t = 10_000.0)]
+        images_per_year: f64,
+        /// Extra per-image chance-open probabilities for the false-flag figure, as NAME=P
+        /// (e.g. "calibration.md photos, 1M keys=5e-6").
+        #[arg(long = "image-rate")]
+        image_rates: Vec<String>,
+        /// Folder for the PNG files.
+        #[arg(long, default_value = "docs/quality")]
+        out: PathBuf,
     },
     /// Measure recall and false opens through the real protocol client and opener.
     Measure {
@@ -133,6 +152,49 @@ fn main() -> Result<()> {
                 entries.len(),
                 out.display()
             );
+        }
+        Cmd::Plot {
+            measure,
+            collisions,
+            images_per_year,
+            image_rates,
+            out,
+        } => {
+            let read = |p: &PathBuf| -> Result<serde_json::Value> {
+                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not JSON", p.display()))
+            };
+            let measure = read(&measure)?;
+            let collisions = collisions.as_ref().map(read).transpose()?;
+            let mut extra = Vec::new();
+            for r in image_rates {
+                let (name, p) = r
+                    .rsplit_once('=')
+                    .with_context(|| format!("--image-rate {r:?}: expected NAME=P"))?;
+                let p: f64 = p
+                    .parse()
+                    .with_context(|| format!("--image-rate {r:?}: {p:?} is not a number"))?;
+                extra.push(plots::ImageRate {
+                    name: name.to_owned(),
+                    p,
+                });
+            }
+            let params = Params::v1(Policy::Intervene);
+            let written = plots::draw_all(
+                &plots::PlotInputs {
+                    measure: &measure,
+                    collisions: collisions.as_ref(),
+                    extra_image_rates: extra,
+                    images_per_year,
+                    probes: u32::from(params.probes()),
+                    key_bits: u32::from(params.k()),
+                },
+                &out,
+            )?;
+            for p in written {
+                println!("{}", p.display());
+            }
         }
         Cmd::Collisions {
             corpus: dir,
