@@ -47,7 +47,17 @@ pub struct CollisionReport {
     pub rate: (f64, f64, f64),
     /// Hits per ordered pair, different packages only, with a 95 % Wilson interval.
     pub rate_cross_package: (f64, f64, f64),
-    /// Every hit (up to 200).
+    /// The packages whose images stand for the list in [`Self::rate_onto_listed`] (empty: not
+    /// measured).
+    pub listed_packages: Vec<String>,
+    /// Ordered pairs (prober, matched) with the matched image in a listed package and the
+    /// prober in another package: innocent uploads of any kind against a list of that kind.
+    pub pairs_onto_listed: f64,
+    /// Hits among those pairs.
+    pub hits_onto_listed: usize,
+    /// Hits per such pair, with a 95 % Wilson interval.
+    pub rate_onto_listed: (f64, f64, f64),
+    /// Hits (up to 200), those across packages first.
     pub examples: Vec<Hit>,
 }
 
@@ -64,8 +74,13 @@ pub fn wilson(k: f64, n: f64) -> (f64, f64, f64) {
     (p, (centre - half).max(0.0), (centre + half).min(1.0))
 }
 
-/// Counts key matches among all ordered pairs of `images` (name, package, floats).
-pub fn pairwise(images: &[(String, String, PdqFloats)], params: &Params) -> CollisionReport {
+/// Counts key matches among all ordered pairs of `images` (name, package, floats); with
+/// `listed` packages, also the rate onto images of those packages from images of any other.
+pub fn pairwise(
+    images: &[(String, String, PdqFloats)],
+    params: &Params,
+    listed: &[String],
+) -> CollisionReport {
     let keys: Vec<u64> = images
         .iter()
         .map(|(_, _, f)| pdq_key(&f.hash(), params))
@@ -109,6 +124,19 @@ pub fn pairwise(images: &[(String, String, PdqFloats)], params: &Params) -> Coll
         .collect();
     probers.sort_unstable();
     probers.dedup();
+    let in_listed = |j: usize| listed.contains(&images[j].1);
+    let n_listed = images.iter().filter(|(_, p, _)| listed.contains(p)).count() as f64;
+    let listed_same: f64 = per_pkg
+        .iter()
+        .filter(|(p, _)| listed.iter().any(|l| l == *p))
+        .map(|(_, c)| c * c)
+        .sum();
+    // Pairs (i, j): j listed, i in another package.
+    let pairs_onto_listed = n_listed * n - listed_same;
+    let hits_onto_listed = hits
+        .iter()
+        .filter(|&&(i, j)| in_listed(j) && images[i].1 != images[j].1)
+        .count();
     CollisionReport {
         images: images.len(),
         pairs,
@@ -119,8 +147,15 @@ pub fn pairwise(images: &[(String, String, PdqFloats)], params: &Params) -> Coll
         images_with_cross_hit: probers.len(),
         rate: wilson(hits.len() as f64, pairs),
         rate_cross_package: wilson(cross as f64, pairs - same_pairs),
+        listed_packages: listed.to_vec(),
+        pairs_onto_listed,
+        hits_onto_listed,
+        rate_onto_listed: wilson(hits_onto_listed as f64, pairs_onto_listed),
+        // Cross-package hits first: they are the ones a reader needs to see.
         examples: hits
             .iter()
+            .filter(|(i, j)| images[*i].1 != images[*j].1)
+            .chain(hits.iter().filter(|(i, j)| images[*i].1 == images[*j].1))
             .take(200)
             .map(|&(i, j)| Hit {
                 prober: images[i].0.clone(),
@@ -147,10 +182,20 @@ impl CollisionReport {
             self.images, self.pairs, self.hits, self.hits_same_package, self.hits_cross_package
         );
         s.push_str("| pairs | rate per pair | expected opens per image, 1M keys | 10M keys |\n|---|---|---|---|\n");
-        for (name, r) in [
-            ("all", self.rate),
-            ("different packages", self.rate_cross_package),
-        ] {
+        let mut rows = vec![
+            ("all".to_owned(), self.rate),
+            ("different packages".to_owned(), self.rate_cross_package),
+        ];
+        if !self.listed_packages.is_empty() {
+            rows.push((
+                format!(
+                    "onto the listed packages from any other ({} hits in {:.2e} pairs)",
+                    self.hits_onto_listed, self.pairs_onto_listed
+                ),
+                self.rate_onto_listed,
+            ));
+        }
+        for (name, r) in rows {
             s.push_str(&format!(
                 "| {name} | {:.2e} ({:.2e} .. {:.2e}) | {} | {} |\n",
                 r.0,

@@ -47,6 +47,10 @@ enum Cmd {
         /// Use only images from these packages (comma-separated; all when absent).
         #[arg(long, value_delimiter = ',')]
         packages: Vec<String>,
+        /// Also measure the rate onto images of these packages (the stand-in list's kind, e.g.
+        /// the photo-like ones) from images of every other package.
+        #[arg(long, value_delimiter = ',')]
+        listed_packages: Vec<String>,
     },
     /// Draw the figures of docs/quality.md (PNG) from `measure --json` and `collisions --json`.
     Plot {
@@ -201,6 +205,7 @@ fn main() -> Result<()> {
             manifest,
             json,
             packages,
+            listed_packages,
         } => {
             let params = Params::v1(Policy::Intervene);
             let names: Vec<(String, String)> = corpus::read_manifest(&manifest)?
@@ -217,7 +222,8 @@ fn main() -> Result<()> {
                 },
                 params.q_min(),
             )?;
-            let report = hashguard_quality::collisions::pairwise(&images, &params);
+            let report =
+                hashguard_quality::collisions::pairwise(&images, &params, &listed_packages);
             println!("{}", report.markdown());
             if let Some(p) = json {
                 std::fs::write(&p, serde_json::to_string_pretty(&report)?)

@@ -51,6 +51,21 @@ pub fn ln_poisson_tail(lambda: f64, t: u32) -> f64 {
         return f64::NEG_INFINITY;
     }
     let ln_fact = |k: u32| (1..=k).map(|i| f64::from(i).ln()).sum::<f64>();
+    if f64::from(t) < lambda {
+        // Below the mean: 1 - P(X < t), from the few lower terms (exact where the upper sum
+        // would need thousands of terms).
+        let ln_lower = (0..t)
+            .map(|k| -lambda + f64::from(k) * lambda.ln() - ln_fact(k))
+            .fold(f64::NEG_INFINITY, |acc, x| {
+                let m = acc.max(x);
+                if m == f64::NEG_INFINITY {
+                    m
+                } else {
+                    m + ((acc - m).exp() + (x - m).exp()).ln()
+                }
+            });
+        return (-ln_lower.exp()).ln_1p().min(0.0);
+    }
     // Terms from t upwards; past the mode they shrink geometrically.
     let mut ln_term = -lambda + f64::from(t) * lambda.ln() - ln_fact(t);
     let mut acc = ln_term;
@@ -232,10 +247,21 @@ pub fn rates_from_collisions(v: &Value) -> Result<Vec<Rate>> {
         };
         Ok((g(0)?, g(1)?, g(2)?))
     };
-    Ok(vec![Rate {
+    let mut out = vec![Rate {
         name: "measured, different packages (95 % band)".into(),
         rate: triple("rate_cross_package")?,
-    }])
+    }];
+    let listed = v
+        .get("listed_packages")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if listed {
+        out.push(Rate {
+            name: "measured, onto photo-like images from other packages (95 % band)".into(),
+            rate: triple("rate_onto_listed")?,
+        });
+    }
+    Ok(out)
 }
 
 /// Expected chance opens per innocent image against a list of N keys (log-log), for each rate
@@ -344,6 +370,9 @@ fn false_flag_vs_t(path: &Path, curves: &[ImageRate], n: f64, t_max: u32) -> Res
             RGBColor(44, 160, 44),
             RGBColor(31, 119, 180),
             RGBColor(148, 103, 189),
+            RGBColor(140, 86, 75),
+            RGBColor(227, 119, 194),
+            RGBColor(127, 127, 127),
         ];
         for (i, c) in curves.iter().enumerate() {
             let col = palette[i % palette.len()];
@@ -429,7 +458,7 @@ pub fn draw_all(inputs: &PlotInputs<'_>, out: &Path) -> Result<Vec<std::path::Pa
         for r in &rates {
             for n in [1e6, 1e7] {
                 image_rates.push(ImageRate {
-                    name: format!("corpus cross-package rate, {n:.0e} keys"),
+                    name: format!("{}, {n:.0e} keys", r.name.replace(" (95 % band)", "")),
                     p: r.rate.0 * n,
                 });
             }
@@ -511,6 +540,17 @@ mod tests {
         let got = ln_poisson_tail(0.05, 30);
         assert!((got - approx).abs() < 0.01, "{got} vs {approx}");
         assert_eq!(ln_poisson_tail(1.0, 0), 0.0);
+        // Below the mean the tail is near 1: P(X >= 2) at lambda = 4430 is 1 - e^-4430 (1 + 4430).
+        assert!(ln_poisson_tail(4430.0, 2).abs() < 1e-300);
+        for lambda in [17.7, 1770.0, 4430.0, 44300.0] {
+            for t in [30, 59, 60] {
+                let v = ln_poisson_tail(lambda, t);
+                assert!(v <= 0.0 && (lambda < 100.0 || v > -1e-9), "{lambda} {t}: {v}");
+            }
+        }
+        // P(X >= 3) at lambda = 5 = 1 - e^-5 (1 + 5 + 12.5), through the lower sum.
+        let want = 1.0 - (-5f64).exp() * 18.5;
+        assert!((ln_poisson_tail(5.0, 3).exp() - want).abs() < 1e-12);
         assert_eq!(ln_poisson_tail(0.0, 5), f64::NEG_INFINITY);
     }
 }

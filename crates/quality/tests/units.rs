@@ -95,7 +95,7 @@ fn pairwise_counts_key_matches_and_the_interval_is_sane() {
         ("a-copy".to_string(), "q".to_string(), a),
         ("b".to_string(), "p".to_string(), b),
     ];
-    let r = pairwise(&images, &Params::v1(Policy::Intervene));
+    let r = pairwise(&images, &Params::v1(Policy::Intervene), &[]);
     assert_eq!(r.pairs, 6.0);
     // The two identical images open each other's key (both directions, across packages).
     assert!(r.hits >= 2 && r.hits_cross_package >= 2, "{r:?}");
