@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use hashguard_media::{DecodeOptions, ImageFormat};
 use hashguard_pdq::{PdqHasher, RgbImage, MATCH_THRESHOLD, QUALITY_THRESHOLD};
+use hashguard_protocol::params::V1_DIHEDRAL;
 use hashguard_protocol::sender::{DihedralInput, PdqInput, MAX_KEYFRAMES};
 use hashguard_vpdq::{hash_video_file, select_keyframes, VideoOptions};
 use sha2::{Digest, Sha256};
@@ -90,11 +91,13 @@ fn analyse_image(
         Ok(view) => {
             let mut hasher = PdqHasher::new();
             let pdq = PdqInput::from_floats(&hasher.floats_rgb(&view));
-            // The rotated and mirrored pixels hashed again (seven more hashes): a mirrored
-            // re-share's hash follows these much more closely than the DCT-domain variants
-            // (docs/quality.md "Dihedral probes").
-            let dihedral =
-                DihedralInput::from_variant_floats(&hasher.dihedral_pixel_floats_rgb(&view));
+            // The rotated and mirrored pixels hashed again: a mirrored re-share's hash
+            // follows these much more closely than the DCT-domain variants (docs/quality.md
+            // "Dihedral probes"). Only the variants the pinned v1 parameters probe are hashed
+            // (each is a full pass over the pixels); the others are never read.
+            let dihedral = DihedralInput::from_variant_floats(
+                &hasher.dihedral_pixel_floats_rgb_selected(&view, V1_DIHEDRAL),
+            );
             (Some(pdq), Some(dihedral))
         }
         Err(_) => (None, None),

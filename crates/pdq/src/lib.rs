@@ -374,6 +374,26 @@ impl PdqHasher {
     /// rotated or mirrored copy exactly (the downscaler's windows are not mirror-symmetric), at
     /// the cost of seven more hashes.
     pub fn dihedral_pixel_floats_rgb(&mut self, image: &RgbImage<'_>) -> [PdqFloats; 7] {
+        self.dihedral_pixel_floats_rgb_selected(image, 0x7f)
+    }
+
+    /// As [`Self::dihedral_pixel_floats_rgb`], but only the variants whose bit is set in
+    /// `selected` (bit i = variant i of [`DihedralHashes::named_variants`]) are hashed; the
+    /// others are all-zero floats of quality 0. A client probes two or three variants, and
+    /// each hash of a large photo costs a full pass over its pixels.
+    pub fn dihedral_pixel_floats_rgb_selected(
+        &mut self,
+        image: &RgbImage<'_>,
+        selected: u8,
+    ) -> [PdqFloats; 7] {
+        let empty = || PdqFloats {
+            coefficients: [0.0; 256],
+            median: 0.0,
+            quality: 0,
+        };
+        if selected & 0x7f == 0 {
+            return std::array::from_fn(|_| empty());
+        }
         let (w, h) = (image.width, image.height);
         let mut luma = Vec::with_capacity(w * h);
         for y in 0..h {
@@ -391,7 +411,13 @@ impl PdqHasher {
             (true, |x, y, w, _h| x * w + y),
             (true, |x, y, w, h| (h - 1 - x) * w + (w - 1 - y)),
         ];
+        let mut index = 0usize;
         maps.map(|(swap, map)| {
+            let bit = index;
+            index += 1;
+            if selected & (1 << bit) == 0 {
+                return empty();
+            }
             let (nw, nh) = if swap { (h, w) } else { (w, h) };
             let mut out = Vec::with_capacity(w * h);
             for y in 0..nh {
@@ -402,11 +428,7 @@ impl PdqHasher {
             match LumaImage::new(&out, nw, nh) {
                 Ok(img) => self.floats_luma(&img),
                 // Same number of pixels as the source, so the buffer always fits.
-                Err(_) => PdqFloats {
-                    coefficients: [0.0; 256],
-                    median: 0.0,
-                    quality: 0,
-                },
+                Err(_) => empty(),
             }
         })
     }

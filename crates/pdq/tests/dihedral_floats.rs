@@ -75,6 +75,28 @@ fn pixel_domain_variants_follow_the_named_orientations() {
     }
 }
 
+/// Hashing only the selected variants gives exactly those of the full computation and leaves
+/// the others empty (quality 0), so a client hashes only what its parameters probe.
+#[test]
+fn selected_pixel_domain_variants_equal_the_full_ones() {
+    let (w, h) = (300, 200);
+    let px = smooth(w, h, 9);
+    let img = RgbImage::new(&px, w, h).expect("valid image");
+    let mut hasher = PdqHasher::new();
+    let all = hasher.dihedral_pixel_floats_rgb(&img);
+    for selected in [0u8, 1, 1 << 4 | 1, 0b101_0101, 0x7f] {
+        let some = hasher.dihedral_pixel_floats_rgb_selected(&img, selected);
+        for i in 0..7 {
+            if selected & (1 << i) != 0 {
+                assert_eq!(some[i], all[i], "variant {i} of {selected:#x}");
+            } else {
+                assert_eq!(some[i].quality, 0, "variant {i} of {selected:#x}");
+                assert_eq!(some[i].coefficients, [0.0; 256]);
+            }
+        }
+    }
+}
+
 /// A smooth asymmetric picture (no pixel noise): low-frequency waves and an off-centre block.
 fn smooth(width: usize, height: usize, seed: u64) -> Vec<u8> {
     let s = seed as f32;

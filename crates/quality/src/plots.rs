@@ -545,7 +545,10 @@ mod tests {
         for lambda in [17.7, 1770.0, 4430.0, 44300.0] {
             for t in [30, 59, 60] {
                 let v = ln_poisson_tail(lambda, t);
-                assert!(v <= 0.0 && (lambda < 100.0 || v > -1e-9), "{lambda} {t}: {v}");
+                assert!(
+                    v <= 0.0 && (lambda < 100.0 || v > -1e-9),
+                    "{lambda} {t}: {v}"
+                );
             }
         }
         // P(X >= 3) at lambda = 5 = 1 - e^-5 (1 + 5 + 12.5), through the lower sum.
