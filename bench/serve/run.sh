@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The upload service under load (issue 13): uploads/s and p50/p99 latency over HTTP on loopback
-# with real vouchers (P = 79), at 1 and 2 server threads, on SQLite and PostgreSQL, against the
-# protocol's own opening rate measured in the same run: bench/serve/serve_load.rs, built in
-# release mode. Results: docs/serve.md, "Performance".
+# with real vouchers (the v1 preset's P: 237 under intervene since the dihedral probes), at 1
+# and 2 server threads, on SQLite and PostgreSQL, against the protocol's own opening rate
+# measured in the same run: bench/serve/serve_load.rs, built in release mode. Results: docs/serve.md, "Performance".
 #
 #   bench/serve/run.sh [ARGS...]   ARGS go to every run of the program (see its header), e.g.
 #                                  --step-secs 2 --open-loop-secs 5 for a quicker matrix
