@@ -646,6 +646,11 @@ fn table_verify_refuses_edited_manifests_and_build_records() {
                 items.reverse();
                 value.clone()
             }
+            // The pruned-key histogram: one more key in its first bucket.
+            serde_json::Value::Array(items) if items.first().is_some_and(|v| v.is_u64()) => {
+                items[0] = (items[0].as_u64().unwrap() + 1).into();
+                value.clone()
+            }
             serde_json::Value::Array(items) => {
                 let first = items[0]
                     .as_str()

@@ -230,10 +230,33 @@ pub fn check_record_counts(record: &BuildRecord, key_set: &KeySet) -> CheckResul
         ),
         ("distinct_keys", record.distinct_keys, key_set.distinct),
         ("pruned_keys", record.pruned_keys, key_set.pruned),
+        (
+            "pruned_related",
+            record.pruned_related,
+            key_set.pruned_related,
+        ),
+        (
+            "pruned_unrelated",
+            record.pruned_unrelated,
+            key_set.pruned_unrelated,
+        ),
+        ("kept_close", record.kept_close, key_set.kept_close),
     ] {
         if recorded != rebuilt {
             wrong.push(format!("{what} {recorded} (rebuilt: {rebuilt})"));
         }
+    }
+    // A record from before the histogram existed has none: it must then have nothing to show.
+    let histogram: &[usize] = if record.pruned_histogram.is_empty() {
+        &[0; 6]
+    } else {
+        &record.pruned_histogram
+    };
+    if histogram != key_set.pruned_histogram {
+        wrong.push(format!(
+            "pruned_histogram {:?} (rebuilt: {:?})",
+            record.pruned_histogram, key_set.pruned_histogram
+        ));
     }
     if wrong.is_empty() {
         Ok(format!(
