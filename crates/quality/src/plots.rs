@@ -159,8 +159,11 @@ fn recall_bars(
             .y_desc(y_label)
             .y_labels(rows.len())
             .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => rows
-                    .get((n - 1 - *i) as usize)
+                // Row 0 is drawn at the top; the axis may also ask for the segment past the
+                // last one, which has no label.
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => n
+                    .checked_sub(1 + *i)
+                    .and_then(|row| rows.get(row as usize))
                     .map(|r| format!("{} (n={})", r.0, r.3))
                     .unwrap_or_default(),
                 SegmentValue::Last => String::new(),
