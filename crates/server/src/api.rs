@@ -558,30 +558,8 @@ async fn upload_inner(
             )
                 .into_response()
         }
-        UploadOutcome::Held { case, .. } => {
-            // Counts toward the key-match limits. Refused only when another upload took the
-            // last match first: the item is held all the same, and the next upload waits.
-            let key_matches = key_match_limits(state, &auth, source);
-            if let Err(e) = state.limit(&key_matches).await {
-                if e.status().is_server_error() {
-                    return Err(e);
-                }
-            }
-            (
-                StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-                Json(held_body(state, &case)),
-            )
-                .into_response()
-        }
-        UploadOutcome::Stale { current_epoch } => (
-            StatusCode::CONFLICT,
-            Json(StaleTable {
-                error: "stale_table".to_string(),
-                message: format!("the vouchers were built for another table; fetch epoch {current_epoch} and build them again with fresh ids"),
-                current_epoch,
-            }),
-        )
-            .into_response(),
+        UploadOutcome::Held { case, .. } => held_response(state, &auth, source, &case).await?,
+        UploadOutcome::Stale { current_epoch } => stale_response(current_epoch),
         UploadOutcome::Rejected(r) => rejection_error(&r).into_response(),
     })
 }
@@ -614,6 +592,41 @@ pub(crate) fn upload_limits(
             .map(Limit::must_have_one),
     );
     draws
+}
+
+/// The 451 of a held upload (one request or announced), after taking the key-match limits.
+/// Refused only when another upload took the last match first: the item is held all the same,
+/// and the next upload waits.
+pub(crate) async fn held_response(
+    state: &AppState,
+    auth: &Authenticated,
+    source: IpAddr,
+    case: &CaseId,
+) -> Result<Response, ApiError> {
+    let key_matches = key_match_limits(state, auth, source);
+    if let Err(e) = state.limit(&key_matches).await {
+        if e.status().is_server_error() {
+            return Err(e);
+        }
+    }
+    Ok((
+        StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+        Json(held_body(state, case)),
+    )
+        .into_response())
+}
+
+/// The 409 for vouchers built against another epoch's table.
+pub(crate) fn stale_response(current_epoch: u32) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(StaleTable {
+            error: "stale_table".to_string(),
+            message: format!("the vouchers were built for another table; fetch epoch {current_epoch} and build them again with fresh ids"),
+            current_epoch,
+        }),
+    )
+        .into_response()
 }
 
 /// The key-match limits of an upload (R/E12 step 6): under `intervene` only, since under

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::{
-    held_body, key_match_limits, rejection_error, upload_limits, Delivered, Held, StaleTable,
+    held_response, rejection_error, stale_response, upload_limits, Delivered, Held, StaleTable,
 };
 use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ErrorBody};
@@ -234,29 +234,9 @@ async fn announce_inner(
         .await?;
     Ok(match outcome {
         SlotOutcome::Slot { slot } => slot_created(&slot),
-        SlotOutcome::Held { case, .. } => {
-            // Counts toward the key-match limits, as a held one-request upload does.
-            let key_matches = key_match_limits(state, &auth, source);
-            if let Err(e) = state.limit(&key_matches).await {
-                if e.status().is_server_error() {
-                    return Err(e);
-                }
-            }
-            (
-                StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-                Json(held_body(state, &case)),
-            )
-                .into_response()
-        }
-        SlotOutcome::Stale { current_epoch } => (
-            StatusCode::CONFLICT,
-            Json(StaleTable {
-                error: "stale_table".to_string(),
-                message: format!("the vouchers were built for another table; fetch epoch {current_epoch} and build them again with fresh ids"),
-                current_epoch,
-            }),
-        )
-            .into_response(),
+        // Counts toward the key-match limits, as a held one-request upload does.
+        SlotOutcome::Held { case, .. } => held_response(state, &auth, source, &case).await?,
+        SlotOutcome::Stale { current_epoch } => stale_response(current_epoch),
         SlotOutcome::Rejected(r) => rejection_error(&r).into_response(),
     })
 }
