@@ -7,10 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use hashguard_hashing::{Hashed, Hasher, Options};
 use hashguard_hashlist::{
     consensus, parse_list_with, write_list, Bank, BankEntries, BankKind, BankName, ConsensusParams,
     Format, ListItem, ParseError, ParsedList, Repeats, SignalType, Version, MAX_LINE_BYTES,
 };
+use hashguard_service::banks::entry_for_original;
 use hashguard_store::{ImportMeta, ImportOutcome, Store};
 
 use crate::db::{runtime, DbArgs};
@@ -41,6 +43,9 @@ enum ListCommand {
     /// The consensus view: values supported by at least N organisations in at least M
     /// jurisdictions (two organisations support the same item when within distance d).
     Consensus(ConsensusArgs),
+    /// Record the second hash of listed PDQ entries from their original images (server-side
+    /// only; the automatic check compares it with the item's visual derivative).
+    SecondHash(SecondHashArgs),
 }
 
 /// `block` or `allow`, for clap.
@@ -137,6 +142,20 @@ struct ImportArgs {
     by: Option<String>,
     #[command(flatten)]
     read: ListReadArgs,
+}
+
+/// Arguments of `list second-hash`.
+#[derive(Debug, Args)]
+struct SecondHashArgs {
+    /// The PDQ bank whose entries the originals are.
+    name: String,
+    /// The listed originals (image files). Each is matched to the bank's live entry equal to
+    /// its PDQ hash, else the nearest within the bank's threshold.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Who records them, for the audit trail (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
 }
 
 /// How a list file is read: shared by `list import` and `match --list`, so both read a file the
@@ -334,7 +353,9 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         // Only `create` may create a SQLite file; reading commands open it read-only.
         let access = match args.command {
             ListCommand::Create(_) => OpenMode::Create,
-            ListCommand::Update(_) | ListCommand::Import(_) => OpenMode::Write,
+            ListCommand::Update(_) | ListCommand::Import(_) | ListCommand::SecondHash(_) => {
+                OpenMode::Write
+            }
             ListCommand::Export(_) | ListCommand::Stats(_) | ListCommand::Consensus(_) => {
                 OpenMode::Read
             }
@@ -347,6 +368,7 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
             ListCommand::Export(a) => export(&store, a).await,
             ListCommand::Stats(a) => stats(&store, a).await,
             ListCommand::Consensus(a) => consensus_view(&store, a).await,
+            ListCommand::SecondHash(a) => second_hash(&store, a).await,
         };
         store.close().await;
         result
@@ -392,6 +414,65 @@ async fn create(store: &Store, a: CreateArgs) -> anyhow::Result<ExitCode> {
         if bank.enabled() { "" } else { ", disabled" }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+async fn second_hash(store: &Store, a: SecondHashArgs) -> anyhow::Result<ExitCode> {
+    let name = bank_name(&a.name)?;
+    let bank = existing_bank(store, &name).await?;
+    if bank.signal_type() != SignalType::Pdq {
+        anyhow::bail!(
+            "bank {name} holds {} values; second hashes belong to PDQ entries",
+            bank.signal_type()
+        );
+    }
+    let entries = store.entries(&name).await?;
+    let by =
+        a.by.or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".to_string());
+    let mut hasher = Hasher::new(Options::default());
+    let mut failed = 0usize;
+    for path in &a.images {
+        let shown = path.display();
+        let recorded = async {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read {shown}"))?;
+            let pdq = match hasher.hash_bytes(&bytes)? {
+                Hashed::Image { hash, .. } => hash.hash,
+                Hashed::Video { .. } => anyhow::bail!("a video; second hashes are for images"),
+            };
+            let second = hasher.second_hash_bytes(&bytes)?;
+            let Some((value, distance)) = entry_for_original(&entries, &pdq, bank.threshold())
+            else {
+                anyhow::bail!(
+                    "its PDQ {pdq} is not within {} of any live entry of bank {name}",
+                    bank.threshold()
+                );
+            };
+            store
+                .set_second_hash(&name, &value, &second.to_hex(), &by, unix_now())
+                .await?;
+            anyhow::Ok((value, distance, second))
+        }
+        .await;
+        match recorded {
+            Ok((value, distance, second)) => {
+                println!("{shown}: entry {value} (PDQ distance {distance}): second hash {second}")
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{shown}: {e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} images recorded nothing", a.images.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 async fn update(store: &Store, a: UpdateArgs) -> anyhow::Result<ExitCode> {

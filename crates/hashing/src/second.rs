@@ -101,6 +101,50 @@ pub fn derivative(rgb: &[u8], width: usize, height: usize) -> Result<GrayImage, 
     Ok(image::DynamicImage::ImageRgb8(small).into_luma8())
 }
 
+/// `image` turned into dihedral variant `variant` (0..7, in the order of the protocol's
+/// `DIHEDRAL_NAMES`: rot90, rot180, rot270, flipx, flipy, flipplus1, flipminus1), by exactly
+/// the pixel maps PDQ's dihedral hashes use (`hashguard_pdq::PdqHasher::dihedral_pixel_floats_rgb`),
+/// so that the server turns a derivative the way the client turned the image whose variant
+/// key opened. `None` for a variant outside 0..7.
+pub fn oriented<P: image::Pixel>(
+    image: &image::ImageBuffer<P, Vec<P::Subpixel>>,
+    variant: usize,
+) -> Option<image::ImageBuffer<P, Vec<P::Subpixel>>> {
+    let (w, h) = image.dimensions();
+    // (swaps the sides, source (column, row) of new pixel (x, y)).
+    type Map = fn(u32, u32, u32, u32) -> (u32, u32);
+    let maps: [(bool, Map); 7] = [
+        (true, |x, y, w, _h| (w - 1 - y, x)),
+        (false, |x, y, w, h| (w - 1 - x, h - 1 - y)),
+        (true, |x, y, _w, h| (y, h - 1 - x)),
+        (false, |x, y, _w, h| (x, h - 1 - y)),
+        (false, |x, y, w, _h| (w - 1 - x, y)),
+        (true, |x, y, _w, _h| (y, x)),
+        (true, |x, y, w, h| (w - 1 - y, h - 1 - x)),
+    ];
+    let (swap, map) = *maps.get(variant)?;
+    let (nw, nh) = if swap { (h, w) } else { (w, h) };
+    Some(image::ImageBuffer::from_fn(nw, nh, |x, y| {
+        let (col, row) = map(x, y, w, h);
+        *image.get_pixel(col, row)
+    }))
+}
+
+/// Decodes a visual derivative (the JPEG the client sealed into the VD blob) to the greyscale
+/// picture [`SecondHash::of_derivative`] hashes. `None` if it does not decode or is larger than
+/// a derivative can be (a client that sends something else gets no second-hash match).
+pub fn decode_derivative(bytes: &[u8]) -> Option<GrayImage> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(4 * DERIVATIVE_SIDE);
+    limits.max_image_height = Some(4 * DERIVATIVE_SIDE);
+    limits.max_alloc = Some(4 << 20);
+    reader.limits(limits);
+    Some(reader.decode().ok()?.into_luma8())
+}
+
 /// The first bit the most significant, as imagehash prints its grids.
 fn pack(bits: impl Iterator<Item = bool>) -> u64 {
     bits.fold(0u64, |acc, b| (acc << 1) | u64::from(b))
@@ -386,5 +430,51 @@ mod tests {
             vertical: 0,
         };
         assert!(!a.matches(&far));
+    }
+}
+
+#[cfg(test)]
+mod orientation_tests {
+    use super::*;
+    use hashguard_pdq::{PdqHasher, RgbImage as PdqRgb};
+
+    /// The server's turn of a derivative is the client's turn of the image: for every variant,
+    /// PDQ of `oriented` pixels equals PDQ's own dihedral variant of the same pixels.
+    #[test]
+    fn oriented_is_the_turn_pdq_dihedral_hashes_use() {
+        let (w, h) = (83u32, 61u32);
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            let v = (x * 7 + y * y * 3 + (x * y) % 17) as u8;
+            image::Rgb([v, v.wrapping_mul(3), (x * 2 + y) as u8])
+        });
+        let mut hasher = PdqHasher::new();
+        let view = PdqRgb::new(img.as_raw(), w as usize, h as usize).expect("image");
+        let variants = hasher.dihedral_pixel_floats_rgb(&view);
+        for (variant, expected) in variants.iter().enumerate() {
+            let turned = oriented(&img, variant).expect("variant");
+            let (tw, th) = turned.dimensions();
+            let tv = PdqRgb::new(turned.as_raw(), tw as usize, th as usize).expect("turned");
+            let got = hasher.floats_rgb(&tv);
+            assert_eq!(got.hash(), expected.hash(), "variant {variant}");
+        }
+        assert!(oriented(&img, 7).is_none());
+    }
+
+    /// A derivative decodes; anything else, or a picture far larger than a derivative, does not.
+    #[test]
+    fn derivatives_decode_and_other_bytes_do_not() {
+        let grey = GrayImage::from_fn(96, 64, |x, y| image::Luma([(x + 2 * y) as u8]));
+        let mut jpeg = std::io::Cursor::new(Vec::new());
+        grey.write_to(&mut jpeg, image::ImageFormat::Jpeg)
+            .expect("jpeg");
+        let back = decode_derivative(jpeg.get_ref()).expect("decodes");
+        assert_eq!(back.dimensions(), (96, 64));
+        assert!(decode_derivative(b"not an image").is_none());
+        assert!(decode_derivative(&jpeg.get_ref()[..40]).is_none());
+        let big = GrayImage::new(2000, 10);
+        let mut png = std::io::Cursor::new(Vec::new());
+        big.write_to(&mut png, image::ImageFormat::Png)
+            .expect("png");
+        assert!(decode_derivative(png.get_ref()).is_none());
     }
 }

@@ -180,11 +180,27 @@ fn nearest(value: &serde_json::Value) -> (Option<String>, Option<String>, Option
 
 /// The words for the second check, from what the intake recorded.
 fn second_check_words(detail: &serde_json::Value) -> String {
-    match detail["second_hash"].as_str() {
-        Some(s) if s.starts_with("not computed") => "Not available yet. This version does not compute the second hash of the visual derivative, so the full PDQ distance alone kept this item for review.".to_string(),
-        Some(s) => s.to_string(),
-        None => "Not available yet.".to_string(),
+    let Some(s) = detail["second_hash"].as_str() else {
+        return "Not recorded for this case.".to_string();
+    };
+    if s.starts_with("not computed") {
+        // Cases recorded before the second hash existed.
+        return "Not available: this case was recorded before the server computed the second hash, so the full PDQ distance alone kept it for review.".to_string();
     }
+    if s.starts_with("not on file") {
+        return "Not on file for the listed entry: its list came without a second hash for it, so the full PDQ distance alone kept this item for review.".to_string();
+    }
+    if s.starts_with("matches") {
+        return "Matches: the second hash of the visual derivative agrees with the same listed entry as PDQ.".to_string();
+    }
+    let mut words = s.to_string();
+    if let Some(first) = words.get(..1) {
+        words.replace_range(..1, &first.to_uppercase());
+    }
+    if !words.ends_with('.') {
+        words.push('.');
+    }
+    words
 }
 
 /// Reads a case and everything the review pages show of it, or `None` if it does not exist

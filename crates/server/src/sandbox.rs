@@ -65,6 +65,22 @@ pub fn standin_lists() -> Vec<ListSource> {
     ]
 }
 
+/// The second hashes of the stand-in lists' picture (`assets/standin/second-hashes.txt`): one
+/// `<PDQ value> <second hash>` per line, the PDQ entry of `assets/demo/hills.png` and the
+/// second hash of that original, so that the automatic check runs both of its checks in the
+/// demo. Server-side only, as a deployment's would be.
+pub fn standin_second_hashes() -> Vec<(String, String)> {
+    include_str!("../../../assets/standin/second-hashes.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (value, second) = l.split_once(' ')?;
+            Some((value.trim().to_string(), second.trim().to_string()))
+        })
+        .collect()
+}
+
 /// What to deploy.
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
@@ -75,6 +91,9 @@ pub struct SandboxOptions {
     pub db: Option<String>,
     /// The organisations' lists.
     pub lists: Vec<ListSource>,
+    /// Second hashes on file, as (PDQ value, second hash): recorded for every bank that lists
+    /// the value.
+    pub second_hashes: Vec<(String, String)>,
     /// Table parameters.
     pub preset: Preset,
     /// What the server does with a match.
@@ -100,6 +119,7 @@ impl SandboxOptions {
             dir: dir.into(),
             db: None,
             lists: standin_lists(),
+            second_hashes: standin_second_hashes(),
             preset: Preset::V1,
             policy: Policy::Intervene,
             limits: Limits::default(),
@@ -180,7 +200,7 @@ impl Sandbox {
             .db
             .clone()
             .unwrap_or_else(|| options.dir.join("hashguard.db").display().to_string());
-        load_lists(&db, &options.lists).await?;
+        load_lists(&db, &options.lists, &options.second_hashes).await?;
         let table = options.dir.join("table");
         let key = options.dir.join("table.key");
         publish_next_epoch(&db, &table, &key, options.preset, options.policy).await?;
@@ -340,8 +360,13 @@ fn log_epoch(table: &Path, trust: &mut TrustSandbox) -> Result<(), SandboxError>
     Ok(log.store_checkpoint(checkpoint.signed())?)
 }
 
-/// Creates one block bank per list in `db` and imports the list into it.
-async fn load_lists(db: &str, lists: &[ListSource]) -> Result<(), SandboxError> {
+/// Creates one block bank per list in `db`, imports the list into it, and records the second
+/// hashes of the values it lists.
+async fn load_lists(
+    db: &str,
+    lists: &[ListSource],
+    second_hashes: &[(String, String)],
+) -> Result<(), SandboxError> {
     let store = Store::open_location(&DatabaseLocation::parse(db), OpenMode::Create).await?;
     let result = async {
         for source in lists {
@@ -365,6 +390,26 @@ async fn load_lists(db: &str, lists: &[ListSource]) -> Result<(), SandboxError> 
                 .map_err(|e| bad(e.to_string()))?;
             let meta = ImportMeta::new("sandbox", Some("list.txt"), source.text.as_bytes());
             store.import_next(bank.name(), &list, &meta).await?;
+            // Each original's entry: the value itself, or the list's nearest (Org B lists the
+            // picture with two bits changed, as another organisation's hasher might).
+            let entries = store.entries(bank.name()).await?;
+            for (value, second) in second_hashes {
+                let original: hashguard_pdq::Hash256 = value
+                    .parse()
+                    .map_err(|e| bad(format!("second hash of {value}: {e}")))?;
+                let second = hashguard_hashing::SecondHash::from_hex(second)
+                    .map_err(|e| bad(format!("second hash of {value}: {e}")))?;
+                let Some((entry, _)) = hashguard_service::banks::entry_for_original(
+                    &entries,
+                    &original,
+                    bank.threshold(),
+                ) else {
+                    continue;
+                };
+                store
+                    .set_second_hash(bank.name(), &entry, &second.to_hex(), "sandbox", 0)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -412,4 +457,43 @@ pub async fn publish_next_epoch(
         &mut rng,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed stand-in second hash is the one this library computes for the listed demo
+    /// picture, and its PDQ value is that picture's entry on both stand-in lists: a changed
+    /// picture, hash or list cannot leave the demo checking against a stale value.
+    #[test]
+    fn the_standin_second_hash_is_the_listed_pictures() {
+        let picture = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo/hills.png"),
+        )
+        .expect("hills.png");
+        let mut hasher = hashguard_hashing::Hasher::new(hashguard_hashing::Options::default());
+        let Ok(hashguard_hashing::Hashed::Image { hash, .. }) = hasher.hash_bytes(&picture) else {
+            panic!("hills.png is an image");
+        };
+        let second = hasher.second_hash_bytes(&picture).expect("second hash");
+        let recorded = standin_second_hashes();
+        assert_eq!(
+            recorded,
+            vec![(hash.hash.to_string(), second.to_hex())],
+            "assets/standin/second-hashes.txt"
+        );
+        for list in standin_lists() {
+            let parsed = hashguard_hashlist::parse_list(
+                list.text.as_bytes(),
+                hashguard_hashlist::SignalType::Pdq,
+                None,
+            )
+            .expect("list");
+            let listed = parsed.items().iter().any(|item| {
+                matches!(item.value(), hashguard_hashlist::Signal::Pdq(h) if h.distance(&hash.hash) <= 2)
+            });
+            assert!(listed, "{} lists the picture", list.bank);
+        }
+    }
 }

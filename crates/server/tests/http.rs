@@ -125,6 +125,44 @@ fn image_input(name: &str) -> PdqInput {
     }
 }
 
+/// The visual derivative the SDK would seal for `input`: for a demo image's hash, the JPEG of
+/// that image's greyscale derivative (what the server's second hash reads); for any other
+/// hash, bytes that are no picture.
+fn thumbnail_for(input: &PdqInput) -> Vec<u8> {
+    static DERIVATIVES: std::sync::OnceLock<Vec<(hashguard_pdq::Hash256, Vec<u8>)>> =
+        std::sync::OnceLock::new();
+    let known = DERIVATIVES.get_or_init(|| {
+        [
+            "hills.png",
+            "hills-recompressed.jpg",
+            "hills-small.jpg",
+            "blocks.webp",
+        ]
+        .iter()
+        .map(|name| {
+            let picture = image::open(repo().join("assets/demo").join(name))
+                .expect("demo image")
+                .into_rgb8();
+            let (w, h) = picture.dimensions();
+            let grey =
+                hashguard_hashing::second::derivative(picture.as_raw(), w as usize, h as usize)
+                    .expect("derivative");
+            let mut jpeg = std::io::Cursor::new(Vec::new());
+            grey.write_to(&mut jpeg, image::ImageFormat::Jpeg)
+                .expect("jpeg");
+            (image_input(name).hash, jpeg.into_inner())
+        })
+        .collect()
+    });
+    known
+        .iter()
+        .find(|(hash, _)| *hash == input.hash)
+        .map_or_else(
+            || b"a small benign thumbnail".to_vec(),
+            |(_, jpeg)| jpeg.clone(),
+        )
+}
+
 /// Builds the voucher for `input` over a fresh random ciphertext (standing in for the SDK's
 /// encrypted attachment) and uploads both; returns the status, the JSON body, the voucher and
 /// the ciphertext.
@@ -145,12 +183,13 @@ fn prepare(d: &mut Device, input: PdqInput) -> (Vec<u8>, BuiltVoucher) {
     d.rng.fill_bytes(&mut ciphertext);
     let mut content = [0u8; 32];
     d.rng.fill_bytes(&mut content);
+    let thumbnail = thumbnail_for(&input);
     let item = Item {
         pdq: Some(input),
         content_sha256: content,
         media_kind: MediaKind::Image,
         frame_idx: 0,
-        thumbnail: b"a small benign thumbnail",
+        thumbnail: &thumbnail,
     };
     let binding = UploadBinding::new(d.account, &ciphertext);
     let built = d
@@ -240,6 +279,102 @@ async fn consent(
     (r.status(), r.json().await.expect("json"))
 }
 
+/// The stored detail of case `case`, read from the database.
+async fn case_detail(f: &Fixture, case: &str) -> Value {
+    let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Read)
+        .await
+        .expect("store");
+    let id = case.parse().expect("case id");
+    let record = store.case(&id).await.expect("case").expect("exists");
+    store.close().await;
+    serde_json::from_str(&record.detail).expect("detail")
+}
+
+/// The second check (R/E12 step 2, docs/second-hash.md): when the listed entry's second hash
+/// on file is of another picture, a copy within 31 PDQ bits of it is released by the consented
+/// check, and the case says why; the second hash never skips on the client's word.
+async fn a_differing_second_hash_releases(kind: &str) {
+    let wide = hashguard_server::config::Bucket {
+        burst: 1_000,
+        per_hour: 1_000,
+    };
+    let Some(f) = Fixture::start_full(
+        kind,
+        "a_differing_second_hash_releases",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Intervene,
+        Limits {
+            matches_per_account: wide,
+            matches_per_source: wide,
+            ..Limits::default()
+        },
+        &[("hills.png", "blocks.webp")],
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 41).await;
+    let (status, held, built, _) = upload(&f, &mut d, image_input("hills-recompressed.jpg")).await;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{held}");
+    let case = held["case_id"].as_str().expect("case").to_string();
+    let (status, result) = consent(&f, &d.token, &case, &built).await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["outcome"], "released", "{result}");
+    let detail = case_detail(&f, &case).await;
+    assert!(
+        detail["second_hash"]
+            .as_str()
+            .expect("words")
+            .starts_with("differs"),
+        "{detail}"
+    );
+    assert!(
+        detail["nearest_listed"]["distance"]
+            .as_u64()
+            .expect("distance")
+            <= 31
+    );
+
+    // The same copy with a derivative that is no picture: the second check cannot pass, so it
+    // is released too (only a list without a second hash lets PDQ decide alone).
+    let input = image_input("hills-recompressed.jpg");
+    let (ciphertext, built) = {
+        let mut ciphertext = vec![0u8; 3000];
+        d.rng.fill_bytes(&mut ciphertext);
+        let item = Item {
+            pdq: Some(input),
+            content_sha256: [7u8; 32],
+            media_kind: MediaKind::Image,
+            frame_idx: 0,
+            thumbnail: b"not a picture",
+        };
+        let binding = UploadBinding::new(d.account, &ciphertext);
+        let built = d
+            .client
+            .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
+            .expect("voucher");
+        (ciphertext, built)
+    };
+    let (status, held) = upload_raw(&f, &d.token, &ciphertext, &built).await;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{held}");
+    let case = held["case_id"].as_str().expect("case").to_string();
+    let (status, result) = consent(&f, &d.token, &case, &built).await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["outcome"], "released", "{result}");
+    let detail = case_detail(&f, &case).await;
+    assert!(
+        detail["second_hash"]
+            .as_str()
+            .expect("words")
+            .contains("could not be read"),
+        "{detail}"
+    );
+    f.stop().await;
+}
+
 /// An image with the listed stand-in image's key bits and the rest of its hash far away: what
 /// a chance key collision, or an image crafted to collide, looks like.
 fn key_collision(f: &Fixture) -> PdqInput {
@@ -326,10 +461,22 @@ async fn upload_hold_check_release(kind: &str) {
         consent(&f, &other.token, &case, &built).await.0,
         StatusCode::NOT_FOUND
     );
-    // The consented check: the full PDQ is within 31 of the listed hash, so it stays blocked.
+    // The consented check: the full PDQ is within 31 of the listed hash and the second hash of
+    // its derivative matches that same entry's, so it stays blocked.
     let (status, result) = consent(&f, &d.token, &case, &built).await;
     assert_eq!(status, StatusCode::OK, "{result}");
     assert_eq!(result["outcome"], "blocked_for_review");
+    let detail = case_detail(&f, &case).await;
+    assert_eq!(
+        detail["second_hash"], "matches the same listed entry",
+        "{detail}"
+    );
+    assert!(
+        detail["nearest_listed"]["distance"]
+            .as_u64()
+            .expect("distance")
+            <= 31
+    );
     // A second check of the same case is refused.
     assert_eq!(
         consent(&f, &d.token, &case, &built).await.0,
@@ -552,6 +699,86 @@ async fn threshold_opens_one_case(kind: &str) {
     f.stop().await;
 }
 
+/// The post-threshold pipeline (G4): T key matches that are chance collisions (each key equal
+/// to a listed value's, the full PDQ 40 bits away) reach the threshold and are decrypted, but
+/// none survives the full-distance check, so no case is queued and nobody sees anything; the
+/// audit log records the false-positive incident as counts only.
+async fn chance_matches_at_the_threshold_queue_no_case(kind: &str) {
+    let (values, lists) = shared_random_lists(78);
+    let Some(f) = Fixture::start(
+        kind,
+        "chance_matches_at_the_threshold_queue_no_case",
+        &lists,
+        Preset::Lite,
+        Policy::Intervene,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 4).await;
+    let t = usize::from(f.params.threshold());
+    let positions: Vec<usize> = f
+        .params
+        .key_positions()
+        .iter()
+        .map(|&p| usize::from(p))
+        .collect();
+    let mut held = 0;
+    for v in values.iter().take(t + 2) {
+        // The same key bits, 40 other bits flipped: a chance key collision, not a copy.
+        let chance = (0..256)
+            .filter(|b| !positions.contains(b))
+            .take(40)
+            .fold(*v, |h, b| h.with_bit_flipped(b));
+        assert_eq!(chance.distance(v), 40);
+        assert_eq!(
+            hashguard_protocol::keys::pdq_key(&chance, &f.params),
+            hashguard_protocol::keys::pdq_key(v, &f.params)
+        );
+        let input = PdqInput {
+            hash: chance,
+            margins: [1.0; 256],
+            quality: 90,
+        };
+        let (status, body, _, _) = upload(&f, &mut d, input).await;
+        if status == StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS {
+            held += 1;
+        } else {
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+    }
+    assert!(
+        held >= t,
+        "only {held} of {} chance collisions opened; T = {t}",
+        t + 2
+    );
+    let store = Store::open_location(&DatabaseLocation::parse(&f.db), OpenMode::Read)
+        .await
+        .expect("store");
+    let queue = store.case_queue(100).await.expect("queue");
+    assert!(
+        queue.iter().all(|c| c.kind != CaseKind::Threshold),
+        "a threshold case was queued for {held} chance collisions"
+    );
+    let events = store.audit_events(None, 10_000).await.expect("audit");
+    let incidents: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "threshold_not_confirmed")
+        .collect();
+    assert!(!incidents.is_empty(), "the incident is audit-logged");
+    let detail: Value = serde_json::from_str(&incidents[0].detail).expect("detail");
+    assert_eq!(detail["survivors"], 0);
+    assert!(detail["decrypted"].as_u64().expect("decrypted") >= t as u64);
+    assert!(
+        !incidents[0].detail.contains(&values[0].to_string()),
+        "no hash in the incident"
+    );
+    assert!(!events.iter().any(|e| e.action == "threshold_reached"));
+    store.close().await;
+    f.stop().await;
+}
+
 /// G1 at the system level: after benign uploads (every other one by the two-phase upload), the
 /// database and the data folder hold the ciphertexts and their bookkeeping, and nothing derived
 /// from a voucher (no upload slot is left either).
@@ -615,6 +842,8 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
         "banks",
         "entries",
         "list_versions",
+        // The list's server-side second hashes: list data, not derived from any upload.
+        "second_hashes",
         "accounts",
         "devices",
         "attachments",
@@ -1745,6 +1974,8 @@ mod schemathesis {
 on_both!(
     upload_hold_check_release,
     threshold_opens_one_case,
+    chance_matches_at_the_threshold_queue_no_case,
+    a_differing_second_hash_releases,
     benign_uploads_leave_only_ciphertext_and_bookkeeping,
     silent_reply_does_not_depend_on_opening,
     limits_metrics_and_the_document,

@@ -7,14 +7,14 @@
 //! closest match over all of an input's values is kept. Allow banks suppress: when any allow
 //! bank matches an input, none of its block matches is reported.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use hashguard_hashing::Hashed;
+use hashguard_hashing::{Hashed, SecondHash};
 use hashguard_hashlist::{
     BankKind, Hit, ListItem, Lookup, MatchRules, Matcher, MatcherError, Signal, SignalType,
 };
 use hashguard_index::Scratch;
-use hashguard_store::{LoadedBank, Store};
+use hashguard_store::{LoadedBank, SecondHashRow, Store};
 use hashguard_vpdq::{Feature, MatchRule, VideoBankIndex, VideoIndexError, DEFAULT_QUALITY};
 
 /// Why a bank set could not be built.
@@ -37,6 +37,9 @@ pub enum BankSetError {
     /// The labels (or list lines) do not match the banks (or items) one for one.
     #[error("{0}")]
     Shape(&'static str),
+    /// A stored second hash is unreadable.
+    #[error("unreadable second hash: {0}")]
+    SecondHash(String),
 }
 
 /// One value looked up for an input.
@@ -128,6 +131,26 @@ impl MediaMatches {
     }
 }
 
+/// The live PDQ entry of a bank that a listed original belongs to, for recording its second
+/// hash: the entry whose value equals the original's PDQ, else the nearest within
+/// `threshold` (a list hashed by another PDQ implementation can differ by a few bits), as
+/// (value in lowercase hex, distance). `None` if no entry is that near.
+pub fn entry_for_original(
+    entries: &[hashguard_hashlist::Entry],
+    pdq: &hashguard_pdq::Hash256,
+    threshold: u32,
+) -> Option<(String, u32)> {
+    entries
+        .iter()
+        .filter(|e| e.removed_in().is_none())
+        .filter_map(|e| match e.item().value() {
+            Signal::Pdq(h) => Some((h.to_string(), h.distance(pdq))),
+            _ => None,
+        })
+        .filter(|(_, d)| *d <= threshold)
+        .min_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)))
+}
+
 /// Banks ready to match media and hash values (see the [module documentation](self)).
 pub struct BankSet {
     matcher: Matcher,
@@ -137,6 +160,9 @@ pub struct BankSet {
     labels: Vec<String>,
     /// For a list file: each item's line number.
     lines: Option<Vec<usize>>,
+    /// The second hashes on file, by (bank, item): the server-private companion of a listed
+    /// PDQ entry that the automatic check compares (docs/second-hash.md).
+    second: HashMap<(usize, usize), SecondHash>,
 }
 
 impl BankSet {
@@ -179,6 +205,7 @@ impl BankSet {
             videos,
             labels,
             lines,
+            second: HashMap::new(),
         })
     }
 
@@ -196,10 +223,44 @@ impl BankSet {
         Self::new(banks, radius, labels, None)
     }
 
-    /// Loads and indexes every enabled bank of the store.
+    /// Loads and indexes every enabled bank of the store, with the second hashes on file.
     pub async fn load(store: &Store, radius: Option<u32>) -> Result<Self, BankSetError> {
         let loaded = store.load_enabled(None).await?;
-        Self::from_loaded(loaded, radius)
+        let mut set = Self::from_loaded(loaded, radius)?;
+        set.attach_second_hashes(&store.second_hashes().await?)?;
+        Ok(set)
+    }
+
+    /// Attaches second hashes to the PDQ entries they name (bank name and value). A row for a
+    /// bank that is not loaded (disabled) or a value that is no live entry is skipped: the
+    /// entry it was recorded for is not matched now. An unreadable hash is an error (the
+    /// schema keeps its length, not its digits).
+    pub fn attach_second_hashes(&mut self, rows: &[SecondHashRow]) -> Result<(), BankSetError> {
+        let mut positions: HashMap<(&str, String), (usize, usize)> = HashMap::new();
+        for (b, (_, items)) in self.matcher.banks().iter().enumerate() {
+            for (i, item) in items.iter().enumerate() {
+                if let Signal::Pdq(_) = item.value() {
+                    positions.insert((self.label(b), item.value().to_string()), (b, i));
+                }
+            }
+        }
+        let mut found = HashMap::new();
+        for row in rows {
+            let Some(&at) = positions.get(&(row.bank.as_str(), row.value.clone())) else {
+                continue;
+            };
+            let hash = SecondHash::from_hex(&row.second).map_err(|e| {
+                BankSetError::SecondHash(format!("bank {} value {}: {e}", row.bank, row.value))
+            })?;
+            found.insert(at, hash);
+        }
+        self.second.extend(found);
+        Ok(())
+    }
+
+    /// The second hash on file for item `item` of bank `bank`, if any.
+    pub fn second_hash(&self, bank: usize, item: usize) -> Option<SecondHash> {
+        self.second.get(&(bank, item)).copied()
     }
 
     /// One list file as a block bank of its signal type, at the type's default threshold

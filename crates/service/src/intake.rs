@@ -18,12 +18,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use hashguard_hashlist::Signal;
 use hashguard_index::Scratch;
 use hashguard_pdq::Hash256;
 use hashguard_protocol::opener::{
-    check_consent, AccountShares, AddOutcome, EpochVerdict, OpenOutcome, OpenedRecord,
-    ThresholdOutcome,
+    check_consent, open_vd_blob, AccountShares, AddOutcome, EpochVerdict, OpenOutcome,
+    OpenedRecord, ThresholdOutcome,
 };
 use hashguard_protocol::params::Policy;
 use hashguard_protocol::sender::ConsentReveal;
@@ -39,7 +38,8 @@ use sha2::{Digest, Sha256};
 use crate::banks::BankSet;
 use crate::blobs::{BlobName, BlobStore};
 use crate::hex;
-use crate::review::{auto_check, CheckFacts, SecondHash, Verdict, MATCH_DISTANCE};
+use crate::item_check::{check_item, Orientation};
+use crate::review::{Verdict, MATCH_DISTANCE};
 use crate::serving::ServedTable;
 
 /// Most keyframe vouchers one video carries (protocol.md: up to 16, one dedup id).
@@ -938,24 +938,76 @@ impl<B: BlobStore> Intake<B> {
         if self.store.threshold_case_exists(account).await? {
             return Ok(());
         }
-        let mut scratch = Scratch::default();
-        let checked: Vec<serde_json::Value> = items
+        // Each item's derivative, by its voucher: the blob stored with the attachment it came
+        // with.
+        let attachments: std::collections::HashMap<[u8; 16], AttachmentId> = self
+            .store
+            .opened_records(account)
+            .await?
             .iter()
-            .map(|item| {
-                let nearest = self.nearest_listed_in_bank(&Hash256::from_be_bytes(&item.payload.pdq), &mut scratch);
-                serde_json::json!({
-                    "voucher_id": hex(&item.voucher_id),
-                    "pdq": hex(&item.payload.pdq),
-                    "quality": item.payload.quality,
-                    "nearest_listed": nearest.map(|(bank, entry, distance)| serde_json::json!({"bank": bank, "entry": entry, "distance": distance})),
-                })
+            .filter_map(|row| {
+                let rec = OpenedRecord::decode(&row.bytes, self.table.params()).ok()?;
+                Some((rec.voucher_id, row.attachment?))
             })
             .collect();
+        let mut scratch = Scratch::default();
+        let mut survivors = 0usize;
+        let mut checked = Vec::with_capacity(items.len());
+        for item in &items {
+            let thumbnail = match attachments.get(&item.voucher_id) {
+                Some(a) => self
+                    .blobs
+                    .get(&BlobName::visual_derivative(
+                        &a.to_string(),
+                        &hex(&item.voucher_id),
+                    ))
+                    .await?
+                    .and_then(|blob| open_vd_blob(&item.payload, &blob)),
+                None => None,
+            };
+            let result = check_item(
+                self.banks.as_deref(),
+                &self.orientations(&item.payload),
+                thumbnail.as_ref().map(|t| t.as_slice()),
+                &mut scratch,
+            );
+            let allow_listed = self.store.allow_listed(&hex(&item.payload.pdq)).await?;
+            let survives = !allow_listed && matches!(result.verdict, Verdict::ToReview { .. });
+            survivors += usize::from(survives);
+            let mut d = result.detail;
+            d["voucher_id"] = hex(&item.voucher_id).into();
+            d["pdq"] = hex(&item.payload.pdq).into();
+            d["quality"] = item.payload.quality.into();
+            d["allow_listed"] = allow_listed.into();
+            d["survives"] = survives.into();
+            checked.push(d);
+        }
+        let threshold = usize::from(self.table.params().threshold());
         let detail = serde_json::json!({
             "items": checked,
             "undecryptable": invalid.len(),
-            "second_hash": "not computed yet: the check is the full PDQ distance alone",
+            "survivors": survivors,
+            "second_hash": format!("{survivors} of {} decrypted items are within the PDQ match distance of a listed entry and pass the second check against that same entry (or it has no second hash on file)", items.len()),
         });
+        // G4 and the post-threshold pipeline: only when at least T items survive both checks
+        // do people see anything. Otherwise the decrypted matches were chance collisions: a
+        // false-positive incident is recorded (counts only, no hash, no picture) and nothing
+        // is queued or forwarded.
+        if survivors < threshold {
+            self.audit(
+                "intake",
+                "threshold_not_confirmed",
+                &account.to_string(),
+                &serde_json::json!({
+                    "decrypted": items.len(),
+                    "survivors": survivors,
+                    "undecryptable": invalid.len(),
+                })
+                .to_string(),
+            )
+            .await?;
+            return Ok(());
+        }
         let inserted = self
             .store
             .insert_case(&CaseRecord {
@@ -980,27 +1032,10 @@ impl<B: BlobStore> Intake<B> {
         Ok(())
     }
 
-    /// The listed PDQ entry nearest to `hash` within the match distance, with the bank that
-    /// lists it, as (bank, entry id, distance).
-    fn nearest_listed_in_bank(
-        &self,
-        hash: &Hash256,
-        scratch: &mut Scratch,
-    ) -> Option<(String, String, u32)> {
-        let banks = self.banks.as_ref()?;
-        let lookup = banks.lookup(&Signal::Pdq(*hash), scratch);
-        lookup
-            .reported()
-            .iter()
-            .min_by_key(|h| h.distance)
-            .and_then(|h| {
-                let item = banks.item(h.bank, h.item)?;
-                Some((
-                    banks.label(h.bank).to_string(),
-                    BankSet::entry_id(item),
-                    h.distance,
-                ))
-            })
+    /// The item's PDQ in each orientation its voucher probed (the full-distance check compares
+    /// each, as each could have opened a key).
+    fn orientations(&self, payload: &hashguard_protocol::voucher::Payload) -> Vec<Orientation> {
+        vec![(None, payload.pdq)]
     }
 
     /// The ciphertext of a deliverable attachment (stored, or released after a check); `None`
@@ -1055,8 +1090,12 @@ impl<B: BlobStore> Intake<B> {
         let item = check_consent(&record, reveal, &vd_blob)
             .map_err(|e| CheckError::Keys(e.to_string()))?;
         let mut scratch = Scratch::default();
-        let nearest =
-            self.nearest_listed_in_bank(&Hash256::from_be_bytes(&item.payload.pdq), &mut scratch);
+        let checked = check_item(
+            self.banks.as_deref(),
+            &self.orientations(&item.payload),
+            Some(&item.thumbnail),
+            &mut scratch,
+        );
         // A confirmed mistake (two reviewers rejected it; the server-side allow-list, issue
         // 16) is released at once, whatever the distance.
         let allow_listed = self
@@ -1064,21 +1103,18 @@ impl<B: BlobStore> Intake<B> {
             .allow_listed(&hex(&item.payload.pdq))
             .await
             .map_err(IntakeError::from)?;
-        let facts = CheckFacts {
-            nearest: nearest.as_ref().map(|(_, _, d)| (0, *d)),
-            second_hash: SecondHash::NotComputed,
-        };
         let verdict = if allow_listed {
             Verdict::Release
         } else {
-            auto_check(&facts)
+            checked.verdict
         };
-        let detail = serde_json::json!({
-            "check": match verdict { Verdict::Release => "released", Verdict::ToReview { .. } => "blocked_for_review" },
-            "nearest_listed": nearest.as_ref().map(|(bank, entry, distance)| serde_json::json!({"bank": bank, "entry": entry, "distance": distance})),
-            "allow_listed": allow_listed,
-            "second_hash": "not computed yet: the check is the full PDQ distance alone",
-        });
+        let mut detail = checked.detail;
+        detail["check"] = match verdict {
+            Verdict::Release => "released",
+            Verdict::ToReview { .. } => "blocked_for_review",
+        }
+        .into();
+        detail["allow_listed"] = allow_listed.into();
         let outcome = match verdict {
             Verdict::Release => {
                 if !self

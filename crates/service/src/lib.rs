@@ -25,6 +25,7 @@
 pub mod banks;
 pub mod blobs;
 pub mod intake;
+pub mod item_check;
 pub mod keyset;
 pub mod manifest_log;
 pub mod publish;

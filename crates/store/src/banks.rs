@@ -142,8 +142,8 @@ impl Store {
         banks_in(&mut pooled.conn()).await
     }
 
-    /// Deletes bank `name` with its whole history: its entries (live and tombstones), its
-    /// imported versions (the audit rows) and the bank itself, in one transaction. Fails with
+    /// Deletes bank `name` with its whole history: its entries (live and tombstones), their
+    /// second hashes, its imported versions (the audit rows) and the bank itself, in one transaction. Fails with
     /// [`StoreError::NoSuchBank`] if there is no bank of that name. An import into the bank
     /// that runs at the same time either finishes first (and is deleted with the rest) or
     /// fails with [`StoreError::NoSuchBank`].
@@ -157,6 +157,10 @@ impl Store {
                 .execute(&mut *c)
                 .await?
                 .rows_affected();
+            sqlx::query("DELETE FROM second_hashes WHERE bank = $1")
+                .bind(name.as_str())
+                .execute(&mut *c)
+                .await?;
             let versions = sqlx::query("DELETE FROM list_versions WHERE bank = $1")
                 .bind(name.as_str())
                 .execute(&mut *c)
@@ -199,6 +203,7 @@ impl Store {
             ("INSERT INTO list_versions (bank, version, imported_at, imported_by, source_name, file_sha256, format, items, added, removed, unchanged) \
               SELECT $1, version, imported_at, imported_by, source_name, file_sha256, format, items, added, removed, unchanged FROM list_versions WHERE bank = $2", true),
             ("UPDATE entries SET bank = $1 WHERE bank = $2", true),
+            ("UPDATE second_hashes SET bank = $1 WHERE bank = $2", true),
             ("DELETE FROM list_versions WHERE bank = $1", false),
             ("DELETE FROM banks WHERE name = $1", false),
         ];

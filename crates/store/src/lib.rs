@@ -133,6 +133,7 @@ mod pool;
 mod read;
 mod review;
 mod rows;
+mod second_hashes;
 mod shares;
 mod slots;
 mod staff;
@@ -156,6 +157,7 @@ pub use open::{redact_url, sqlite_file};
 pub use options::StoreOptions;
 pub use read::{BankStats, ImportRecord};
 pub use review::{Reveal, ReviewDecision, ReviewMaterial, ReviewOutcome, ReviewReport};
+pub use second_hashes::SecondHashRow;
 pub use slots::SlotRecord;
 pub use staff::{StaffRecord, StaffSession};
 pub use state::{

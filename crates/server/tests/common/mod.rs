@@ -11,10 +11,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hashguard_hashing::{Hashed, Hasher, Options};
 use hashguard_hashlist::{parse_list, Bank, BankKind, SignalType};
 use hashguard_protocol::params::{Params, Policy, Preset};
 use hashguard_server::config::{Bucket, Config, Intervention, Limits, LogFormat};
 use hashguard_server::Server;
+use hashguard_service::banks::entry_for_original;
 use hashguard_store::{DatabaseLocation, ImportMeta, OpenMode, Store};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -90,7 +92,9 @@ impl Fixture {
         Fixture::start_configured(kind, test, lists, preset, policy, limits, |_| {}).await
     }
 
-    /// Like [`Fixture::start_with`], with `tweak` applied to the configuration first.
+    /// Like [`Fixture::start_with`], with `tweak` applied to the configuration first. The
+    /// listed demo image's second hash is on file for every bank that lists it
+    /// ([`DEFAULT_SECOND_HASHES`]).
     pub async fn start_configured(
         kind: &str,
         test: &str,
@@ -98,6 +102,34 @@ impl Fixture {
         preset: Preset,
         policy: Policy,
         limits: Limits,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<Fixture> {
+        Fixture::start_full(
+            kind,
+            test,
+            lists,
+            preset,
+            policy,
+            limits,
+            DEFAULT_SECOND_HASHES,
+            tweak,
+        )
+        .await
+    }
+
+    /// Like [`Fixture::start_configured`], with these second hashes on file: for each
+    /// (original, hashed) pair of `assets/demo` images, the entry of `original` in every bank
+    /// that lists it gets the second hash of `hashed` (a pair of different images records a
+    /// wrong one).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_full(
+        kind: &str,
+        test: &str,
+        lists: &[(&str, &str, &str, String)],
+        preset: Preset,
+        policy: Policy,
+        limits: Limits,
+        second_hashes: &[(&str, &str)],
         tweak: impl FnOnce(&mut Config),
     ) -> Option<Fixture> {
         // The server's own log on standard error: what a failed test's output shows.
@@ -123,6 +155,26 @@ impl Fixture {
                 .import_next(bank.name(), &list, &meta)
                 .await
                 .expect("import");
+            let entries = store.entries(bank.name()).await.expect("entries");
+            for (original, hashed) in second_hashes {
+                let demo = |f: &str| {
+                    std::fs::read(repo().join("assets/demo").join(f)).expect("demo image")
+                };
+                let mut hasher = Hasher::new(Options::default());
+                let Ok(Hashed::Image { hash, .. }) = hasher.hash_bytes(&demo(original)) else {
+                    panic!("{original} is an image");
+                };
+                let Some((value, _)) = entry_for_original(&entries, &hash.hash, 31) else {
+                    continue;
+                };
+                let second = hasher
+                    .second_hash_bytes(&demo(hashed))
+                    .expect("second hash");
+                store
+                    .set_second_hash(bank.name(), &value, &second.to_hex(), "serve-test", 0)
+                    .await
+                    .expect("second hash");
+            }
         }
         store.close().await;
         let params = preset.params(policy);
@@ -260,6 +312,9 @@ pub async fn register(f: &Fixture) -> (String, [u8; 16], String) {
         body["token"].as_str().expect("token").to_string(),
     )
 }
+
+/// The second hashes a fixture records by default: the listed demo image's own.
+pub const DEFAULT_SECOND_HASHES: &[(&str, &str)] = &[("hills.png", "hills.png")];
 
 pub fn standin_lists() -> Vec<(&'static str, &'static str, &'static str, String)> {
     let read = |f: &str| {

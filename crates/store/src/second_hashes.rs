@@ -1,0 +1,80 @@
+//! The second hashes of listed PDQ entries (migration `0010_second_hashes.sql`): the server's
+//! private companion of a bank entry, which the automatic check and the post-threshold
+//! pipeline compare with the decrypted visual derivative's (docs/second-hash.md).
+
+use hashguard_hashlist::BankName;
+
+use crate::banks::{bank_in, begin_write};
+use crate::error::StoreError;
+use crate::pool::on_conn;
+use crate::Store;
+
+/// One stored second hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondHashRow {
+    /// The bank.
+    pub bank: String,
+    /// The entry's PDQ value (lowercase hex).
+    pub value: String,
+    /// The second hash (32 lowercase hex digits).
+    pub second: String,
+}
+
+impl Store {
+    /// Records `second` as the second hash of PDQ value `value` in bank `bank`, replacing one
+    /// recorded before. Fails with [`StoreError::NoSuchBank`] if there is no such bank; the
+    /// caller checks that the value is a live entry and that `second` is a well-formed hash
+    /// (the schema refuses any other length).
+    pub async fn set_second_hash(
+        &self,
+        bank: &BankName,
+        value: &str,
+        second: &str,
+        added_by: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin_write(self).await?;
+        let mut conn = tx.conn();
+        if bank_in(&mut conn, bank).await?.is_none() {
+            return Err(StoreError::NoSuchBank(bank.clone()));
+        }
+        let written = on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "INSERT INTO second_hashes (bank, value, second, added_at, added_by) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (bank, value) DO UPDATE SET second = excluded.second, \
+                 added_at = excluded.added_at, added_by = excluded.added_by",
+            )
+            .bind(bank.as_str())
+            .bind(value)
+            .bind(second)
+            .bind(now)
+            .bind(added_by)
+            .execute(&mut *c)
+            .await
+            .map(|_| ())
+        });
+        match written {
+            Ok(()) => Ok(tx.commit().await?),
+            Err(e) => Err(self.write_error(e)),
+        }
+    }
+
+    /// Every recorded second hash, by bank and value.
+    pub async fn second_hashes(&self) -> Result<Vec<SecondHashRow>, StoreError> {
+        let mut pooled = self.pool.acquire().await?;
+        let rows: Vec<(String, String, String)> = on_conn!(&mut pooled.conn(), |c| {
+            sqlx::query_as("SELECT bank, value, second FROM second_hashes ORDER BY bank, value")
+                .fetch_all(&mut *c)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(bank, value, second)| SecondHashRow {
+                bank,
+                value,
+                second,
+            })
+            .collect())
+    }
+}
