@@ -108,6 +108,14 @@ pub enum ParamsError {
     /// Silent policy with no synthetic capacity, or intervene with synthetic parameters.
     #[error("policy and synthetic parameters disagree: {0}")]
     PolicyMismatch(&'static str),
+    /// More dihedral variants than the payload has slots for their PDQ.
+    #[error("{got} dihedral variants requested; the payload carries at most {max}")]
+    TooManyDihedralVariants {
+        /// Variants requested (bits set in `dihedral`).
+        got: usize,
+        /// [`MAX_DIHEDRAL_VARIANTS`].
+        max: usize,
+    },
     /// The received parameters differ from the pinned ones.
     #[error("parameter {0} differs from the value pinned in this build")]
     NotPinned(&'static str),
@@ -200,6 +208,11 @@ pub const MAX_OPENS: u8 = 64;
 /// 1 rot180, 2 rot270, 3 flipx (upside down), 4 flipy (left-right mirror), 5 flipplus1
 /// (transpose), 6 flipminus1 (anti-transpose).
 pub const DIHEDRAL_ALL: u8 = 0x7f;
+/// The most dihedral variants a parameter set may probe. The payload carries the PDQ of each
+/// probed variant (so the server's full-distance check can compare the orientation that
+/// matched) in this many fixed slots: a fixed number keeps every payload, and so every
+/// voucher of a layout, the same length whatever the parameters (G1).
+pub const MAX_DIHEDRAL_VARIANTS: usize = 2;
 /// The names of the dihedral variants, by bit of [`ParamsSpec::dihedral`].
 pub const DIHEDRAL_NAMES: [&str; 7] = [
     "rot90",
@@ -248,7 +261,7 @@ pub struct ParamsSpec {
     /// (docs/protocol.md "Related keys and dihedral probes").
     pub max_opens: u8,
     /// Which dihedral variants of the image the client also probes: bits as in
-    /// [`DIHEDRAL_NAMES`] (0 under `silent`).
+    /// [`DIHEDRAL_NAMES`] (0 under `silent`), at most [`MAX_DIHEDRAL_VARIANTS`] of them.
     pub dihedral: u8,
     /// Flips per dihedral variant: each probed variant adds `Σ_{i≤dihedral_f} C(w, i)` probes
     /// (its key with up to `dihedral_f` of its own `w` weakest bits flipped); `≤ f`.
@@ -259,6 +272,7 @@ impl Params {
     /// Builds and validates a parameter set.
     ///
     /// Invariants: `1 ≤ k ≤ 64` distinct positions; `f ≤ w ≤ k`; `P = Σ_{i≤f} C(w,i) ≤ 1024`;
+    /// at most [`MAX_DIHEDRAL_VARIANTS`] dihedral variants, `dihedral_f ≤ f`;
     /// `sep ≥ 2f + 1`; `T ≥ 2`; under `silent`, `s_max ≥ 11` (the synthetic cap is
     /// `s_max − 10`) and `0 < synth_a ≤ synth_b + 1` (so p_i ≤ 1);
     /// under `intervene`, `s_max = 0` and no synthetic schedule (protocol-review.md m3: the DHF
@@ -304,6 +318,13 @@ impl Params {
         } = &spec;
         if dihedral > DIHEDRAL_ALL || dihedral_f > f {
             return Err(ParamsError::OutOfRange("dihedral"));
+        }
+        let variants = dihedral.count_ones() as usize;
+        if variants > MAX_DIHEDRAL_VARIANTS {
+            return Err(ParamsError::TooManyDihedralVariants {
+                got: variants,
+                max: MAX_DIHEDRAL_VARIANTS,
+            });
         }
         if total_probes(w, f, dihedral, dihedral_f) > MAX_PROBES {
             return Err(ParamsError::OutOfRange("P"));

@@ -14,7 +14,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::dhf::{field_from_bytes, DhfKey};
 use crate::keys::{probe_keys, probe_keys_with_flips, KeyBytes, TableKind};
-use crate::params::{Params, Policy};
+use crate::params::{Params, Policy, MAX_DIHEDRAL_VARIANTS};
 use crate::shamir::{adkey_from_secret, x_scalar, Polynomial};
 use crate::suite::{hkdf, hkdf_into, seal, seal_to_vec, sha256};
 use crate::table::ClientTable;
@@ -296,6 +296,33 @@ pub fn all_probe_keys(
     out
 }
 
+/// The payload's slots for the dihedral variants' PDQ when none are probed.
+const NO_VARIANTS: [[u8; 32]; MAX_DIHEDRAL_VARIANTS] = [[0; 32]; MAX_DIHEDRAL_VARIANTS];
+
+/// The payload's variant slots ([`Payload::variant_pdq`]): the PDQ of each variant
+/// `params.dihedral()` names, in [`crate::params::DIHEDRAL_NAMES`] order, so that the server's
+/// full-distance check can compare the orientation whose key opened. All zero without dihedral
+/// input or without a PDQ of the item itself (then no probe opens either).
+fn variant_slots(
+    item: &Item<'_>,
+    dihedral: Option<&DihedralInput>,
+    params: &Params,
+) -> Zeroizing<[[u8; 32]; MAX_DIHEDRAL_VARIANTS]> {
+    let mut slots = Zeroizing::new(NO_VARIANTS);
+    if let (Some(d), Some(_)) = (dihedral, &item.pdq) {
+        let probed = d
+            .variants
+            .iter()
+            .enumerate()
+            .filter(|&(bit, _)| params.dihedral() & (1 << bit) != 0);
+        // `Params::new` admits at most MAX_DIHEDRAL_VARIANTS variants, so zip drops none.
+        for (slot, (_, v)) in slots.iter_mut().zip(probed) {
+            *slot = v.hash.to_be_bytes();
+        }
+    }
+    slots
+}
+
 /// One item to upload (an image, or one keyframe of a video).
 #[derive(Debug, Clone)]
 pub struct Item<'a> {
@@ -554,7 +581,7 @@ impl Client {
 
     /// Builds the PDQ voucher of an item against the verified PDQ table (protocol.md 3.6),
     /// probing only the item's own orientation: when the parameters ask for dihedral probes
-    /// their slots are dummies. Apps that have the image use
+    /// their probes are dummies and the payload's variant slots are zero. Apps that have the image use
     /// [`Client::build_pdq_voucher_dihedral`] (the SDK does).
     pub fn build_pdq_voucher<R: CryptoRng + ?Sized>(
         &mut self,
@@ -567,8 +594,10 @@ impl Client {
     }
 
     /// As [`Client::build_pdq_voucher`], also probing the dihedral variants the parameters
-    /// name (mirrored and rotated copies of a listed image then open). The voucher has the same
-    /// P probes and the same bytes distribution either way (G1, G2).
+    /// name (mirrored and rotated copies of a listed image then open), and carrying their PDQ
+    /// in the payload's variant slots ([`Payload::variant_pdq`]) for the full-distance check.
+    /// The voucher has the same P probes, the same length and the same bytes distribution
+    /// either way (G1, G2).
     pub fn build_pdq_voucher_dihedral<R: CryptoRng + ?Sized>(
         &mut self,
         table: &ClientTable,
@@ -595,9 +624,11 @@ impl Client {
         let decision = self.dedup(item);
         let layout = VoucherLayout::pdq(&self.params);
         let keys = self.pdq_probe_keys(item, dihedral, decision.synthetic);
+        let variants = variant_slots(item, dihedral, &self.params);
         Ok(self.assemble(
             table,
             item,
+            &variants,
             binding,
             &decision,
             keys.as_deref().map(|v| v.as_slice()),
@@ -661,9 +692,11 @@ impl Client {
         let mut out = Vec::with_capacity(frames.len());
         for (i, f) in frames.iter().enumerate() {
             let keys = self.pdq_probe_keys(f, None, decision.synthetic);
+            // Keyframes probe only their own orientation: no variant slots.
             out.push(self.assemble(
                 table,
                 f,
+                &NO_VARIANTS,
                 binding,
                 &decision,
                 keys.as_deref().map(|v| v.as_slice()),
@@ -702,9 +735,11 @@ impl Client {
         let decision = self.dedup(item);
         let layout = VoucherLayout::exact(&self.params);
         let keys = [key];
+        // One probe on the file digest, no dihedral probes: no variant slots.
         Ok(self.assemble(
             table,
             item,
+            &NO_VARIANTS,
             binding,
             &decision,
             Some(&keys),
@@ -737,6 +772,7 @@ impl Client {
         &self,
         table: &ClientTable,
         item: &Item<'_>,
+        variant_pdq: &[[u8; 32]; MAX_DIHEDRAL_VARIANTS],
         binding: &UploadBinding,
         decision: &DedupDecision,
         keys: Option<&[KeyBytes]>,
@@ -800,6 +836,7 @@ impl Client {
                 content_sha256: item.content_sha256,
                 vd_key: *vd_key,
                 vd_blob_id,
+                variant_pdq: *variant_pdq,
             };
             k_adct = hkdf::<32>(&self.adkey[..], &[b"adct", &voucher_id]);
             let mut p = Zeroizing::new(payload.encode());

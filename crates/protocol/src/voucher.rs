@@ -7,7 +7,7 @@ use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::params::{Params, DHF_PRIME};
+use crate::params::{Params, DHF_PRIME, DIHEDRAL_NAMES, MAX_DIHEDRAL_VARIANTS};
 use crate::suite::{sha256, SUITE_ID, TAG_LEN};
 use crate::wire::{DecodeError, Reader, Writer};
 
@@ -17,8 +17,12 @@ pub const VOUCHER_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 1 + 1 + 4 + 16;
 /// Length of one probe: Q and `enc(rkey) ‖ tag`.
 pub const PROBE_LEN: usize = 32 + 16 + TAG_LEN;
-/// Payload length.
-pub const PAYLOAD_LEN: usize = 160;
+/// Payload bytes before the zero padding: the fields, then the dihedral variants' PDQ slots.
+const PAYLOAD_FIELDS_LEN: usize = 32 + 1 + 1 + 2 + 32 + 32 + 16 + 32 * MAX_DIHEDRAL_VARIANTS;
+/// Zero padding at the end of the payload (reserved; checked zero on decode).
+const PAYLOAD_PAD_LEN: usize = 44;
+/// Payload length: 224 bytes (116 of fields, 2 × 32 of dihedral variants' PDQ, 44 of zeros).
+pub const PAYLOAD_LEN: usize = PAYLOAD_FIELDS_LEN + PAYLOAD_PAD_LEN;
 /// `adct` length.
 pub const ADCT_LEN: usize = PAYLOAD_LEN + TAG_LEN;
 
@@ -235,9 +239,10 @@ impl MediaKind {
     }
 }
 
-/// The innermost plaintext of a real voucher (160 bytes), readable only after the threshold or
-/// a consented check: `[32] pdq | u8 quality | u8 media_kind | u16 frame_idx |
-/// [32] content_sha256 | [32] vd_key | [16] vd_blob_id | [44] zero`.
+/// The innermost plaintext of a real voucher ([`PAYLOAD_LEN`] = 224 bytes), readable only after
+/// the threshold or a consented check: `[32] pdq | u8 quality | u8 media_kind | u16 frame_idx |
+/// [32] content_sha256 | [32] vd_key | [16] vd_blob_id | [32] variant_pdq[0] |
+/// [32] variant_pdq[1] | [44] zero`.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct Payload {
     /// PDQ hash, big-endian bytes of the hex form (zeros if none).
@@ -255,6 +260,12 @@ pub struct Payload {
     pub vd_key: [u8; 32],
     /// Id of the VD blob.
     pub vd_blob_id: [u8; 16],
+    /// The PDQ (bytes as [`Payload::pdq`]) of each dihedral variant the parameters probe, in
+    /// [`DIHEDRAL_NAMES`] order of the set bits of [`Params::dihedral`]; all-zero slots when
+    /// fewer variants are probed or the item has none (video keyframes, `silent`). A mirrored
+    /// copy of a listed image opens through its variant's key, and only the variant's PDQ is
+    /// within the match distance of the listed entry: the full-distance check needs it.
+    pub variant_pdq: [[u8; 32]; MAX_DIHEDRAL_VARIANTS],
 }
 
 impl std::fmt::Debug for Payload {
@@ -264,7 +275,7 @@ impl std::fmt::Debug for Payload {
 }
 
 impl Payload {
-    /// Encodes to exactly 160 bytes.
+    /// Encodes to exactly [`PAYLOAD_LEN`] bytes.
     pub fn encode(&self) -> [u8; PAYLOAD_LEN] {
         let mut out = [0u8; PAYLOAD_LEN];
         out[..32].copy_from_slice(&self.pdq);
@@ -274,9 +285,12 @@ impl Payload {
         out[36..68].copy_from_slice(&self.content_sha256);
         out[68..100].copy_from_slice(&self.vd_key);
         out[100..116].copy_from_slice(&self.vd_blob_id);
+        for (i, slot) in self.variant_pdq.iter().enumerate() {
+            out[116 + 32 * i..148 + 32 * i].copy_from_slice(slot);
+        }
         out
     }
-    /// Strict decoding (padding must be zero).
+    /// Strict decoding (exact length, padding must be zero).
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
         if b.len() != PAYLOAD_LEN {
             return Err(DecodeError::WrongLength {
@@ -285,7 +299,7 @@ impl Payload {
                 got: b.len(),
             });
         }
-        if b[116..].iter().any(|&x| x != 0) {
+        if b[PAYLOAD_FIELDS_LEN..].iter().any(|&x| x != 0) {
             return Err(DecodeError::InvalidValue("payload padding"));
         }
         if b[32] > 100 {
@@ -299,6 +313,10 @@ impl Payload {
         let content_sha256 = r.array("content_sha256")?;
         let vd_key = r.array("vd_key")?;
         let vd_blob_id = r.array("vd_blob_id")?;
+        let mut variant_pdq = [[0u8; 32]; MAX_DIHEDRAL_VARIANTS];
+        for slot in variant_pdq.iter_mut() {
+            *slot = r.array("variant_pdq")?;
+        }
         Ok(Payload {
             pdq,
             quality,
@@ -307,13 +325,31 @@ impl Payload {
             content_sha256,
             vd_key,
             vd_blob_id,
+            variant_pdq,
         })
+    }
+
+    /// The item's PDQ in each orientation the parameters probe: `(None, pdq)` as sent, then
+    /// `(Some(i), variant pdq)` for each probed variant `DIHEDRAL_NAMES[i]`; all-zero slots
+    /// skipped. The server's full-distance check takes the orientation nearest the listed
+    /// entry, because a mirrored copy opened through its mirror's key.
+    pub fn orientations(&self, params: &Params) -> Vec<(Option<usize>, [u8; 32])> {
+        let mut out = Vec::with_capacity(1 + MAX_DIHEDRAL_VARIANTS);
+        out.push((None, self.pdq));
+        let probed = (0..DIHEDRAL_NAMES.len()).filter(|&i| params.dihedral() & (1 << i) != 0);
+        // `Params::new` admits at most MAX_DIHEDRAL_VARIANTS bits, so zip drops nothing.
+        for (i, slot) in probed.zip(self.variant_pdq.iter()) {
+            if *slot != [0u8; 32] {
+                out.push((Some(i), *slot));
+            }
+        }
+        out
     }
 }
 
 /// The layer-1 plaintext inside rct, visible to the server once one probe opens:
 /// `[8] state_id | u64[s+1] dhf (absent if s_max = 0) | [16] share_x | [32] share_y |
-/// [32] vd_commit | [32] adct_commit | [176] adct`.
+/// [32] vd_commit | [32] adct_commit | [240] adct` (`ADCT_LEN`).
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct L1Plain {
     /// `SHA-256("state" ‖ poly_seed)[..8]`: groups shares per polynomial.

@@ -539,19 +539,20 @@ fn pt8_every_voucher_has_the_same_length() {
         // The default layouts match protocol.md's arithmetic (22 + 64 P + rct): P = 79 under
         // `silent`, 237 with the dihedral probes of `intervene`.
         let v1 = VoucherLayout::pdq(&Params::v1(policy));
-        let l1 = 8 + if policy == Policy::Silent { 8 * 91 } else { 0 } + 48 + 64 + 176;
+        // adct: the 224-byte payload (its 64 bytes of dihedral PDQ slots included) + tag.
+        let l1 = 8 + if policy == Policy::Silent { 8 * 91 } else { 0 } + 48 + 64 + 240;
         let p = if policy == Policy::Silent { 79 } else { 237 };
         assert_eq!(v1.voucher_len(), 22 + p * 64 + l1 + 16);
     }
     // The sizes docs/protocol.md states.
     let len = |p: Params| VoucherLayout::pdq(&p).voucher_len();
-    assert_eq!(len(Params::v1(Policy::Intervene)), 15502);
-    assert_eq!(len(Params::v1(Policy::Silent)), 6118);
-    assert_eq!(len(Params::lite(Policy::Intervene)), 2830);
-    assert_eq!(len(Params::lite(Policy::Silent)), 1894);
+    assert_eq!(len(Params::v1(Policy::Intervene)), 15566);
+    assert_eq!(len(Params::v1(Policy::Silent)), 6182);
+    assert_eq!(len(Params::lite(Policy::Intervene)), 2894);
+    assert_eq!(len(Params::lite(Policy::Silent)), 1958);
     assert_eq!(
         VoucherLayout::exact(&Params::v1(Policy::Intervene)).voucher_len(),
-        398
+        462
     );
 }
 
