@@ -94,6 +94,126 @@ impl LumaSource for RgbSource<'_> {
     }
 }
 
+/// An RGB image seen rotated or mirrored (one of the seven dihedral variants), converted to luma
+/// as [`RgbSource`] does, read straight from the source pixels: the variant's luma plane is never
+/// materialised, so hashing a variant costs one streaming pass like the image itself.
+///
+/// A variant either keeps the axes (rot180, flipx, flipy: a variant row is a source row, maybe
+/// reversed) or swaps them (rot90, rot270, transpose, anti-transpose: a variant row is a source
+/// column). In the swapped case a strip of [`STRIP`] variant rows is [`STRIP`] adjacent source
+/// columns, so each variant column's lanes are [`STRIP`] adjacent pixels of one source row:
+/// read contiguously and written without a transpose. Reading a column per variant row instead
+/// (the per-pixel copy this replaces) touched a new cache line for every pixel.
+pub(crate) struct DihedralRgbSource<'a> {
+    pub(crate) rgb: RgbSource<'a>,
+    /// Variant rows are source columns (and variant columns source rows).
+    pub(crate) swap: bool,
+    /// The source row index runs backwards (`height - 1 - i`).
+    pub(crate) reverse_rows: bool,
+    /// The source column index runs backwards (`width - 1 - j`).
+    pub(crate) reverse_cols: bool,
+}
+
+impl<'a> DihedralRgbSource<'a> {
+    /// Variant `index` in `DihedralHashes::named_variants` order (rot90 = 90 degrees
+    /// counter-clockwise, rot180, rot270, flipx, flipy, flipplus1, flipminus1), or `None`.
+    pub(crate) fn new(rgb: RgbSource<'a>, index: usize) -> Option<Self> {
+        // (swap, reverse_rows, reverse_cols): variant pixel (x, y) is source pixel
+        // (row, col) = swap ? (x', y') : (y', x'), primed indices reversed as flagged.
+        let (swap, reverse_rows, reverse_cols) = match index {
+            0 => (true, false, true),  // rot90: (x, w-1-y)
+            1 => (false, true, true),  // rot180: (h-1-y, w-1-x)
+            2 => (true, true, false),  // rot270: (h-1-x, y)
+            3 => (false, true, false), // flipx: (h-1-y, x)
+            4 => (false, false, true), // flipy: (y, w-1-x)
+            5 => (true, false, false), // flipplus1: (x, y)
+            6 => (true, true, true),   // flipminus1: (h-1-x, w-1-y)
+            _ => return None,
+        };
+        Some(DihedralRgbSource {
+            rgb,
+            swap,
+            reverse_rows,
+            reverse_cols,
+        })
+    }
+
+    /// The source row index of `i`.
+    #[inline(always)]
+    fn src_row(&self, i: usize) -> usize {
+        if self.reverse_rows {
+            self.rgb.height - 1 - i
+        } else {
+            i
+        }
+    }
+
+    /// The pixels of source row `row`, columns `first..first + count` in variant order (the
+    /// source columns `width - first - count..width - first` when columns run backwards), as
+    /// luma into `out[0..count]`.
+    #[inline(always)]
+    fn row_run(&self, row: usize, first: usize, count: usize, out: &mut [f32]) {
+        let w = self.rgb.width;
+        let start_col = if self.reverse_cols {
+            w - first - count
+        } else {
+            first
+        };
+        let start = row * self.rgb.row_stride + 3 * start_col;
+        let px = &self.rgb.pixels[start..start + 3 * count];
+        if self.reverse_cols {
+            for (v, p) in out[..count].iter_mut().rev().zip(px.chunks_exact(3)) {
+                *v = luma(p[0], p[1], p[2]);
+            }
+        } else {
+            for (v, p) in out[..count].iter_mut().zip(px.chunks_exact(3)) {
+                *v = luma(p[0], p[1], p[2]);
+            }
+        }
+    }
+}
+
+impl LumaSource for DihedralRgbSource<'_> {
+    fn width(&self) -> usize {
+        if self.swap {
+            self.rgb.height
+        } else {
+            self.rgb.width
+        }
+    }
+    fn height(&self) -> usize {
+        if self.swap {
+            self.rgb.width
+        } else {
+            self.rgb.height
+        }
+    }
+    #[inline(always)]
+    fn fill_strip(&self, first: usize, count: usize, out: &mut [Lanes], t: impl Transpose) {
+        if self.swap {
+            // Variant column x is source row src_row(x); its lanes are the variant rows
+            // first..first + count, i.e. `count` adjacent pixels of that source row.
+            for (x, lanes) in out.iter_mut().enumerate().take(self.rgb.height) {
+                self.row_run(self.src_row(x), first, count, lanes);
+            }
+        } else {
+            // As RgbSource: blocks of STRIP variant columns from each (maybe reversed) source
+            // row, transposed into lanes.
+            let width = self.rgb.width;
+            let mut block = [[0.0f32; STRIP]; STRIP];
+            let mut col = 0;
+            while col < width {
+                let cols = STRIP.min(width - col);
+                for (k, block_row) in block.iter_mut().enumerate().take(count) {
+                    self.row_run(self.src_row(first + k), col, cols, block_row);
+                }
+                transpose_block(t, &block, &mut out[col..col + cols]);
+                col += cols;
+            }
+        }
+    }
+}
+
 /// A 16x16 float transpose, `out[c][k] = block[k][c]`.
 ///
 /// The strips switch between rows (vertical passes) and column lanes (horizontal passes) three

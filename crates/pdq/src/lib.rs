@@ -55,7 +55,7 @@ pub mod naive;
 
 pub use hash::{Hash256, ParseHashError};
 
-use jarosz::{Downscaler, FloatSource, LumaSource, RgbSource};
+use jarosz::{DihedralRgbSource, Downscaler, FloatSource, LumaSource, RgbSource};
 
 /// Images with a side shorter than this hash to all zeros with quality 0, as in the reference.
 pub const MIN_HASHABLE_DIM: usize = 5;
@@ -379,8 +379,9 @@ impl PdqHasher {
 
     /// As [`Self::dihedral_pixel_floats_rgb`], but only the variants whose bit is set in
     /// `selected` (bit i = variant i of [`DihedralHashes::named_variants`]) are hashed; the
-    /// others are all-zero floats of quality 0. A client probes two or three variants, and
-    /// each hash of a large photo costs a full pass over its pixels.
+    /// others are all-zero floats of quality 0. A client probes two variants, and each hash of
+    /// a large photo costs a full pass over its pixels (streamed from the RGB buffer: no
+    /// rotated copy is made).
     pub fn dihedral_pixel_floats_rgb_selected(
         &mut self,
         image: &RgbImage<'_>,
@@ -394,41 +395,17 @@ impl PdqHasher {
         if selected & 0x7f == 0 {
             return std::array::from_fn(|_| empty());
         }
-        let (w, h) = (image.width, image.height);
-        let mut luma = Vec::with_capacity(w * h);
-        for y in 0..h {
-            let row = &image.pixels[y * image.row_stride..y * image.row_stride + 3 * w];
-            luma.extend(row.chunks_exact(3).map(|p| jarosz::luma(p[0], p[1], p[2])));
-        }
-        // (new width, new height, source index of new pixel (x, y)).
-        type Map = fn(usize, usize, usize, usize) -> usize;
-        let maps: [(bool, Map); 7] = [
-            (true, |x, y, w, _h| x * w + (w - 1 - y)),
-            (false, |x, y, w, h| (h - 1 - y) * w + (w - 1 - x)),
-            (true, |x, y, w, h| (h - 1 - x) * w + y),
-            (false, |x, y, w, h| (h - 1 - y) * w + x),
-            (false, |x, y, w, _h| y * w + (w - 1 - x)),
-            (true, |x, y, w, _h| x * w + y),
-            (true, |x, y, w, h| (h - 1 - x) * w + (w - 1 - y)),
-        ];
-        let mut index = 0usize;
-        maps.map(|(swap, map)| {
-            let bit = index;
-            index += 1;
+        std::array::from_fn(|bit| {
             if selected & (1 << bit) == 0 {
                 return empty();
             }
-            let (nw, nh) = if swap { (h, w) } else { (w, h) };
-            let mut out = Vec::with_capacity(w * h);
-            for y in 0..nh {
-                for x in 0..nw {
-                    out.push(luma[map(x, y, w, h)]);
-                }
-            }
-            match LumaImage::new(&out, nw, nh) {
-                Ok(img) => self.floats_luma(&img),
-                // Same number of pixels as the source, so the buffer always fits.
-                Err(_) => empty(),
+            // Each variant streams straight from the RGB pixels (no luma plane, no rotated
+            // copy): the luma values and their order of operations are those of the rotated
+            // or mirrored image itself, so the floats are the same bits.
+            match DihedralRgbSource::new(image.source(), bit) {
+                Some(source) => self.floats_of(&source, false).into_floats(),
+                // Bits 0..7 are the seven variants; no other index reaches here.
+                None => empty(),
             }
         })
     }

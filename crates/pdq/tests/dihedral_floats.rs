@@ -116,3 +116,72 @@ fn smooth(width: usize, height: usize, seed: u64) -> Vec<u8> {
     }
     out
 }
+
+/// The RGB image `px` (`w` x `h`, tightly packed) turned as dihedral variant `i`
+/// (`DihedralHashes::named_variants` order), by moving whole pixels: what a re-sharer's
+/// rotated or mirrored copy is before any re-encoding.
+fn turned(px: &[u8], w: usize, h: usize, i: usize) -> (Vec<u8>, usize, usize) {
+    let swap = matches!(i, 0 | 2 | 5 | 6);
+    let (nw, nh) = if swap { (h, w) } else { (w, h) };
+    let mut out = Vec::with_capacity(px.len());
+    for y in 0..nh {
+        for x in 0..nw {
+            let (row, col) = match i {
+                0 => (x, w - 1 - y),
+                1 => (h - 1 - y, w - 1 - x),
+                2 => (h - 1 - x, y),
+                3 => (h - 1 - y, x),
+                4 => (y, w - 1 - x),
+                5 => (x, y),
+                _ => (h - 1 - x, w - 1 - y),
+            };
+            out.extend_from_slice(&px[3 * (row * w + col)..3 * (row * w + col) + 3]);
+        }
+    }
+    (out, nw, nh)
+}
+
+/// The pixel-domain variants are, bit for bit, the PDQ floats of the actually rotated or
+/// mirrored image: streaming the variant from the source pixels (no rotated copy) changes no
+/// value and no order of operations. Odd sizes, sizes below a strip, exactly 64 x 64 (the
+/// reference's copy-through path), sizes below PDQ's minimum, and padded rows.
+#[test]
+fn pixel_domain_variants_equal_the_pdq_of_the_turned_image() {
+    let mut hasher = PdqHasher::new();
+    for (w, h, seed) in [
+        (300usize, 200usize, 11u64),
+        (257, 131, 12),
+        (17, 40, 13),
+        (64, 64, 14),
+        (64, 33, 15),
+        (4, 90, 16),
+        (1, 1, 17),
+        (1031, 517, 18),
+    ] {
+        let px = image(w, h, seed);
+        let img = RgbImage::new(&px, w, h).expect("valid image");
+        let variants = hasher.dihedral_pixel_floats_rgb(&img);
+        // The same pixels with 5 bytes of padding after each row.
+        let stride = 3 * w + 5;
+        let mut padded = vec![0xa5u8; stride * h];
+        for y in 0..h {
+            padded[y * stride..y * stride + 3 * w].copy_from_slice(&px[3 * w * y..3 * w * (y + 1)]);
+        }
+        let padded_img = RgbImage::with_stride(&padded, w, h, stride).expect("valid image");
+        let padded_variants = hasher.dihedral_pixel_floats_rgb(&padded_img);
+        for (i, got) in variants.iter().enumerate() {
+            let (t, nw, nh) = turned(&px, w, h, i);
+            let want = hasher.floats_rgb(&RgbImage::new(&t, nw, nh).expect("valid image"));
+            let same = |a: &hashguard_pdq::PdqFloats| {
+                a.coefficients
+                    .iter()
+                    .zip(&want.coefficients)
+                    .all(|(x, y)| x.to_bits() == y.to_bits())
+                    && a.median.to_bits() == want.median.to_bits()
+                    && a.quality == want.quality
+            };
+            assert!(same(got), "variant {i} of {w}x{h}");
+            assert!(same(&padded_variants[i]), "variant {i} of padded {w}x{h}");
+        }
+    }
+}
