@@ -179,23 +179,38 @@ async fn upload(
 /// A random ciphertext and its voucher for an image with `input`'s hash, as the device's
 /// client builds them.
 fn prepare(d: &mut Device, input: PdqInput) -> (Vec<u8>, BuiltVoucher) {
+    let thumbnail = thumbnail_for(&input);
+    prepare_with(d, input, None, &thumbnail)
+}
+
+/// As [`prepare`], with this visual derivative, and the dihedral probes of `dihedral` if given.
+fn prepare_with(
+    d: &mut Device,
+    input: PdqInput,
+    dihedral: Option<&hashguard_protocol::sender::DihedralInput>,
+    thumbnail: &[u8],
+) -> (Vec<u8>, BuiltVoucher) {
     let mut ciphertext = vec![0u8; 3000];
     d.rng.fill_bytes(&mut ciphertext);
     let mut content = [0u8; 32];
     d.rng.fill_bytes(&mut content);
-    let thumbnail = thumbnail_for(&input);
     let item = Item {
         pdq: Some(input),
         content_sha256: content,
         media_kind: MediaKind::Image,
         frame_idx: 0,
-        thumbnail: &thumbnail,
+        thumbnail,
     };
     let binding = UploadBinding::new(d.account, &ciphertext);
-    let built = d
-        .client
-        .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
-        .expect("voucher");
+    let built = match dihedral {
+        Some(v) => d
+            .client
+            .build_pdq_voucher_dihedral(&d.table, &item, v, &binding, &mut d.rng),
+        None => d
+            .client
+            .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng),
+    }
+    .expect("voucher");
     (ciphertext, built)
 }
 
@@ -340,24 +355,12 @@ async fn a_differing_second_hash_releases(kind: &str) {
 
     // The same copy with a derivative that is no picture: the second check cannot pass, so it
     // is released too (only a list without a second hash lets PDQ decide alone).
-    let input = image_input("hills-recompressed.jpg");
-    let (ciphertext, built) = {
-        let mut ciphertext = vec![0u8; 3000];
-        d.rng.fill_bytes(&mut ciphertext);
-        let item = Item {
-            pdq: Some(input),
-            content_sha256: [7u8; 32],
-            media_kind: MediaKind::Image,
-            frame_idx: 0,
-            thumbnail: b"not a picture",
-        };
-        let binding = UploadBinding::new(d.account, &ciphertext);
-        let built = d
-            .client
-            .build_pdq_voucher(&d.table, &item, &binding, &mut d.rng)
-            .expect("voucher");
-        (ciphertext, built)
-    };
+    let (ciphertext, built) = prepare_with(
+        &mut d,
+        image_input("hills-recompressed.jpg"),
+        None,
+        b"not a picture",
+    );
     let (status, held) = upload_raw(&f, &d.token, &ciphertext, &built).await;
     assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{held}");
     let case = held["case_id"].as_str().expect("case").to_string();
@@ -370,6 +373,65 @@ async fn a_differing_second_hash_releases(kind: &str) {
             .as_str()
             .expect("words")
             .contains("could not be read"),
+        "{detail}"
+    );
+    f.stop().await;
+}
+
+/// A mirrored copy of the listed picture (v1 probes the mirror, issue 17 item 4): it opens
+/// through its variant's key, and the consented check keeps it blocked because its mirrored PDQ
+/// (the payload's variant slot) is within 31 of the entry and its derivative, turned the same
+/// way, matches the entry's second hash; the case names the orientation.
+async fn a_mirrored_copy_is_checked_in_its_orientation(kind: &str) {
+    let Some(f) = Fixture::start(
+        kind,
+        "a_mirrored_copy_is_checked_in_its_orientation",
+        &standin_lists(),
+        Preset::V1,
+        Policy::Intervene,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut d = device(&f, 43).await;
+    let listed = image::open(repo().join("assets/demo/hills-recompressed.jpg"))
+        .expect("image")
+        .into_rgb8();
+    let mirrored = image::imageops::flip_horizontal(&listed);
+    let (w, h) = (mirrored.width() as usize, mirrored.height() as usize);
+    let mut pdq = hashguard_pdq::PdqHasher::new();
+    let view = hashguard_pdq::RgbImage::new(mirrored.as_raw(), w, h).expect("view");
+    let own = PdqInput::from_floats(&pdq.floats_rgb(&view));
+    let listed_hash = image_input("hills.png").hash;
+    assert!(
+        own.hash.distance(&listed_hash) > 31,
+        "as sent, the mirror is far from the entry"
+    );
+    let dihedral = hashguard_protocol::sender::DihedralInput::from_variant_floats(
+        &pdq.dihedral_pixel_floats_rgb_selected(&view, hashguard_protocol::params::V1_DIHEDRAL),
+    );
+    let grey = hashguard_hashing::second::derivative(mirrored.as_raw(), w, h).expect("derivative");
+    let mut thumbnail = std::io::Cursor::new(Vec::new());
+    grey.write_to(&mut thumbnail, image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    let (ciphertext, built) = prepare_with(&mut d, own, Some(&dihedral), thumbnail.get_ref());
+    let (status, held) = upload_raw(&f, &d.token, &ciphertext, &built).await;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{held}");
+    let case = held["case_id"].as_str().expect("case").to_string();
+    let (status, result) = consent(&f, &d.token, &case, &built).await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    let detail = case_detail(&f, &case).await;
+    assert_eq!(result["outcome"], "blocked_for_review", "{result} {detail}");
+    assert_eq!(detail["nearest_listed"]["orientation"], "flipy", "{detail}");
+    assert!(
+        detail["nearest_listed"]["distance"]
+            .as_u64()
+            .expect("distance")
+            <= 31
+    );
+    assert_eq!(
+        detail["second_hash"], "matches the same listed entry",
         "{detail}"
     );
     f.stop().await;
@@ -1976,6 +2038,7 @@ on_both!(
     threshold_opens_one_case,
     chance_matches_at_the_threshold_queue_no_case,
     a_differing_second_hash_releases,
+    a_mirrored_copy_is_checked_in_its_orientation,
     benign_uploads_leave_only_ciphertext_and_bookkeeping,
     silent_reply_does_not_depend_on_opening,
     limits_metrics_and_the_document,

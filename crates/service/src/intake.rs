@@ -1035,7 +1035,7 @@ impl<B: BlobStore> Intake<B> {
     /// The item's PDQ in each orientation its voucher probed (the full-distance check compares
     /// each, as each could have opened a key).
     fn orientations(&self, payload: &hashguard_protocol::voucher::Payload) -> Vec<Orientation> {
-        vec![(None, payload.pdq)]
+        payload.orientations(self.table.params())
     }
 
     /// The ciphertext of a deliverable attachment (stored, or released after a check); `None`
