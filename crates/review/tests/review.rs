@@ -463,7 +463,9 @@ async fn two_reviewers(kind: &str) {
         "the bank is named"
     );
     assert!(
-        page.contains("Matches: the second hash of the visual derivative agrees with the same listed entry"),
+        page.contains(
+            "Matches: the second hash of the visual derivative agrees with the same listed entry"
+        ),
         "the second check said plainly"
     );
     assert!(page.contains("PDQ distance"));
