@@ -141,7 +141,7 @@ fn thumbnail(
                 ((f64::from(h) * scale).round() as u32).max(1),
             )
         };
-        let small = image::imageops::thumbnail(&image, tw, th);
+        let small = thumbnail_rgb(&image, tw, th);
         let grey = image::DynamicImage::ImageRgb8(small).into_luma8();
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
@@ -154,6 +154,67 @@ fn thumbnail(
     // Even 32 pixels at quality 30 did not fit a tiny VD blob: the reviewer sees nothing
     // rather than the upload failing.
     Ok(Vec::new())
+}
+
+/// `image::imageops::thumbnail(image, tw, th)`, pixel for pixel, in a few milliseconds for a
+/// 12 MP photo instead of about 28. The visual derivative must stay exactly `image`'s (the
+/// server's second hash of a listed entry is computed from `image`'s thumbnail of the entry,
+/// `hashguard_hashing::second::derivative`), so this only computes the same thing faster:
+/// `image` reads each pixel through its generic per-pixel accessor; here every output pixel's
+/// window (the same f32 bounds `image` computes) is summed from per-column sums of its rows,
+/// in integers, with `image`'s rounding. Any window narrower than one pixel (an enlargement,
+/// where `image` interpolates fractions) falls back to `image` itself.
+fn thumbnail_rgb(image: &image::RgbImage, tw: u32, th: u32) -> image::RgbImage {
+    summed_thumbnail(image, tw, th).unwrap_or_else(|| image::imageops::thumbnail(image, tw, th))
+}
+
+/// The windowed sums of [`thumbnail_rgb`], or `None` where `image` would not sum whole-pixel
+/// windows (an empty image or output, or a window narrower than one pixel).
+fn summed_thumbnail(image: &image::RgbImage, tw: u32, th: u32) -> Option<image::RgbImage> {
+    let (width, height) = image.dimensions();
+    if width == 0 || height == 0 || tw == 0 || th == 0 {
+        return None;
+    }
+    // image 0.25 `thumbnail`: window [left, right) x [bottom, top) of output (x, y).
+    let x_ratio = width as f32 / tw as f32;
+    let y_ratio = height as f32 / th as f32;
+    let span = |i: u32, ratio: f32, len: u32| {
+        let lowf = i as f32 * ratio;
+        let highf = lowf + ratio;
+        let low = (lowf.ceil() as u32).clamp(0, len - 1);
+        let high = (highf.ceil() as u32).max(low).min(len);
+        (low as usize, high as usize)
+    };
+    let cols: Vec<(usize, usize)> = (0..tw).map(|x| span(x, x_ratio, width)).collect();
+    let rows: Vec<(usize, usize)> = (0..th).map(|y| span(y, y_ratio, height)).collect();
+    if cols.iter().chain(&rows).any(|&(a, b)| a == b) {
+        return None;
+    }
+    let (w, raw) = (width as usize, image.as_raw());
+    let mut out = image::RgbImage::new(tw, th);
+    let mut column_sums = vec![0u32; 3 * w];
+    for (oy, &(bottom, top)) in rows.iter().enumerate() {
+        column_sums.iter_mut().for_each(|s| *s = 0);
+        for y in bottom..top {
+            for (s, &v) in column_sums.iter_mut().zip(&raw[3 * w * y..3 * w * (y + 1)]) {
+                *s += u32::from(v);
+            }
+        }
+        for (ox, &(left, right)) in cols.iter().enumerate() {
+            let mut sum = [0u32; 3];
+            for px in column_sums[3 * left..3 * right].chunks_exact(3) {
+                sum[0] += px[0];
+                sum[1] += px[1];
+                sum[2] += px[2];
+            }
+            // At most 2^32 / 255 pixels per window: image sizes are bounded far below by the
+            // decoder's pixel limit, and `image` sums in u32 too.
+            let n = ((right - left) * (top - bottom)) as u32;
+            let avg = sum.map(|c| ((c + n / 2) / n).min(255) as u8);
+            out.put_pixel(ox as u32, oy as u32, image::Rgb(avg));
+        }
+    }
+    Some(out)
 }
 
 fn analyse_video(bytes: &[u8]) -> Result<Analysed, SdkError> {
@@ -219,6 +280,35 @@ fn video_mime(bytes: &[u8]) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast thumbnail is `image`'s, pixel for pixel: noise (every pixel counts), sizes
+    /// whose ratios are not integers, thin images, a 1-pixel output, and enlargements (the
+    /// fallback).
+    #[test]
+    fn thumbnail_equals_image_crate() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        // (size, thumbnail size, whether the summed path applies rather than the fallback).
+        for (w, h, tw, th, summed) in [
+            (4000u32, 3000u32, 96u32, 72u32, true),
+            (1999, 1333, 96, 64, true),
+            (97, 95, 96, 94, true),
+            (1001, 7, 96, 1, true),
+            (7, 1001, 1, 96, true),
+            (300, 200, 1, 1, true),
+            (96, 72, 96, 72, true),
+            (50, 40, 96, 77, false),
+        ] {
+            let img = image::RgbImage::from_fn(w, h, |_, _| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+            });
+            let want = image::imageops::thumbnail(&img, tw, th);
+            assert_eq!(summed_thumbnail(&img, tw, th).is_some(), summed, "{w}x{h}");
+            assert!(thumbnail_rgb(&img, tw, th) == want, "{w}x{h} to {tw}x{th}");
+        }
+    }
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         let img = image::RgbImage::from_fn(width, height, |x, y| {
