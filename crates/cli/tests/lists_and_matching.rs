@@ -887,3 +887,115 @@ fn videos_match_vpdq_banks() {
         "export round-trips"
     );
 }
+
+/// `list second-hash`: a listed original's second hash is recorded against its entry (the
+/// stand-in Org B lists the demo picture two bits off, so the nearest entry is named with its
+/// distance), and the server-side table then holds exactly that hash; a picture that no entry
+/// is near, a non-PDQ bank and an unreadable file record nothing and fail with a reason.
+#[test]
+fn second_hashes_are_recorded_against_their_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = s(&dir.path().join("second.db"));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let demo = |f: &str| s(&repo.join("assets/demo").join(f));
+    let list = s(&repo.join("assets/standin/org-b.txt"));
+    hashguard_ok(&[
+        "list",
+        "--db",
+        &db,
+        "create",
+        "org-b",
+        "--org",
+        "Stand-in Org B",
+        "--jurisdiction",
+        "US",
+        "--signal-type",
+        "pdq",
+    ]);
+    hashguard_ok(&["list", "--db", &db, "import", "org-b", &list]);
+    let out = hashguard_ok(&[
+        "list",
+        "--db",
+        &db,
+        "second-hash",
+        "org-b",
+        &demo("hills.png"),
+        "--by",
+        "tester",
+    ]);
+    let picture = std::fs::read(repo.join("assets/demo/hills.png")).unwrap();
+    let hasher = hashguard_hashing::Hasher::new(hashguard_hashing::Options::default());
+    let second = hasher.second_hash_bytes(&picture).unwrap().to_hex();
+    assert!(out.contains("(PDQ distance 2)"), "{out}");
+    assert!(out.contains(&second), "{out}");
+
+    let refused = hashguard(&[
+        "list",
+        "--db",
+        &db,
+        "second-hash",
+        "org-b",
+        &demo("blocks.webp"),
+    ]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("is not within 31 of any live entry of bank org-b"),
+        "{err}"
+    );
+    let missing = hashguard(&[
+        "list",
+        "--db",
+        &db,
+        "second-hash",
+        "org-b",
+        "/nonexistent.png",
+    ]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent.png"));
+    hashguard_ok(&[
+        "list",
+        "--db",
+        &db,
+        "create",
+        "digests",
+        "--org",
+        "Stand-in Org B",
+        "--jurisdiction",
+        "US",
+        "--signal-type",
+        "md5",
+    ]);
+    let wrong_type = hashguard(&[
+        "list",
+        "--db",
+        &db,
+        "second-hash",
+        "digests",
+        &demo("hills.png"),
+    ]);
+    assert!(!wrong_type.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong_type.stderr).contains("second hashes belong to PDQ entries")
+    );
+
+    // Exactly one row, the picture's, against the entry the command named.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows = rt.block_on(async {
+        let store = hashguard_store::Store::open_location(
+            &hashguard_store::DatabaseLocation::parse(&db),
+            hashguard_store::OpenMode::Read,
+        )
+        .await
+        .unwrap();
+        let rows = store.second_hashes().await.unwrap();
+        store.close().await;
+        rows
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].second, second);
+    assert!(out.contains(&rows[0].value));
+}
