@@ -112,6 +112,24 @@ pub(crate) struct DihedralRgbSource<'a> {
     pub(crate) reverse_rows: bool,
     /// The source column index runs backwards (`width - 1 - j`).
     pub(crate) reverse_cols: bool,
+    /// Swapped variants: the luma of [`BAND`] variant rows (several strips) read in one sweep
+    /// down the source rows, `[x][row - first]`, so each sweep pays the cache and TLB misses of
+    /// touching every source row once for several strips.
+    band: std::cell::RefCell<Band>,
+}
+
+/// Variant rows per sweep of a swapped variant: 4 strips (768 KB of luma for a source 3000
+/// rows high). Measured on rot90 of a 12 MP photo (busy 2-core VM): one strip at a time
+/// 21.5 ms, 2 strips 17-21 ms, 4 strips 15.8 ms, 8 strips 38-44 ms (the band no longer stays
+/// in cache).
+const BAND: usize = 4 * STRIP;
+
+#[derive(Default)]
+struct Band {
+    /// The first variant row held, and how many (0: empty).
+    first: usize,
+    rows: usize,
+    luma: Vec<[f32; BAND]>,
 }
 
 impl<'a> DihedralRgbSource<'a> {
@@ -135,6 +153,7 @@ impl<'a> DihedralRgbSource<'a> {
             swap,
             reverse_rows,
             reverse_cols,
+            band: Default::default(),
         })
     }
 
@@ -192,9 +211,22 @@ impl LumaSource for DihedralRgbSource<'_> {
     fn fill_strip(&self, first: usize, count: usize, out: &mut [Lanes], t: impl Transpose) {
         if self.swap {
             // Variant column x is source row src_row(x); its lanes are the variant rows
-            // first..first + count, i.e. `count` adjacent pixels of that source row.
-            for (x, lanes) in out.iter_mut().enumerate().take(self.rgb.height) {
-                self.row_run(self.src_row(x), first, count, lanes);
+            // first..first + count, i.e. `count` adjacent pixels of that source row, read
+            // BAND rows at a time.
+            let mut band = self.band.borrow_mut();
+            if first < band.first || first + count > band.first + band.rows {
+                let rows = BAND.min(self.rgb.width - first);
+                band.luma.resize(self.rgb.height, [0.0; BAND]);
+                for x in 0..self.rgb.height {
+                    let row = self.src_row(x);
+                    self.row_run(row, first, rows, &mut band.luma[x]);
+                }
+                band.first = first;
+                band.rows = rows;
+            }
+            let offset = first - band.first;
+            for (lanes, held) in out.iter_mut().zip(&band.luma) {
+                lanes[..count].copy_from_slice(&held[offset..offset + count]);
             }
         } else {
             // As RgbSource: blocks of STRIP variant columns from each (maybe reversed) source
