@@ -160,6 +160,24 @@ async fn received_files(recipient: &mut Messenger) -> anyhow::Result<Vec<PathBuf
         .collect())
 }
 
+/// The second check's result in the words the service recorded for case `case`.
+async fn second_check_recorded(db: &str, case: &str) -> anyhow::Result<String> {
+    let store = hashguard_store::Store::open_location(
+        &hashguard_store::DatabaseLocation::parse(db),
+        hashguard_store::OpenMode::Read,
+    )
+    .await?;
+    let id = case.parse().context("the case id")?;
+    let record = store.case(&id).await;
+    store.close().await;
+    let record = record?.context("the case is not in the database")?;
+    let detail: serde_json::Value = serde_json::from_str(&record.detail)?;
+    Ok(detail["second_hash"]
+        .as_str()
+        .unwrap_or("not recorded")
+        .to_string())
+}
+
 /// Receives one file and checks it is bit-identical to `sent`.
 async fn expect_delivery(recipient: &mut Messenger, name: &str, sent: &[u8]) -> anyhow::Result<()> {
     let files = received_files(recipient).await?;
@@ -410,7 +428,17 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     match sender.check(&intervention.case_id).await? {
         Checked::BlockedForReview { message } => {
             outln!("   The check confirmed the match: the picture stays blocked, and case {} waits for", intervention.case_id)?;
-            outln!("   a person to review it. The service says:")?;
+            // What the service recorded about the check, read from its own database.
+            let second = second_check_recorded(sandbox.db(), &intervention.case_id).await?;
+            if second == "matches the same listed entry" {
+                outln!("   a person to review it. Two checks agreed on the same listed picture: its full")?;
+                outln!(
+                    "   fingerprint, and a second fingerprint of its small grey copy that only the"
+                )?;
+                outln!("   service computes. The service says:")?;
+            } else {
+                outln!("   a person to review it (the second fingerprint: {second}). The service says:")?;
+            }
             outln!("   {message}")?;
         }
         Checked::Released { .. } => {
