@@ -572,4 +572,64 @@ mod tests {
             Signal::Md5(digests.md5).to_string()
         );
     }
+
+    /// Second hashes attach to the entry of the bank and value they name; rows for another
+    /// bank or a value that is not listed are skipped; an unreadable hash is an error that names
+    /// the row. `entry_for_original` names the equal entry, else the nearest within the
+    /// threshold, else none.
+    #[test]
+    fn second_hashes_attach_to_their_entries() {
+        let (a, b) = (hash(1), hash(2));
+        let mut set = BankSet::new(
+            vec![(
+                rules(SignalType::Pdq, BankKind::Block),
+                vec![pdq_item(a, None), pdq_item(b, None)],
+            )],
+            None,
+            vec!["bank-a".into()],
+            None,
+        )
+        .expect("set");
+        let row = |bank: &str, value: Hash256, second: &str| SecondHashRow {
+            bank: bank.into(),
+            value: value.to_string(),
+            second: second.into(),
+        };
+        let good = "00112233445566778899aabbccddeeff";
+        set.attach_second_hashes(&[
+            row("bank-a", b, good),
+            row("other", a, good),
+            row("bank-a", hash(3), good),
+        ])
+        .expect("attach");
+        assert_eq!(set.second_hash(0, 0), None);
+        assert_eq!(set.second_hash(0, 1), SecondHash::from_hex(good).ok());
+        let err = set
+            .attach_second_hashes(&[row("bank-a", a, "zz112233445566778899aabbccddeeff")])
+            .expect_err("unreadable");
+        assert!(err.to_string().contains(&a.to_string()), "{err}");
+
+        let entries: Vec<hashguard_hashlist::Entry> = [a, b]
+            .iter()
+            .map(|h| {
+                hashguard_hashlist::Entry::new(
+                    pdq_item(*h, None),
+                    hashguard_hashlist::Version::FIRST,
+                    None,
+                )
+                .expect("entry")
+            })
+            .collect();
+        assert_eq!(
+            entry_for_original(&entries, &a, 31),
+            Some((a.to_string(), 0))
+        );
+        assert_eq!(
+            entry_for_original(&entries, &flipped(b, 3), 31),
+            Some((b.to_string(), 3))
+        );
+        let far = (0..40).fold(b, |h, bit| h.with_bit_flipped(bit));
+        assert!(far.distance(&a) > 31);
+        assert_eq!(entry_for_original(&entries, &far, 31), None);
+    }
 }
