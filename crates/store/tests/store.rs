@@ -37,6 +37,7 @@ suite!(
     delete_bank_removes_its_history,
     rename_bank_keeps_its_history,
     rows_read_in_groups_are_checked,
+    second_hashes_follow_their_bank,
 );
 
 fn bank(name: &str, org: &str, j: &str, t: SignalType) -> Bank {
@@ -1443,4 +1444,49 @@ async fn rows_read_in_groups_are_checked(store: Store, url: String) {
         .unwrap();
     assert_eq!(store.entries(b.name()).await.unwrap(), good);
     raw.close().await;
+}
+
+/// Second hashes: recorded per bank and value, replaced by a later record of the same value,
+/// refused for a bank that does not exist (and the schema refuses a hash of the wrong length),
+/// moved with a renamed bank and deleted with a deleted one.
+async fn second_hashes_follow_their_bank(store: Store, _url: String) {
+    let a = bank("standin-a", "Stand-in Org A", "GB", SignalType::Pdq);
+    store.create_bank(&a).await.unwrap();
+    let value = pdq(1).to_string();
+    let (first, second) = ("0".repeat(32), "f".repeat(32));
+    store
+        .set_second_hash(a.name(), &value, &first, "tester", 1)
+        .await
+        .unwrap();
+    store
+        .set_second_hash(a.name(), &value, &second, "tester", 2)
+        .await
+        .unwrap();
+    let rows = store.second_hashes().await.unwrap();
+    assert_eq!(
+        rows,
+        vec![SecondHashRow {
+            bank: "standin-a".into(),
+            value: value.clone(),
+            second: second.clone()
+        }]
+    );
+    assert!(matches!(
+        store
+            .set_second_hash(&"nope".parse().unwrap(), &value, &first, "tester", 3)
+            .await,
+        Err(StoreError::NoSuchBank(_))
+    ));
+    assert!(store
+        .set_second_hash(a.name(), &value, "abc", "tester", 3)
+        .await
+        .is_err());
+    let renamed: BankName = "standin-renamed".parse().unwrap();
+    store.rename_bank(a.name(), &renamed).await.unwrap();
+    let rows = store.second_hashes().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].bank, "standin-renamed");
+    assert_eq!(rows[0].second, second);
+    store.delete_bank(&renamed).await.unwrap();
+    assert!(store.second_hashes().await.unwrap().is_empty());
 }
