@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The client's cost to prepare one attachment (issue 14): decode, hash, vouchers and encryption
 # of a 12-megapixel JPEG and of a 30 s 1080p video, one thread, through the SDK
-# (bench/client/prepare.rs), then the voucher alone on each of curve25519-dalek's three field
+# (bench/client/prepare.rs); then where the photo's hashing time goes, stage by stage
+# (bench/client/hash_stages.rs: the PDQ of the image, of its two dihedral variants, the visual
+# derivative); then the voucher alone on each of curve25519-dalek's three field
 # backends (AVX-512 IFMA, AVX2, portable 64-bit), from the protocol crate's criterion bench
 # (`client_voucher_*`), each backend built in its own target directory. Results: docs/client.md.
 #
@@ -30,7 +32,15 @@ fi
 RUST_LOG=${RUST_LOG:-warn} "$TARGET/release/examples/client_prepare" "${VIDEO_ARGS[@]}" "$@"
 
 echo
-echo "The voucher alone (P = 79 probes, criterion, median of its samples), by backend:"
+echo "The photo's hashing, stage by stage:"
+(cd "$ROOT" && cargo build --release -p hashguard-hashing --example hash_stages >&2)
+"$TARGET/release/examples/hash_stages"
+
+echo
+# `client_voucher_P79` is v1 under `intervene` (P = 237) built without dihedral input: 79 real
+# probes and 158 dummies; `client_voucher_P79_dihedral` is what the SDK builds (every probe
+# real, as the `vouchers` row above). Likewise P13 (lite, P = 39).
+echo "The voucher alone (criterion, median of its samples), by backend:"
 for backend in avx512 avx2 serial; do
     case $backend in
         avx512) flags='--cfg curve25519_dalek_backend="avx512"' ;;

@@ -1,5 +1,7 @@
-//! Client voucher time (P = 79 and P = 13), server opening time per voucher, table build time
-//! per key, and the primitives they are made of, on one core.
+//! Client voucher time (v1 and lite under `intervene`: P = 237 and 39 with the dihedral probes,
+//! named `P79` and `P13` after their own-orientation probes; `_dihedral` with every probe
+//! real, as the SDK builds them), server opening time per voucher, table build time per key,
+//! and the primitives they are made of, on one core.
 //! Run: `cargo bench -p hashguard-protocol --bench protocol`.
 //!
 //! For instruction counts (stable on a shared, noisy machine), set `HASHGUARD_FIXED_WORK` to
@@ -29,6 +31,22 @@ fn margins(r: &mut ChaCha20Rng) -> [f32; 256] {
         *x = (r.next_u32() % 10_000) as f32;
     }
     m
+}
+
+/// Random PDQ floats: coefficients spread around 0, thresholded at their lower median as PDQ
+/// does, quality 90 (the dihedral bench takes its variants' hashes and margins from these).
+fn random_floats(r: &mut ChaCha20Rng) -> hashguard_pdq::PdqFloats {
+    let mut coefficients = [0f32; 256];
+    for c in coefficients.iter_mut() {
+        *c = (r.next_u32() % 20_001) as f32 - 10_000.0;
+    }
+    let mut sorted = coefficients;
+    sorted.sort_by(f32::total_cmp);
+    hashguard_pdq::PdqFloats {
+        coefficients,
+        median: sorted[127],
+        quality: 90,
+    }
 }
 
 /// An upload of an image with this PDQ hash and these margins (quality 90).
@@ -145,6 +163,32 @@ fn bench_client_and_server(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
+        // What the SDK builds for an image: every probe real (the image's own keys and its
+        // dihedral variants' keys, deduplicated), where `client_voucher_*` above probes only
+        // the own orientation and fills the variants' probes with cheap dummies.
+        if fx.params.dihedral() != 0 {
+            c.bench_function(&format!("client_voucher_{name}_dihedral"), |b| {
+                b.iter_batched(
+                    || {
+                        let fl = random_floats(&mut inputs);
+                        let mut cid = [0u8; 32];
+                        inputs.fill_bytes(&mut cid);
+                        (
+                            PdqInput::from_floats(&fl),
+                            DihedralInput::from_floats(&fl),
+                            cid,
+                        )
+                    },
+                    |(p, d, cid)| {
+                        let it = image_item(p.hash, p.margins, cid, &thumb);
+                        client
+                            .build_pdq_voucher_dihedral(&fx.table, &it, &d, &binding, &mut r)
+                            .expect("voucher")
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
         let opener = Opener::new(fx.secret.clone(), fx.params.clone());
         // A non-matching and a matching voucher (the server's work is the same).
         for (kind, hash) in [("nomatch", random_hash(&mut r)), ("match", fx.listed[0])] {
