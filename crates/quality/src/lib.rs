@@ -4,8 +4,8 @@
 //!   the project's decoder, PDQ-hashed, filtered by quality and size, deduplicated at PDQ
 //!   distance 31.
 //! - [`transforms`]: the re-share transform suite (JPEG re-encodes, messenger resizes,
-//!   screenshots, brightness and gamma, small crops, letterbox, mirror, rotate 90), deterministic
-//!   per seed.
+//!   screenshots, brightness and gamma, small crops, letterbox, mirror, rotations, lossy WebP),
+//!   deterministic per seed.
 //! - [`measure`]: recall per transform and per PDQ-distance bucket and false opens, through the
 //!   real client and opener of `hashguard-protocol` at `Params::v1(Policy::Intervene)`, beside a
 //!   plain PDQ <= 31 matcher.

@@ -103,6 +103,11 @@ enum Cmd {
         /// Scale every original down to this long side first (small originals: 512, 256).
         #[arg(long)]
         small: Option<u32>,
+        /// Measure only these transforms of the suite, by name (comma-separated, e.g.
+        /// `webp-q75,jpeg-q75`; all when absent). Each keeps its seed from the full suite, so
+        /// its numbers equal those of a full run.
+        #[arg(long, value_delimiter = ',')]
+        transforms: Vec<String>,
     },
     /// Measure the second-hash candidates (item 6; crates/quality/src/second_hash.rs).
     SecondHash {
@@ -241,7 +246,21 @@ fn main() -> Result<()> {
             small,
             min_long,
             packages,
+            transforms: only,
         } => {
+            let suite = transforms::Transform::suite();
+            if let Some(bad) = only.iter().find(|n| !suite.iter().any(|t| t.name() == **n)) {
+                let names: Vec<String> = suite.iter().map(|t| t.name()).collect();
+                anyhow::bail!(
+                    "--transforms: no transform {bad:?}; the suite has {}",
+                    names.join(", ")
+                );
+            }
+            let selected: Vec<(usize, transforms::Transform)> = suite
+                .into_iter()
+                .enumerate()
+                .filter(|(_, t)| only.is_empty() || only.contains(&t.name()))
+                .collect();
             let mut originals: Vec<measure::Original> = Vec::new();
             if let Some(n) = gen {
                 for s in 0..n as u64 {
@@ -282,13 +301,7 @@ fn main() -> Result<()> {
                 }
             }
             let params = Params::v1(Policy::Intervene);
-            let report = measure::run(
-                &originals,
-                &transforms::Transform::suite(),
-                &params,
-                seed,
-                small,
-            )?;
+            let report = measure::run_indexed(&originals, &selected, &params, seed, small)?;
             let md = report.markdown();
             println!("{md}");
             if let Some(p) = markdown {

@@ -303,6 +303,20 @@ pub fn run(
     seed: u64,
     small: Option<u32>,
 ) -> Result<Report> {
+    let indexed: Vec<(usize, Transform)> = transforms.iter().copied().enumerate().collect();
+    run_indexed(originals, &indexed, params, seed, small)
+}
+
+/// [`run`] with each transform's seed index given: a copy's seed depends on the original, the
+/// run's seed and this index, so a run of a subset of [`Transform::suite`] that passes each
+/// transform's suite position makes exactly the copies (and outcomes) of the full run.
+pub fn run_indexed(
+    originals: &[Original],
+    transforms: &[(usize, Transform)],
+    params: &Params,
+    seed: u64,
+    small: Option<u32>,
+) -> Result<Report> {
     let mut r = ChaCha20Rng::seed_from_u64(seed);
     // Seeded split: a random permutation, first half listed.
     let mut order: Vec<usize> = (0..originals.len()).collect();
@@ -392,8 +406,8 @@ pub fn run(
             let mut client = Client::new(AccountState::generate(&mut rr), params.clone());
             let small = img.width().max(img.height()) <= 512;
             let mut out = Vec::new();
-            for (t_i, t) in transforms.iter().enumerate() {
-                let copy = t.apply(img, seed ^ ((i as u64) << 8) ^ t_i as u64)?;
+            for (t_i, (seed_index, t)) in transforms.iter().enumerate() {
+                let copy = t.apply(img, seed ^ ((i as u64) << 8) ^ *seed_index as u64)?;
                 let f = floats(&copy)?;
                 let variants = dihedral_floats(&copy, params)?;
                 let own = pdq_key(&orig.hash(), params);
@@ -420,7 +434,7 @@ pub fn run(
     let mut fam: BTreeMap<String, Tally> = BTreeMap::new();
     for u in uploads {
         for u in u? {
-            let t = &transforms[u.transform];
+            let t = &transforms[u.transform].1;
             per_t[u.transform].add(u.opened, u.plain, u.low, u.other_key);
             if u.small {
                 per_small[u.transform].add(u.opened, u.plain, u.low, u.other_key);
@@ -495,10 +509,10 @@ pub fn run(
     for t in fam.values_mut() {
         t.finish();
     }
-    report.per_transform = transforms.iter().map(|t| t.name()).zip(per_t).collect();
+    report.per_transform = transforms.iter().map(|t| t.1.name()).zip(per_t).collect();
     report.small_originals = transforms
         .iter()
-        .map(|t| t.name())
+        .map(|t| t.1.name())
         .zip(per_small)
         .filter(|(_, t)| t.n > 0)
         .collect();

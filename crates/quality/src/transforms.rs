@@ -1,9 +1,11 @@
 //! The re-share transform suite: how messengers and people pass images on.
 //!
-//! Every transform is a pure function of the image and a seed. Lossy encodings (JPEG) are
-//! encoded with the `image` crate and decoded again with the project's decoder (crates/media,
-//! libjpeg-turbo), as a receiving client would decode them. Lossless outputs (the PNG of a
-//! screenshot) are not round-tripped: PNG returns the same pixels.
+//! Every transform is a pure function of the image and a seed. Lossy encodings are encoded with
+//! the `image` crate (JPEG) or libwebp (lossy WebP, through the `webp` crate: the `image` crate
+//! only encodes lossless WebP) and decoded again with the project's decoder (crates/media:
+//! libjpeg-turbo for JPEG, `image`'s WebP decoder for WebP), as a receiving client would decode
+//! them. Lossless outputs (the PNG of a screenshot) are not round-tripped: PNG returns the same
+//! pixels.
 
 use anyhow::{anyhow, Context, Result};
 use image::codecs::jpeg::JpegEncoder;
@@ -43,6 +45,11 @@ pub enum Transform {
     Rot270,
     /// Mirror and a messenger resize (long side 512, JPEG q75-85).
     MirrorMessenger512,
+    /// Lossy WebP re-encode at this quality (libwebp's default configuration).
+    WebP(u8),
+    /// A messenger's resize to WebP: the long side scaled down to this many pixels (never up),
+    /// then lossy WebP at q 75.
+    MessengerWebP(u32),
 }
 
 impl Transform {
@@ -73,6 +80,11 @@ impl Transform {
             Rot180,
             Rot270,
             MirrorMessenger512,
+            // Appended, not grouped with JPEG: the seed of each transform is its index in the
+            // suite, so inserting would change the copies (and numbers) of every later one.
+            WebP(75),
+            WebP(50),
+            MessengerWebP(1024),
         ]
     }
 
@@ -92,6 +104,8 @@ impl Transform {
             Transform::Rot180 => "rot180".into(),
             Transform::Rot270 => "rot270".into(),
             Transform::MirrorMessenger512 => "mirror+messenger-512".into(),
+            Transform::WebP(q) => format!("webp-q{q}"),
+            Transform::MessengerWebP(l) => format!("messenger-webp-{l}"),
         }
     }
 
@@ -110,6 +124,9 @@ impl Transform {
             | Transform::Rot180
             | Transform::Rot270
             | Transform::MirrorMessenger512 => "dihedral",
+            // Its own family, so that the JPEG and messenger rows stay comparable with runs
+            // made before WebP was in the suite.
+            Transform::WebP(_) | Transform::MessengerWebP(_) => "webp",
         }
     }
 
@@ -157,6 +174,8 @@ impl Transform {
                 let q = 75 + (r.next_u32() % 11) as u8;
                 jpeg_roundtrip(&resize_long_side(&imageops::flip_horizontal(img), 512), q)?
             }
+            Transform::WebP(q) => webp_roundtrip(img, q)?,
+            Transform::MessengerWebP(long) => webp_roundtrip(&resize_long_side(img, long), 75)?,
         })
     }
 }
@@ -201,6 +220,22 @@ pub fn jpeg_roundtrip(img: &RgbImage, quality: u8) -> Result<RgbImage> {
         .encode_image(img)
         .context("JPEG encode")?;
     decode(&buf)
+}
+
+/// Lossy WebP of `img` at `quality` (0..=100; more is taken as 100), encoded by libwebp with its
+/// default configuration (method 4, no sharp YUV). Fails, instead of panicking, for sides libwebp
+/// cannot encode (0 or above 16,383 px).
+pub fn webp_encode(img: &RgbImage, quality: u8) -> Result<Vec<u8>> {
+    let (w, h) = img.dimensions();
+    let mem = webp::Encoder::from_rgb(img.as_raw(), w, h)
+        .encode_simple(false, f32::from(quality.min(100)))
+        .map_err(|e| anyhow!("WebP encode of {w}x{h} at q{quality}: {e:?}"))?;
+    Ok(mem.to_vec())
+}
+
+/// Lossy-WebP-encode `img` at `quality` and decode it with the project's decoder.
+pub fn webp_roundtrip(img: &RgbImage, quality: u8) -> Result<RgbImage> {
+    decode(&webp_encode(img, quality)?)
 }
 
 /// Decodes image bytes with crates/media (the client's decoder) to an RGB image.

@@ -63,7 +63,10 @@ fn transforms_are_deterministic_and_shaped_as_described() {
                 let lo = 400 - 400 * 3 * u32::from(p) / 100;
                 assert!(w < 400 && w >= lo, "{} width {w}", t.name());
             }
-            Transform::Brightness | Transform::Gamma => assert_eq!((w, h), (400, 300)),
+            Transform::Brightness | Transform::Gamma | Transform::WebP(_) => {
+                assert_eq!((w, h), (400, 300))
+            }
+            Transform::MessengerWebP(l) => assert_eq!(w, l.min(400), "{}", t.name()),
         }
     }
     assert_eq!(
@@ -99,4 +102,80 @@ fn pairwise_counts_key_matches_and_the_interval_is_sane() {
     assert_eq!(r.pairs, 6.0);
     // The two identical images open each other's key (both directions, across packages).
     assert!(r.hits >= 2 && r.hits_cross_package >= 2, "{r:?}");
+}
+
+#[test]
+fn webp_transforms_are_lossy_and_keep_dimensions() {
+    use hashguard_quality::transforms::{decode, webp_encode, webp_roundtrip};
+    use image::codecs::webp::WebPEncoder;
+    use image::ExtendedColorType;
+    let img = generated(8, 640, 480);
+    let lossy = webp_encode(&img, 75).expect("lossy WebP");
+    assert_eq!(&lossy[0..4], b"RIFF");
+    assert_eq!(&lossy[8..12], b"WEBP");
+    // "VP8 " is the lossy bitstream; a lossless file would carry "VP8L".
+    assert_eq!(&lossy[12..16], b"VP8 ", "not a simple lossy WebP");
+    let mut lossless = Vec::new();
+    WebPEncoder::new_lossless(&mut lossless)
+        .encode(img.as_raw(), 640, 480, ExtendedColorType::Rgb8)
+        .expect("lossless WebP");
+    assert!(
+        lossy.len() < lossless.len(),
+        "lossy {} bytes, lossless {}",
+        lossy.len(),
+        lossless.len()
+    );
+    let q50 = webp_encode(&img, 50).expect("q50");
+    assert!(
+        q50.len() < lossy.len(),
+        "q50 {} >= q75 {}",
+        q50.len(),
+        lossy.len()
+    );
+
+    let back = webp_roundtrip(&img, 75).expect("round trip");
+    assert_eq!(back.dimensions(), (640, 480));
+    let changed = back
+        .as_raw()
+        .iter()
+        .zip(img.as_raw())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        changed > img.as_raw().len() / 10,
+        "only {changed} channel values changed: not lossy"
+    );
+    // The transform is exactly this round trip, and the decoder the client's (crates/media).
+    assert_eq!(Transform::WebP(75).apply(&img, 3).expect("apply"), back);
+    assert_eq!(decode(&lossy).expect("decode"), back);
+
+    let big = generated(9, 1600, 1000);
+    let m = Transform::MessengerWebP(1024)
+        .apply(&big, 0)
+        .expect("messenger WebP");
+    assert_eq!(m.dimensions(), (1024, 640));
+}
+
+#[test]
+fn the_client_decodes_lossy_webp_exactly_as_libwebp_does() {
+    // crates/media decodes WebP with the `image` crate; the PDQ reference pipeline (Pillow)
+    // decodes it with libwebp. Any pixel difference would move the hashes of WebP copies.
+    use hashguard_quality::transforms::{decode, webp_encode};
+    for (seed, w, h) in [(7u64, 400u32, 300u32), (9, 333, 517)] {
+        let img = generated(seed, w, h);
+        for q in [50u8, 75, 90] {
+            let bytes = webp_encode(&img, q).expect("encode");
+            let ours = decode(&bytes).expect("crates/media decode");
+            let lib = webp::Decoder::new(&bytes).decode().expect("libwebp decode");
+            let lib: &[u8] = &lib;
+            assert_eq!(ours.as_raw().as_slice(), lib, "{w}x{h} q{q}");
+        }
+    }
+}
+
+#[test]
+fn webp_encode_refuses_sizes_libwebp_cannot_encode() {
+    use hashguard_quality::transforms::webp_encode;
+    assert!(webp_encode(&image::RgbImage::new(0, 0), 75).is_err());
+    assert!(webp_encode(&image::RgbImage::new(16_384, 1), 75).is_err());
 }
