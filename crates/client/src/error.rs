@@ -55,6 +55,10 @@ pub enum SdkError {
     /// The voucher could not be built.
     #[error("cannot build the voucher: {0}")]
     Voucher(#[from] hashguard_protocol::sender::ClientError),
+    /// The table's parameters ask for something this SDK does not compute (e.g. dihedral
+    /// variants other than the ones it hashes); nothing was sent.
+    #[error("this SDK cannot serve the table's parameters: {0}")]
+    UnsupportedParameters(String),
     /// Local state could not be read or written.
     #[error("local state: {0}")]
     Io(#[from] std::io::Error),

@@ -62,6 +62,28 @@ pub fn analyse(bytes: &[u8], vd_capacity: usize) -> Result<Analysed, SdkError> {
     ))
 }
 
+/// Refuses parameters that probe a dihedral variant the SDK does not hash: an image is hashed
+/// at preparation, before any table is known, in the variants of [`V1_DIHEDRAL`] only, and a
+/// probe of a variant never hashed would probe a meaningless key.
+pub fn check_dihedral_supported(
+    params: &hashguard_protocol::params::Params,
+) -> Result<(), SdkError> {
+    let missing = params.dihedral() & !V1_DIHEDRAL;
+    if missing == 0 {
+        return Ok(());
+    }
+    let names: Vec<&str> = hashguard_protocol::params::DIHEDRAL_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| missing & (1 << bit) != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    Err(SdkError::UnsupportedParameters(format!(
+        "the table probes the dihedral variants {} that this SDK does not hash (it hashes rot90 and flipy)",
+        names.join(", ")
+    )))
+}
+
 fn image_mime(format: ImageFormat) -> &'static str {
     match format {
         ImageFormat::Jpeg => "image/jpeg",
@@ -351,5 +373,23 @@ mod tests {
         assert!(e.to_string().contains("not an image"), "{e}");
         let e = analyse(&png(64, 64)[..60], 4076).expect_err("truncated");
         assert!(e.to_string().contains("cannot be read"), "{e}");
+    }
+
+    /// Parameters within the hashed variants pass; one that probes another variant is refused
+    /// with its name.
+    #[test]
+    fn parameters_probing_unhashed_variants_are_refused() {
+        use hashguard_protocol::params::{Params, ParamsSpec, Policy};
+        for policy in [Policy::Intervene, Policy::Silent] {
+            assert!(check_dihedral_supported(&Params::v1(policy)).is_ok());
+        }
+        let other = Params::new(ParamsSpec {
+            dihedral: 1 << 1 | 1 << 4,
+            ..Params::v1(Policy::Intervene).to_spec()
+        })
+        .expect("params");
+        let e = check_dihedral_supported(&other).expect_err("rot180 is not hashed");
+        assert!(e.to_string().contains("rot180"), "{e}");
+        assert!(!e.to_string().contains("flipy,"), "{e}");
     }
 }

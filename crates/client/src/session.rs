@@ -455,6 +455,7 @@ impl Session {
         let Some((_, client)) = &mut self.client else {
             return Err(SdkError::CorruptState("no account state".into()));
         };
+        crate::media::check_dihedral_supported(client.params())?;
         let built = match a.media {
             MediaType::Image => vec![match &a.dihedral {
                 // Mirrored and rotated copies of a listed image open too (dihedral probes).
