@@ -91,8 +91,8 @@ pub struct SandboxOptions {
     pub db: Option<String>,
     /// The organisations' lists.
     pub lists: Vec<ListSource>,
-    /// Second hashes on file, as (PDQ value, second hash): recorded for every bank that lists
-    /// the value.
+    /// Second hashes on file, as (PDQ value of the original, second hash): recorded in every
+    /// bank for its entry equal to that value, else its nearest within the bank's threshold.
     pub second_hashes: Vec<(String, String)>,
     /// Table parameters.
     pub preset: Preset,
@@ -361,7 +361,7 @@ fn log_epoch(table: &Path, trust: &mut TrustSandbox) -> Result<(), SandboxError>
 }
 
 /// Creates one block bank per list in `db`, imports the list into it, and records the second
-/// hashes of the values it lists.
+/// hashes of the originals it lists (equal or nearest entry within the bank's threshold).
 async fn load_lists(
     db: &str,
     lists: &[ListSource],
