@@ -15,7 +15,7 @@
 //! the campaign window only ([`CampaignRule`]), so that one image crafted to collide with a
 //! listed key and sent from many accounts is flagged (R/E12 step 6).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hashguard_index::Scratch;
@@ -41,6 +41,9 @@ use crate::hex;
 use crate::item_check::{check_item, Orientation};
 use crate::review::{Verdict, MATCH_DISTANCE};
 use crate::serving::ServedTable;
+
+/// An account's share store, its log's length, and each voucher's attachment.
+type AccountLog = (AccountShares, u64, HashMap<[u8; 16], AttachmentId>);
 
 /// Most keyframe vouchers one video carries (protocol.md: up to 16, one dedup id).
 pub const MAX_VIDEO_VOUCHERS: usize = hashguard_protocol::sender::MAX_KEYFRAMES;
@@ -893,7 +896,7 @@ impl<B: BlobStore> Intake<B> {
         attachment: &AttachmentId,
     ) -> Result<AddOutcome, IntakeError> {
         for _ in 0..APPEND_RETRIES {
-            let (mut shares, seq) = self.shares(account).await?;
+            let (mut shares, seq, _) = self.shares(account).await?;
             let outcome = shares.add(record.clone());
             if !outcome.is_stored() {
                 return Ok(outcome);
@@ -910,46 +913,42 @@ impl<B: BlobStore> Intake<B> {
         Err(IntakeError::Contended(APPEND_RETRIES))
     }
 
-    /// The account's share store rebuilt from its log, and the log's length.
-    async fn shares(&self, account: &AccountId) -> Result<(AccountShares, u64), IntakeError> {
+    /// The account's share store rebuilt from its log, the log's length, and the attachment
+    /// each decoded voucher came with (where its derivative is stored).
+    async fn shares(&self, account: &AccountId) -> Result<AccountLog, IntakeError> {
         let rows = self.store.opened_records(account).await?;
         let frozen = self.store.shares_frozen(account).await?;
         let params = self.table.params();
         let seq = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        let mut attachments = HashMap::new();
         let records: Vec<OpenedRecord> = rows
             .iter()
-            .filter_map(|row: &StoredRecord| OpenedRecord::decode(&row.bytes, params).ok())
+            .filter_map(|row: &StoredRecord| {
+                let rec = OpenedRecord::decode(&row.bytes, params).ok()?;
+                if let Some(a) = row.attachment {
+                    attachments.insert(rec.voucher_id, a);
+                }
+                Some(rec)
+            })
             .collect();
         // A row that no longer decodes (the parameters changed with a new table) or a log that
         // no store kept counts for nothing rather than failing every upload of the account.
         let shares = AccountShares::rebuild(params.clone(), records.clone(), frozen)
             .or_else(|_| AccountShares::rebuild(params.clone(), records, false))
             .unwrap_or_else(|_| AccountShares::new(params.clone()));
-        Ok((shares, seq))
+        Ok((shares, seq, attachments))
     }
 
     /// At T distinct matches: reconstruct, decrypt, check each item against the plaintext
     /// index, and open one threshold case per account.
     async fn threshold(&self, account: &AccountId) -> Result<(), IntakeError> {
-        let (shares, _) = self.shares(account).await?;
+        let (shares, _, attachments) = self.shares(account).await?;
         let ThresholdOutcome::Decrypted { items, invalid, .. } = shares.try_decrypt() else {
             return Ok(());
         };
         if self.store.threshold_case_exists(account).await? {
             return Ok(());
         }
-        // Each item's derivative, by its voucher: the blob stored with the attachment it came
-        // with.
-        let attachments: std::collections::HashMap<[u8; 16], AttachmentId> = self
-            .store
-            .opened_records(account)
-            .await?
-            .iter()
-            .filter_map(|row| {
-                let rec = OpenedRecord::decode(&row.bytes, self.table.params()).ok()?;
-                Some((rec.voucher_id, row.attachment?))
-            })
-            .collect();
         let mut scratch = Scratch::default();
         let mut survivors = 0usize;
         let mut checked = Vec::with_capacity(items.len());
