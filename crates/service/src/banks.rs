@@ -236,23 +236,29 @@ impl BankSet {
     /// entry it was recorded for is not matched now. An unreadable hash is an error (the
     /// schema keeps its length, not its digits).
     pub fn attach_second_hashes(&mut self, rows: &[SecondHashRow]) -> Result<(), BankSetError> {
-        let mut positions: HashMap<(&str, String), (usize, usize)> = HashMap::new();
-        for (b, (_, items)) in self.matcher.banks().iter().enumerate() {
-            for (i, item) in items.iter().enumerate() {
-                if let Signal::Pdq(_) = item.value() {
-                    positions.insert((self.label(b), item.value().to_string()), (b, i));
-                }
-            }
+        // Indexed by the rows (usually far fewer than the entries), so a large bank costs one
+        // lookup per entry and no allocation. A value that is no PDQ hash names no entry.
+        let wanted: HashMap<(&str, hashguard_pdq::Hash256), &SecondHashRow> = rows
+            .iter()
+            .filter_map(|row| Some(((row.bank.as_str(), row.value.parse().ok()?), row)))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
         }
         let mut found = HashMap::new();
-        for row in rows {
-            let Some(&at) = positions.get(&(row.bank.as_str(), row.value.clone())) else {
-                continue;
-            };
-            let hash = SecondHash::from_hex(&row.second).map_err(|e| {
-                BankSetError::SecondHash(format!("bank {} value {}: {e}", row.bank, row.value))
-            })?;
-            found.insert(at, hash);
+        for (b, (_, items)) in self.matcher.banks().iter().enumerate() {
+            for (i, item) in items.iter().enumerate() {
+                let Signal::Pdq(h) = item.value() else {
+                    continue;
+                };
+                let Some(row) = wanted.get(&(self.label(b), *h)) else {
+                    continue;
+                };
+                let hash = SecondHash::from_hex(&row.second).map_err(|e| {
+                    BankSetError::SecondHash(format!("bank {} value {}: {e}", row.bank, row.value))
+                })?;
+                found.insert((b, i), hash);
+            }
         }
         self.second.extend(found);
         Ok(())
