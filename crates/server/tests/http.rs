@@ -309,21 +309,13 @@ async fn case_detail(f: &Fixture, case: &str) -> Value {
 /// on file is of another picture, a copy within 31 PDQ bits of it is released by the consented
 /// check, and the case says why; the second hash never skips on the client's word.
 async fn a_differing_second_hash_releases(kind: &str) {
-    let wide = hashguard_server::config::Bucket {
-        burst: 1_000,
-        per_hour: 1_000,
-    };
     let Some(f) = Fixture::start_full(
         kind,
         "a_differing_second_hash_releases",
         &standin_lists(),
         Preset::V1,
         Policy::Intervene,
-        Limits {
-            matches_per_account: wide,
-            matches_per_source: wide,
-            ..Limits::default()
-        },
+        wide_match_limits(),
         &[("hills.png", "blocks.webp")],
         |_| {},
     )

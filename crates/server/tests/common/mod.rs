@@ -67,18 +67,7 @@ impl Fixture {
         preset: Preset,
         policy: Policy,
     ) -> Option<Fixture> {
-        // The threshold tests hold T + 2 items from one account and address: more than the
-        // default key-match limits allow (they have their own test).
-        let wide = Bucket {
-            burst: 1_000,
-            per_hour: 1_000,
-        };
-        let limits = Limits {
-            matches_per_account: wide,
-            matches_per_source: wide,
-            ..Limits::default()
-        };
-        Fixture::start_with(kind, test, lists, preset, policy, limits).await
+        Fixture::start_with(kind, test, lists, preset, policy, wide_match_limits()).await
     }
 
     pub async fn start_with(
@@ -311,6 +300,21 @@ pub async fn register(f: &Fixture) -> (String, [u8; 16], String) {
         account,
         body["token"].as_str().expect("token").to_string(),
     )
+}
+
+/// The default limits with room for many key matches: the threshold tests hold T + 2 items
+/// from one account and address, more than the default key-match limits allow (they have their
+/// own test).
+pub fn wide_match_limits() -> Limits {
+    let wide = Bucket {
+        burst: 1_000,
+        per_hour: 1_000,
+    };
+    Limits {
+        matches_per_account: wide,
+        matches_per_source: wide,
+        ..Limits::default()
+    }
 }
 
 /// The second hashes a fixture records by default: the listed demo image's own.
