@@ -1,5 +1,5 @@
 //! The second hash's text form and pixel entry point: any string through the hex parser (it
-//! accepts exactly 32 hex digits and round-trips), and any bytes as an RGB buffer of any
+//! accepts exactly 40 hex digits and round-trips), and any bytes as an RGB buffer of any
 //! claimed size (a clear error or a hash, never a panic).
 #![no_main]
 

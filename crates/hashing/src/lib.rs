@@ -42,7 +42,7 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 
 pub mod second;
-pub use second::{SecondHash, SecondHashError, SECOND_MATCH_THRESHOLD};
+pub use second::{SecondHash, SecondHashError, SECOND_HASH_MAX_DISTANCE, SECOND_MATCH_THRESHOLD};
 
 /// How many leading bytes are enough to recognise an image format or a video container.
 pub const SNIFF_BYTES: usize = 512;

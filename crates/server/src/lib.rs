@@ -359,6 +359,22 @@ impl Server {
                 source,
             })?;
         let banks = BankSet::load(&store, None).await?;
+        let superseded =
+            store
+                .superseded_second_hashes()
+                .await
+                .map_err(|source| ServeError::Store {
+                    what: location.describe(),
+                    source,
+                })?;
+        if superseded > 0 {
+            tracing::warn!(
+                superseded,
+                "second hashes of an earlier form (before the profiles) are set aside; until \
+                 `hashguard list second-hash` computes them again from the listed originals, the \
+                 automatic check finds their entries' second hash not on file"
+            );
+        }
         let blobs = LocalBlobs::open(config.data.join("blobs")).map_err(io(format!(
             "cannot create the data folder {}",
             config.data.display()

@@ -898,6 +898,7 @@ async fn benign_uploads_leave_only_ciphertext_and_bookkeeping(kind: &str) {
         "list_versions",
         // The list's server-side second hashes: list data, not derived from any upload.
         "second_hashes",
+        "superseded_second_hashes",
         "accounts",
         "devices",
         "attachments",

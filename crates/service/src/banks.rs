@@ -601,7 +601,7 @@ mod tests {
             value: value.to_string(),
             second: second.into(),
         };
-        let good = "00112233445566778899aabbccddeeff";
+        let good = "00112233445566778899aabbccddeeff01234567";
         set.attach_second_hashes(&[
             row("bank-a", b, good),
             row("other", a, good),
@@ -611,7 +611,7 @@ mod tests {
         assert_eq!(set.second_hash(0, 0), None);
         assert_eq!(set.second_hash(0, 1), SecondHash::from_hex(good).ok());
         let err = set
-            .attach_second_hashes(&[row("bank-a", a, "zz112233445566778899aabbccddeeff")])
+            .attach_second_hashes(&[row("bank-a", a, "zz112233445566778899aabbccddeeff01234567")])
             .expect_err("unreadable");
         assert!(err.to_string().contains(&a.to_string()), "{err}");
 

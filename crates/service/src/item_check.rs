@@ -6,7 +6,7 @@
 //! case and the audit log.
 
 use hashguard_hashing::second::{decode_derivative, oriented};
-use hashguard_hashing::SecondHash as DerivativeHash;
+use hashguard_hashing::{SecondHash as DerivativeHash, SECOND_MATCH_THRESHOLD};
 use hashguard_hashlist::Signal;
 use hashguard_index::Scratch;
 use hashguard_pdq::Hash256;
@@ -125,8 +125,12 @@ pub fn check_item(
 /// One candidate's second-hash result in words.
 fn second_hash_words(s: SecondHash) -> String {
     match s {
-        SecondHash::Matches(d) => format!("matches ({d} of 128 bits differ)"),
-        SecondHash::Differs(d) => format!("differs ({d} of 128 bits)"),
+        SecondHash::Matches(d) => {
+            format!("matches (distance {d}; {SECOND_MATCH_THRESHOLD} or less is a match)")
+        }
+        SecondHash::Differs(d) => {
+            format!("differs (distance {d}; more than {SECOND_MATCH_THRESHOLD} is no match)")
+        }
         SecondHash::NotOnFile => "not on file for this listed entry".to_string(),
         SecondHash::Unreadable => "the item's visual derivative could not be read".to_string(),
     }

@@ -157,10 +157,12 @@ impl Store {
                 .execute(&mut *c)
                 .await?
                 .rows_affected();
-            sqlx::query("DELETE FROM second_hashes WHERE bank = $1")
-                .bind(name.as_str())
-                .execute(&mut *c)
-                .await?;
+            for table in ["second_hashes", "superseded_second_hashes"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE bank = $1"))
+                    .bind(name.as_str())
+                    .execute(&mut *c)
+                    .await?;
+            }
             let versions = sqlx::query("DELETE FROM list_versions WHERE bank = $1")
                 .bind(name.as_str())
                 .execute(&mut *c)
@@ -204,6 +206,7 @@ impl Store {
               SELECT $1, version, imported_at, imported_by, source_name, file_sha256, format, items, added, removed, unchanged FROM list_versions WHERE bank = $2", true),
             ("UPDATE entries SET bank = $1 WHERE bank = $2", true),
             ("UPDATE second_hashes SET bank = $1 WHERE bank = $2", true),
+            ("UPDATE superseded_second_hashes SET bank = $1 WHERE bank = $2", true),
             ("DELETE FROM list_versions WHERE bank = $1", false),
             ("DELETE FROM banks WHERE name = $1", false),
         ];

@@ -1,4 +1,5 @@
-//! The second hashes of listed PDQ entries (migration `0010_second_hashes.sql`): the server's
+//! The second hashes of listed PDQ entries (migrations `0010_second_hashes.sql` and
+//! `0011_second_hash_profiles.sql`, which set aside the earlier form's rows): the server's
 //! private companion of a bank entry, which the automatic check and the post-threshold
 //! pipeline compare with the decrypted visual derivative's (docs/second-hash.md).
 
@@ -16,7 +17,7 @@ pub struct SecondHashRow {
     pub bank: String,
     /// The entry's PDQ value (lowercase hex).
     pub value: String,
-    /// The second hash (32 lowercase hex digits).
+    /// The second hash (40 lowercase hex digits).
     pub second: String,
 }
 
@@ -58,6 +59,19 @@ impl Store {
             Ok(()) => Ok(tx.commit().await?),
             Err(e) => Err(self.write_error(e)),
         }
+    }
+
+    /// How many second hashes of the earlier 32-digit form migration 0011 set aside (in
+    /// `superseded_second_hashes`): their entries have no second hash until
+    /// `hashguard list second-hash` computes the new form from the listed original.
+    pub async fn superseded_second_hashes(&self) -> Result<u64, StoreError> {
+        let mut pooled = self.pool.acquire().await?;
+        let n: i64 = on_conn!(&mut pooled.conn(), |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM superseded_second_hashes")
+                .fetch_one(&mut *c)
+                .await?
+        });
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Every recorded second hash, by bank and value.

@@ -1453,7 +1453,7 @@ async fn second_hashes_follow_their_bank(store: Store, _url: String) {
     let a = bank("standin-a", "Stand-in Org A", "GB", SignalType::Pdq);
     store.create_bank(&a).await.unwrap();
     let value = pdq(1).to_string();
-    let (first, second) = ("0".repeat(32), "f".repeat(32));
+    let (first, second) = ("0".repeat(40), "f".repeat(40));
     store
         .set_second_hash(a.name(), &value, &first, "tester", 1)
         .await
@@ -1477,10 +1477,12 @@ async fn second_hashes_follow_their_bank(store: Store, _url: String) {
             .await,
         Err(StoreError::NoSuchBank(_))
     ));
-    assert!(store
-        .set_second_hash(a.name(), &value, "abc", "tester", 3)
-        .await
-        .is_err());
+    for wrong_length in ["abc", &"0".repeat(32)] {
+        assert!(store
+            .set_second_hash(a.name(), &value, wrong_length, "tester", 3)
+            .await
+            .is_err());
+    }
     let renamed: BankName = "standin-renamed".parse().unwrap();
     store.rename_bank(a.name(), &renamed).await.unwrap();
     let rows = store.second_hashes().await.unwrap();
@@ -1489,4 +1491,98 @@ async fn second_hashes_follow_their_bank(store: Store, _url: String) {
     assert_eq!(rows[0].second, second);
     store.delete_bank(&renamed).await.unwrap();
     assert!(store.second_hashes().await.unwrap().is_empty());
+}
+
+/// A database at schema version 10 with a second hash of the earlier 32-digit form (gradients
+/// only) keeps it, set aside in `superseded_second_hashes`, through migration 0011; the new
+/// `second_hashes` takes only the 40-digit form, and deleting the bank removes both.
+async fn migrate_second_hashes_from_v10(url: String, cleanup: Cleanup) {
+    let up_to_v10 = std::env::temp_dir().join(format!("hashguard-migrations-v10-{}", unique()));
+    std::fs::create_dir_all(&up_to_v10).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name.to_string_lossy().as_ref() < "0011" {
+            std::fs::copy(all.join(&name), up_to_v10.join(&name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(up_to_v10.as_path())
+        .await
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    let raw = AnyPool::connect(&url).await.unwrap();
+    migrator.run(&raw).await.unwrap();
+    let _ = std::fs::remove_dir_all(&up_to_v10);
+    let old_second = "042c2c4bb333354dfffff9f9d1802426";
+    sqlx::query(
+        "INSERT INTO banks VALUES ('pics', 'Stand-in Org', 'GB', 'pdq', 31, 1, 'block', 7)",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO second_hashes VALUES ('pics', $1, $2, 9, 'me')")
+        .bind("ab".repeat(32))
+        .bind(old_second)
+        .execute(&raw)
+        .await
+        .unwrap();
+    raw.close().await;
+
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.second_hashes().await.unwrap(), vec![]);
+    assert_eq!(store.superseded_second_hashes().await.unwrap(), 1);
+    let raw = AnyPool::connect(&url).await.unwrap();
+    let kept: (String, String, String, i64, String) = sqlx::query_as(
+        "SELECT bank, value, second, added_at, added_by FROM superseded_second_hashes",
+    )
+    .fetch_one(&raw)
+    .await
+    .unwrap();
+    assert_eq!(
+        kept,
+        (
+            "pics".into(),
+            "ab".repeat(32),
+            old_second.into(),
+            9,
+            "me".into()
+        )
+    );
+    raw.close().await;
+    let name: BankName = "pics".parse().unwrap();
+    let new_second = "042c2c4bb333354dfffff9f9d1802426d1f781ae";
+    assert!(store
+        .set_second_hash(&name, &"ab".repeat(32), old_second, "me", 10)
+        .await
+        .is_err());
+    store
+        .set_second_hash(&name, &"ab".repeat(32), new_second, "me", 10)
+        .await
+        .unwrap();
+    assert_eq!(store.second_hashes().await.unwrap().len(), 1);
+    store.delete_bank(&name).await.unwrap();
+    assert_eq!(store.second_hashes().await.unwrap(), vec![]);
+    assert_eq!(store.superseded_second_hashes().await.unwrap(), 0);
+    TestDb {
+        store,
+        url,
+        cleanup,
+    }
+    .finish()
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_second_hashes_from_v10_sqlite() {
+    let (url, cleanup) = TestDb::empty_sqlite();
+    migrate_second_hashes_from_v10(url, cleanup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_second_hashes_from_v10_postgres() {
+    let Some((url, cleanup)) = TestDb::empty_postgres("migrate_second_hashes_from_v10").await
+    else {
+        return;
+    };
+    migrate_second_hashes_from_v10(url, cleanup).await;
 }
