@@ -777,24 +777,31 @@ async fn vpdq_rows_are_checked(store: Store, url: String) {
     raw.close().await;
 }
 
+/// A raw pool on the empty database `url`, migrated only by the migrations whose file names
+/// `keep` accepts: an older schema, to test what the later migrations do to its rows.
+async fn raw_at_schema(url: &str, keep: impl Fn(&str) -> bool) -> AnyPool {
+    let dir = std::env::temp_dir().join(format!("hashguard-migrations-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let name = entry.unwrap().file_name();
+        if keep(&name.to_string_lossy()) {
+            std::fs::copy(all.join(&name), dir.join(&name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let raw = AnyPool::connect(url).await.unwrap();
+    migrator.run(&raw).await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    raw
+}
+
 /// A database at schema version 1 (before vPDQ) with banks, versions, live entries and a
 /// tombstone keeps all of it through migration 0002, and then takes vPDQ banks, which version 1
 /// refused.
 async fn migrate_from_v1(url: String, cleanup: Cleanup) {
-    let only_v1 = std::env::temp_dir().join(format!("hashguard-migrations-v1-{}", unique()));
-    std::fs::create_dir_all(&only_v1).unwrap();
-    std::fs::copy(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/0001_initial.sql"),
-        only_v1.join("0001_initial.sql"),
-    )
-    .unwrap();
-    let migrator = sqlx::migrate::Migrator::new(only_v1.as_path())
-        .await
-        .unwrap();
-    sqlx::any::install_default_drivers();
-    let raw = AnyPool::connect(&url).await.unwrap();
-    migrator.run(&raw).await.unwrap();
-    let _ = std::fs::remove_dir_all(&only_v1);
+    let raw = raw_at_schema(&url, |name| name == "0001_initial.sql").await;
     let exec = |sql: &'static str| {
         let raw = raw.clone();
         async move { sqlx::query(sql).execute(&raw).await }
@@ -1497,22 +1504,7 @@ async fn second_hashes_follow_their_bank(store: Store, _url: String) {
 /// only) keeps it, set aside in `superseded_second_hashes`, through migration 0011; the new
 /// `second_hashes` takes only the 40-digit form, and deleting the bank removes both.
 async fn migrate_second_hashes_from_v10(url: String, cleanup: Cleanup) {
-    let up_to_v10 = std::env::temp_dir().join(format!("hashguard-migrations-v10-{}", unique()));
-    std::fs::create_dir_all(&up_to_v10).unwrap();
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for entry in std::fs::read_dir(&all).unwrap() {
-        let name = entry.unwrap().file_name();
-        if name.to_string_lossy().as_ref() < "0011" {
-            std::fs::copy(all.join(&name), up_to_v10.join(&name)).unwrap();
-        }
-    }
-    let migrator = sqlx::migrate::Migrator::new(up_to_v10.as_path())
-        .await
-        .unwrap();
-    sqlx::any::install_default_drivers();
-    let raw = AnyPool::connect(&url).await.unwrap();
-    migrator.run(&raw).await.unwrap();
-    let _ = std::fs::remove_dir_all(&up_to_v10);
+    let raw = raw_at_schema(&url, |name| name < "0011").await;
     let old_second = "042c2c4bb333354dfffff9f9d1802426";
     sqlx::query(
         "INSERT INTO banks VALUES ('pics', 'Stand-in Org', 'GB', 'pdq', 31, 1, 'block', 7)",
