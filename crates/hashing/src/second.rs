@@ -189,17 +189,16 @@ fn pack(bits: impl Iterator<Item = bool>) -> u64 {
 /// `sqrt(2/64) cos(pi/128 k (2j+1))` (pdq.md 2.5): the frequencies PDQ's band spans, on the
 /// one axis that band leaves out.
 fn profile_coefficients(profile: &[f64; 64]) -> [f64; 16] {
-    std::array::from_fn(|i| {
-        let k = (i + 1) as f64;
-        profile
-            .iter()
-            .enumerate()
-            .map(|(j, v)| {
-                let angle = std::f64::consts::PI / 128.0 * k * (2 * j + 1) as f64;
-                (2.0f64 / 64.0).sqrt() * angle.cos() * v
+    static BASIS: std::sync::OnceLock<[[f64; 64]; 16]> = std::sync::OnceLock::new();
+    let basis = BASIS.get_or_init(|| {
+        std::array::from_fn(|i| {
+            std::array::from_fn(|j| {
+                let angle = std::f64::consts::PI / 128.0 * (i + 1) as f64 * (2 * j + 1) as f64;
+                (2.0f64 / 64.0).sqrt() * angle.cos()
             })
-            .sum()
-    })
+        })
+    });
+    std::array::from_fn(|i| basis[i].iter().zip(profile).map(|(b, v)| b * v).sum())
 }
 
 /// The column and row sums of a 64x64 picture (row-major; missing pixels read as 0).
