@@ -557,6 +557,10 @@ pub struct Report {
     pub crafted_stats: [(usize, f64, f64); 2],
     /// Per candidate.
     pub candidates: Vec<CandidateResult>,
+    /// The shipped hash over the same random pairs when, as the service does for an item whose
+    /// voucher probed dihedral variants, each VD is also turned into every variant of
+    /// `V1_DIHEDRAL` and a match in any orientation counts: (matched, pairs, Wilson 95 %).
+    pub shipped_random_pairs_oriented: (usize, usize, (f64, f64, f64)),
 }
 
 /// What [`run`] measures on.
@@ -632,17 +636,49 @@ pub fn run(setup: Setup<'_>) -> Result<Report> {
 
     // 2. Random pairs: listed codes of i against VD codes of j.
     eprintln!("second-hash: {pair_images} images for random pairs");
-    let pair_codes: Vec<(Codes, Codes)> = entries
-        .par_iter()
-        .take(pair_images)
-        .map_init(PdqHasher::new, |pdq, e| -> Result<_> {
-            let img = load(dir, e)?;
-            Ok((
-                Codes::of(&derivative(&img), pdq),
-                Codes::of(&vd(&img)?, pdq),
-            ))
+    let variants: Vec<usize> = (0..7)
+        .filter(|v| hashguard_protocol::params::V1_DIHEDRAL & (1 << v) != 0)
+        .collect();
+    let (pair_codes, turned): (Vec<(Codes, Codes)>, Vec<Vec<hashguard_hashing::SecondHash>>) =
+        entries
+            .par_iter()
+            .take(pair_images)
+            .map_init(PdqHasher::new, |pdq, e| -> Result<_> {
+                let img = load(dir, e)?;
+                let sent = vd(&img)?;
+                let turned = variants
+                    .iter()
+                    .filter_map(|&v| hashguard_hashing::second::oriented(&sent, v))
+                    .map(|t| hashguard_hashing::SecondHash::of_derivative(&t))
+                    .collect();
+                Ok((
+                    (Codes::of(&derivative(&img), pdq), Codes::of(&sent, pdq)),
+                    turned,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+    let n = pair_codes.len();
+    let oriented_hits: usize = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let on_file = &pair_codes[i].0.shipped;
+            (0..n)
+                .filter(|&j| {
+                    j != i
+                        && (on_file.matches(&pair_codes[j].1.shipped)
+                            || turned[j].iter().any(|t| on_file.matches(t)))
+                })
+                .count()
         })
-        .collect::<Result<_>>()?;
+        .sum();
+    let pairs = n * n.saturating_sub(1);
+    let shipped_random_pairs_oriented = (
+        oriented_hits,
+        pairs,
+        wilson(oriented_hits as f64, pairs as f64),
+    );
 
     // 3. The closest PDQ pairs and exact key collisions over the whole (present) corpus.
     eprintln!("second-hash: closest PDQ pairs and key collisions");
@@ -909,6 +945,7 @@ pub fn run(setup: Setup<'_>) -> Result<Report> {
         crafted_attempted: attempts.len(),
         crafted_stats: attack_stats,
         candidates,
+        shipped_random_pairs_oriented,
     })
 }
 
@@ -943,6 +980,11 @@ impl Report {
                 r.0, r.1, r.2 .0, r.2 .1, r.2 .2
             )
         };
+        s.push_str(&format!(
+            "The shipped hash over the random pairs with each VD also turned into the v1 dihedral \
+             variants (a match in any orientation counts, as the service checks): {}\n\n",
+            pct(&self.shipped_random_pairs_oriented)
+        ));
         s.push_str("| candidate | threshold | recall (PDQ-matched copies) | random pairs | closest PDQ pairs | key-colliding pairs | crafted (bits) | crafted (floats) | µs/hash |\n|---|---|---|---|---|---|---|---|---|\n");
         for c in &self.candidates {
             s.push_str(&format!(
