@@ -6,7 +6,8 @@
 #   HASHGUARD_CORPUS=/big/disk bench/quality/corpus.sh
 #
 # Images come only from Debian packages that ship benign artwork (bench/quality/packages.txt),
-# fetched with `apt-get download` (never installed) into $HASHGUARD_CORPUS (default
+# fetched with `apt-get download` (never installed; the versions in bench/quality/corpus-debs.txt
+# while the archive has them) into $HASHGUARD_CORPUS (default
 # ~/.cache/hashguard-corpus), outside the repository: no image is ever committed, only the
 # manifest. Each .deb is unpacked with `dpkg-deb -x`; every file that is not an image by its
 # extension is deleted right away, so the cache holds the .debs plus the images (about 6 GB).
@@ -20,13 +21,33 @@ CORPUS="${HASHGUARD_CORPUS:-$HOME/.cache/hashguard-corpus}"
 mkdir -p "$CORPUS/debs" "$CORPUS/extract"
 mapfile -t PKGS < <(grep -v '^\s*#' bench/quality/packages.txt | sed 's/\s.*//' | grep -v '^$')
 
+# The versions the committed manifest was built from (bench/quality/corpus-debs.txt), so that a
+# fresh machine rebuilds the same corpus while the archive still has them; a package whose
+# pinned version is gone (a later point release) is fetched at the archive's version instead,
+# with a warning, and the manifest may then differ slightly.
+declare -A PINNED=()
+while read -r deb; do
+    name=${deb%%_*}
+    rest=${deb#*_}
+    version=${rest%_*}
+    PINNED[$name]=${version//%3a/:}
+done < <(grep -v '^\s*#' bench/quality/corpus-debs.txt | grep -v '^$')
+
 missing=()
 for p in "${PKGS[@]}"; do
     ls "$CORPUS/debs/${p}_"*.deb >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "downloading ${#missing[@]} packages into $CORPUS/debs" >&2
-    (cd "$CORPUS/debs" && nice apt-get download "${missing[@]}")
+    for p in "${missing[@]}"; do
+        if [ -n "${PINNED[$p]:-}" ] \
+            && (cd "$CORPUS/debs" && nice apt-get download -q "$p=${PINNED[$p]}"); then
+            continue
+        fi
+        [ -n "${PINNED[$p]:-}" ] \
+            && echo "warning: $p ${PINNED[$p]} is no longer in the archive; fetching its current version" >&2
+        (cd "$CORPUS/debs" && nice apt-get download -q "$p")
+    done
 fi
 
 for p in "${PKGS[@]}"; do
