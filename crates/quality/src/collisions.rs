@@ -1,19 +1,35 @@
 //! Chance key matches measured pairwise on the corpus (issue 17, items 1 and 3).
 //!
 //! For every ordered pair (i, j) of distinct corpus images, image i "opens" j's key when one of
-//! i's probe keys (`probe_keys`: its own key and the flips of up to f of its w weakest key bits)
-//! equals j's key. That is exactly when a voucher for i would open against a list holding j: the
+//! i's probe keys equals j's key. Counted twice: with the identity probes only (`probe_keys`: its
+//! own key and the flips of up to f of its w weakest key bits, P = 79 at v1), and with every
+//! probe a v1 voucher under `intervene` carries (`all_probe_keys`: also the keys of its rot90 and
+//! flipy variants, hashed in the pixel domain as the client SDK hashes them, P = 237). That is exactly when a voucher for i would open against a list holding j: the
 //! measurement runs show the real opener equal to this ideal functionality on every upload.
 //! Every pair of the manifest is more than 31 PDQ bits apart, so every hit is a key match
 //! without a PDQ match. The rate per pair times a list size is the expected number of listed
 //! keys an innocent image opens.
 
-use anyhow::Result;
-use hashguard_pdq::PdqFloats;
+use anyhow::{anyhow, Result};
+use hashguard_pdq::{PdqFloats, PdqHasher, RgbImage as PdqRgb};
 use hashguard_protocol::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
+
+/// One hashed corpus image.
+#[derive(Debug, Clone)]
+pub struct HashedImage {
+    /// `package/path`.
+    pub name: String,
+    /// Its package.
+    pub package: String,
+    /// Its PDQ floats.
+    pub floats: PdqFloats,
+    /// Every probe key its voucher carries at the parameters it was hashed for
+    /// (`all_probe_keys`, dihedral variants included when the parameters probe them), sorted.
+    pub probes: Vec<u64>,
+}
 
 /// One key match between two different images.
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +75,22 @@ pub struct CollisionReport {
     pub rate_onto_listed: (f64, f64, f64),
     /// Hits (up to 200), those across packages first.
     pub examples: Vec<Hit>,
+    /// Mean number of distinct probe keys per image with every probe of the voucher
+    /// ([`HashedImage::probes`]).
+    pub probes_per_image: f64,
+    /// Ordered pairs where any of the first image's probes, dihedral ones included, hit the
+    /// second's key.
+    pub hits_all_probes: usize,
+    /// Those between different packages.
+    pub hits_all_probes_cross_package: usize,
+    /// Those onto the listed packages from any other.
+    pub hits_all_probes_onto_listed: usize,
+    /// Hits per ordered pair with every probe, all pairs, with a 95 % Wilson interval.
+    pub rate_all_probes: (f64, f64, f64),
+    /// The same, different packages only.
+    pub rate_all_probes_cross_package: (f64, f64, f64),
+    /// The same, onto the listed packages from any other.
+    pub rate_all_probes_onto_listed: (f64, f64, f64),
 }
 
 /// A 95 % Wilson score interval for `k` successes in `n` trials: (estimate, low, high).
@@ -74,58 +106,70 @@ pub fn wilson(k: f64, n: f64) -> (f64, f64, f64) {
     (p, (centre - half).max(0.0), (centre + half).min(1.0))
 }
 
-/// Counts key matches among all ordered pairs of `images` (name, package, floats); with
-/// `listed` packages, also the rate onto images of those packages from images of any other.
-pub fn pairwise(
-    images: &[(String, String, PdqFloats)],
-    params: &Params,
-    listed: &[String],
-) -> CollisionReport {
-    let keys: Vec<u64> = images
-        .iter()
-        .map(|(_, _, f)| pdq_key(&f.hash(), params))
-        .collect();
-    let mut by_key: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (i, k) in keys.iter().enumerate() {
-        by_key.entry(*k).or_default().push(i);
-    }
-    let hits: Vec<(usize, usize)> = images
-        .par_iter()
-        .enumerate()
-        .flat_map_iter(|(i, (_, _, f))| {
-            let mut probes = probe_keys(&f.hash(), &f.margins(), params);
-            probes.sort_unstable();
-            probes.dedup();
+/// The ordered pairs (i, j), i != j, where one of `probes(i)` equals j's key.
+fn key_hits<'a, P>(keys: &HashMap<u64, Vec<usize>>, n: usize, probes: P) -> Vec<(usize, usize)>
+where
+    P: Fn(usize) -> std::borrow::Cow<'a, [u64]> + Sync,
+{
+    (0..n)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let mut mine = probes(i).into_owned();
+            mine.sort_unstable();
+            mine.dedup();
             let mut out = Vec::new();
-            for &p in probes.iter() {
-                if let Some(js) = by_key.get(&p) {
+            for p in mine {
+                if let Some(js) = keys.get(&p) {
                     out.extend(js.iter().filter(|&&j| j != i).map(|&j| (i, j)));
                 }
             }
             out
         })
-        .collect();
+        .collect()
+}
+
+/// Counts key matches among all ordered pairs of `images`, with the identity probes and with
+/// every probe of the voucher; with `listed` packages, also the rate onto images of those
+/// packages from images of any other.
+pub fn pairwise(images: &[HashedImage], params: &Params, listed: &[String]) -> CollisionReport {
+    let mut by_key: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, image) in images.iter().enumerate() {
+        by_key
+            .entry(pdq_key(&image.floats.hash(), params))
+            .or_default()
+            .push(i);
+    }
+    let hits = key_hits(&by_key, images.len(), |i| {
+        let f = &images[i].floats;
+        std::borrow::Cow::Owned(probe_keys(&f.hash(), &f.margins(), params).to_vec())
+    });
+    let hits_all = key_hits(&by_key, images.len(), |i| {
+        std::borrow::Cow::Borrowed(images[i].probes.as_slice())
+    });
     let n = images.len() as f64;
     let mut per_pkg: HashMap<&str, f64> = HashMap::new();
-    for (_, p, _) in images {
-        *per_pkg.entry(p.as_str()).or_default() += 1.0;
+    for image in images {
+        *per_pkg.entry(image.package.as_str()).or_default() += 1.0;
     }
     let same_pairs: f64 = per_pkg.values().map(|c| c * (c - 1.0)).sum();
     let pairs = n * (n - 1.0);
     let same = hits
         .iter()
-        .filter(|(i, j)| images[*i].1 == images[*j].1)
+        .filter(|(i, j)| images[*i].package == images[*j].package)
         .count();
     let cross = hits.len() - same;
     let mut probers: Vec<usize> = hits
         .iter()
-        .filter(|(i, j)| images[*i].1 != images[*j].1)
+        .filter(|(i, j)| images[*i].package != images[*j].package)
         .map(|&(i, _)| i)
         .collect();
     probers.sort_unstable();
     probers.dedup();
-    let in_listed = |j: usize| listed.contains(&images[j].1);
-    let n_listed = images.iter().filter(|(_, p, _)| listed.contains(p)).count() as f64;
+    let in_listed = |j: usize| listed.contains(&images[j].package);
+    let n_listed = images
+        .iter()
+        .filter(|image| listed.contains(&image.package))
+        .count() as f64;
     let listed_same: f64 = per_pkg
         .iter()
         .filter(|(p, _)| listed.iter().any(|l| l == *p))
@@ -133,9 +177,18 @@ pub fn pairwise(
         .sum();
     // Pairs (i, j): j listed, i in another package.
     let pairs_onto_listed = n_listed * n - listed_same;
+    let cross_package = |i: usize, j: usize| images[i].package != images[j].package;
     let hits_onto_listed = hits
         .iter()
-        .filter(|&&(i, j)| in_listed(j) && images[i].1 != images[j].1)
+        .filter(|&&(i, j)| in_listed(j) && cross_package(i, j))
+        .count();
+    let all_cross = hits_all
+        .iter()
+        .filter(|&&(i, j)| cross_package(i, j))
+        .count();
+    let all_onto_listed = hits_all
+        .iter()
+        .filter(|&&(i, j)| in_listed(j) && cross_package(i, j))
         .count();
     CollisionReport {
         images: images.len(),
@@ -154,15 +207,25 @@ pub fn pairwise(
         // Cross-package hits first: they are the ones a reader needs to see.
         examples: hits
             .iter()
-            .filter(|(i, j)| images[*i].1 != images[*j].1)
-            .chain(hits.iter().filter(|(i, j)| images[*i].1 == images[*j].1))
+            .filter(|(i, j)| images[*i].package != images[*j].package)
+            .chain(
+                hits.iter()
+                    .filter(|(i, j)| images[*i].package == images[*j].package),
+            )
             .take(200)
             .map(|&(i, j)| Hit {
-                prober: images[i].0.clone(),
-                matched: images[j].0.clone(),
-                distance: images[i].2.hash().distance(&images[j].2.hash()),
+                prober: images[i].name.clone(),
+                matched: images[j].name.clone(),
+                distance: images[i].floats.hash().distance(&images[j].floats.hash()),
             })
             .collect(),
+        probes_per_image: images.iter().map(|i| i.probes.len() as f64).sum::<f64>() / n.max(1.0),
+        hits_all_probes: hits_all.len(),
+        hits_all_probes_cross_package: all_cross,
+        hits_all_probes_onto_listed: all_onto_listed,
+        rate_all_probes: wilson(hits_all.len() as f64, pairs),
+        rate_all_probes_cross_package: wilson(all_cross as f64, pairs - same_pairs),
+        rate_all_probes_onto_listed: wilson(all_onto_listed as f64, pairs_onto_listed),
     }
 }
 
@@ -183,16 +246,40 @@ impl CollisionReport {
         );
         s.push_str("| pairs | rate per pair | expected opens per image, 1M keys | 10M keys |\n|---|---|---|---|\n");
         let mut rows = vec![
-            ("all".to_owned(), self.rate),
-            ("different packages".to_owned(), self.rate_cross_package),
+            ("all, identity probes".to_owned(), self.rate),
+            (
+                "different packages, identity probes".to_owned(),
+                self.rate_cross_package,
+            ),
+            (
+                format!(
+                    "all, every probe ({} hits; {:.1} distinct probe keys per image)",
+                    self.hits_all_probes, self.probes_per_image
+                ),
+                self.rate_all_probes,
+            ),
+            (
+                format!(
+                    "different packages, every probe ({} hits)",
+                    self.hits_all_probes_cross_package
+                ),
+                self.rate_all_probes_cross_package,
+            ),
         ];
         if !self.listed_packages.is_empty() {
             rows.push((
                 format!(
-                    "onto the listed packages from any other ({} hits in {:.2e} pairs)",
+                    "onto the listed packages from any other, identity probes ({} hits in {:.2e} pairs)",
                     self.hits_onto_listed, self.pairs_onto_listed
                 ),
                 self.rate_onto_listed,
+            ));
+            rows.push((
+                format!(
+                    "onto the listed packages from any other, every probe ({} hits)",
+                    self.hits_all_probes_onto_listed
+                ),
+                self.rate_all_probes_onto_listed,
             ));
         }
         for (name, r) in rows {
@@ -206,7 +293,7 @@ impl CollisionReport {
             ));
         }
         s.push_str(&format!(
-            "\n{} of {} images ({:.2e}) open at least one key of another package's image.\n\n",
+            "\n{} of {} images ({:.2e}) open at least one key of another package's image with their identity probes.\n\n",
             self.images_with_cross_hit,
             self.images,
             self.images_with_cross_hit as f64 / self.images.max(1) as f64
@@ -221,21 +308,54 @@ impl CollisionReport {
     }
 }
 
-/// Hashes every image with `load`, keeping those of quality >= q_min.
+/// Hashes every (name, package) with `load`, keeping those of quality >= `params.q_min()`,
+/// with every probe key a voucher at `params` carries (the dihedral variants hashed in the
+/// pixel domain, as the client SDK does).
 pub fn hash_all<F>(
     names: Vec<(String, String)>,
     load: F,
-    q_min: u8,
-) -> Result<Vec<(String, String, PdqFloats)>>
+    params: &Params,
+) -> Result<Vec<HashedImage>>
 where
     F: Fn(&str) -> Result<image::RgbImage> + Sync,
 {
     Ok(names
         .into_par_iter()
-        .filter_map(|(name, pkg)| {
+        .filter_map(|(name, package)| {
             let img = load(&name).ok()?;
-            let f = crate::measure::floats(&img).ok()?;
-            (f.quality >= q_min).then_some((name, pkg, f))
+            hashed(name, package, &img, params).ok().flatten()
         })
         .collect())
+}
+
+/// One image's [`HashedImage`], or `None` below the quality floor.
+pub fn hashed(
+    name: String,
+    package: String,
+    img: &image::RgbImage,
+    params: &Params,
+) -> Result<Option<HashedImage>> {
+    let floats = crate::measure::floats(img)?;
+    if floats.quality < params.q_min() {
+        return Ok(None);
+    }
+    let dihedral = if params.dihedral() == 0 {
+        None
+    } else {
+        let (w, h) = img.dimensions();
+        let rgb = PdqRgb::new(img.as_raw(), w as usize, h as usize)
+            .map_err(|e| anyhow!("image {w}x{h}: {e}"))?;
+        let variants = PdqHasher::new().dihedral_pixel_floats_rgb_selected(&rgb, params.dihedral());
+        Some(DihedralInput::from_variant_floats(&variants))
+    };
+    let mut probes =
+        all_probe_keys(&PdqInput::from_floats(&floats), dihedral.as_ref(), params).to_vec();
+    probes.sort_unstable();
+    probes.dedup();
+    Ok(Some(HashedImage {
+        name,
+        package,
+        floats,
+        probes,
+    }))
 }

@@ -225,7 +225,7 @@ fn main() -> Result<()> {
                         std::fs::read(dir.join(name)).with_context(|| format!("reading {name}"))?;
                     transforms::decode(&bytes)
                 },
-                params.q_min(),
+                &params,
             )?;
             let report =
                 hashguard_quality::collisions::pairwise(&images, &params, &listed_packages);

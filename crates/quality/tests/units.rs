@@ -85,23 +85,53 @@ fn generated_images_differ_by_seed() {
 #[test]
 fn pairwise_counts_key_matches_and_the_interval_is_sane() {
     use hashguard_protocol::prelude::{Params, Policy};
-    use hashguard_quality::collisions::{pairwise, wilson};
+    use hashguard_quality::collisions::{hashed, pairwise, wilson};
     let (p, lo, hi) = wilson(0.0, 1e6);
     assert_eq!((p, lo), (0.0, 0.0));
     assert!(hi > 3.0e-6 && hi < 4.0e-6, "upper bound {hi}");
     let (p, lo, hi) = wilson(10.0, 1e4);
     assert!(lo < p && p < hi && (p - 1e-3).abs() < 1e-12);
-    let a = floats(&generated(11, 160, 120)).expect("hash");
-    let b = floats(&generated(12, 160, 120)).expect("hash");
+    let params = Params::v1(Policy::Intervene);
+    let a = generated(11, 640, 480);
+    let one = |name: &str, package: &str, img: &image::RgbImage| {
+        hashed(name.into(), package.into(), img, &params)
+            .expect("hash")
+            .expect("quality")
+    };
     let images = vec![
-        ("a".to_string(), "p".to_string(), a.clone()),
-        ("a-copy".to_string(), "q".to_string(), a),
-        ("b".to_string(), "p".to_string(), b),
+        one("a", "p", &a),
+        one("a-copy", "q", &a),
+        one("b", "p", &generated(12, 640, 480)),
+        // a's mirror image: its own key differs, a's flipy probes reach it.
+        one("a-mirrored", "r", &image::imageops::flip_horizontal(&a)),
     ];
-    let r = pairwise(&images, &Params::v1(Policy::Intervene), &[]);
-    assert_eq!(r.pairs, 6.0);
+    // The v1 voucher probes the identity and two turned variants: three times the identity
+    // probes (fewer only where keys repeat).
+    let identity = hashguard_protocol::prelude::probe_keys(
+        &images[0].floats.hash(),
+        &images[0].floats.margins(),
+        &params,
+    )
+    .len();
+    assert!(
+        images[0].probes.len() > 2 * identity,
+        "{}",
+        images[0].probes.len()
+    );
+    let r = pairwise(&images, &params, &[]);
+    assert_eq!(r.pairs, 12.0);
     // The two identical images open each other's key (both directions, across packages).
     assert!(r.hits >= 2 && r.hits_cross_package >= 2, "{r:?}");
+    // With every probe, a (and its copy) also open the mirrored image's key; the identity
+    // probes do not.
+    let name = |i: usize| images[i].name.as_str();
+    assert!(r.hits_all_probes > r.hits, "{r:?}");
+    assert!(
+        !r.examples
+            .iter()
+            .any(|h| h.matched == name(3) && h.prober == name(0)),
+        "{r:?}"
+    );
 }
 
 #[test]
