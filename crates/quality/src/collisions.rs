@@ -4,8 +4,9 @@
 //! i's probe keys equals j's key. Counted twice: with the identity probes only (`probe_keys`: its
 //! own key and the flips of up to f of its w weakest key bits, P = 79 at v1), and with every
 //! probe a v1 voucher under `intervene` carries (`all_probe_keys`: also the keys of its rot90 and
-//! flipy variants, hashed in the pixel domain as the client SDK hashes them, P = 237). That is exactly when a voucher for i would open against a list holding j: the
-//! measurement runs show the real opener equal to this ideal functionality on every upload.
+//! flipy variants, hashed in the pixel domain as the client SDK hashes them, P = 237). That is
+//! exactly when a voucher for i would open against a list holding j: the measurement runs show
+//! the real opener equal to this ideal functionality on every upload.
 //! Every pair of the manifest is more than 31 PDQ bits apart, so every hit is a key match
 //! without a PDQ match. The rate per pair times a list size is the expected number of listed
 //! keys an innocent image opens.
