@@ -23,7 +23,7 @@ pub struct SecondHashRow {
 
 impl Store {
     /// Records `second` as the second hash of PDQ value `value` in bank `bank`, replacing one
-    /// recorded before. Fails with [`StoreError::NoSuchBank`] if there is no such bank; the
+    /// recorded before (also one of the earlier form that migration 0011 set aside). Fails with [`StoreError::NoSuchBank`] if there is no such bank; the
     /// caller checks that the value is a live entry and that `second` is a well-formed hash
     /// (the schema refuses any other length).
     pub async fn set_second_hash(
@@ -52,8 +52,14 @@ impl Store {
             .bind(now)
             .bind(added_by)
             .execute(&mut *c)
-            .await
-            .map(|_| ())
+            .await?;
+            // The earlier form of the same entry, if migration 0011 set one aside, is replaced.
+            sqlx::query("DELETE FROM superseded_second_hashes WHERE bank = $1 AND value = $2")
+                .bind(bank.as_str())
+                .bind(value)
+                .execute(&mut *c)
+                .await
+                .map(|_| ())
         });
         match written {
             Ok(()) => Ok(tx.commit().await?),

@@ -1502,7 +1502,8 @@ async fn second_hashes_follow_their_bank(store: Store, _url: String) {
 
 /// A database at schema version 10 with a second hash of the earlier 32-digit form (gradients
 /// only) keeps it, set aside in `superseded_second_hashes`, through migration 0011; the new
-/// `second_hashes` takes only the 40-digit form, and deleting the bank removes both.
+/// `second_hashes` takes only the 40-digit form, a new value replaces the set-aside one, and
+/// deleting the bank removes both.
 async fn migrate_second_hashes_from_v10(url: String, cleanup: Cleanup) {
     let raw = raw_at_schema(&url, |name| name < "0011").await;
     let old_second = "042c2c4bb333354dfffff9f9d1802426";
@@ -1552,6 +1553,17 @@ async fn migrate_second_hashes_from_v10(url: String, cleanup: Cleanup) {
         .await
         .unwrap();
     assert_eq!(store.second_hashes().await.unwrap().len(), 1);
+    // Computing the entry's second hash again replaces the set-aside one.
+    assert_eq!(store.superseded_second_hashes().await.unwrap(), 0);
+    let raw = AnyPool::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO superseded_second_hashes VALUES ('pics', $1, $2, 9, 'me')")
+        .bind("cd".repeat(32))
+        .bind(old_second)
+        .execute(&raw)
+        .await
+        .unwrap();
+    raw.close().await;
+    assert_eq!(store.superseded_second_hashes().await.unwrap(), 1);
     store.delete_bank(&name).await.unwrap();
     assert_eq!(store.second_hashes().await.unwrap(), vec![]);
     assert_eq!(store.superseded_second_hashes().await.unwrap(), 0);
