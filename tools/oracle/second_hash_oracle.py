@@ -85,8 +85,9 @@ def main():
                 imagehash.dhash(i),
                 imagehash.dhash_vertical(i),
             ),
-            "imagehash.dhash16+profiles (the shipped hash)": lambda i, a: (
-                imagehash.dhash(i, hash_size=16),
+            "imagehash.dhash+dhash_vertical+profiles (the shipped hash)": lambda i, a: (
+                imagehash.dhash(i),
+                imagehash.dhash_vertical(i),
                 profiles(i),
             ),
             "perception.PHash": (lambda h: lambda i, a: h.compute(a))(hashers.PHash()),
