@@ -427,17 +427,24 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     outln!("Step 3. The sender agrees to the automatic check.")?;
     match sender.check(&intervention.case_id).await? {
         Checked::BlockedForReview { message } => {
-            outln!("   The check confirmed the match: the picture stays blocked, and case {} waits for", intervention.case_id)?;
+            outln!("   The check confirmed the match: the picture stays blocked, and its case waits for a")?;
             // What the service recorded about the check, read from its own database.
             let second = second_check_recorded(sandbox.db(), &intervention.case_id).await?;
             if second == "matches the same listed entry" {
-                outln!("   a person to review it. Two checks agreed on the same listed picture: its full")?;
                 outln!(
-                    "   fingerprint, and a second fingerprint of its small grey copy that only the"
+                    "   person to review it (case {}). Two checks agreed on the",
+                    intervention.case_id
                 )?;
-                outln!("   service computes. The service says:")?;
+                outln!(
+                    "   same listed picture: its full fingerprint, and a second fingerprint of its small"
+                )?;
+                outln!("   grey copy that only the service computes. The service says:")?;
             } else {
-                outln!("   a person to review it (the second fingerprint: {second}). The service says:")?;
+                outln!(
+                    "   person to review it (case {}; the second fingerprint: {second}).",
+                    intervention.case_id
+                )?;
+                outln!("   The service says:")?;
             }
             outln!("   {message}")?;
         }
