@@ -236,7 +236,8 @@ pub struct Rate {
 }
 
 /// The per-pair rates of a `collisions` JSON: all pairs across packages, and, if present, the
-/// photo-like rows.
+/// photo-like rows; with every probe of the voucher where the report has them (P = 237 at v1),
+/// else with the identity probes (reports written before those were counted).
 pub fn rates_from_collisions(v: &Value) -> Result<Vec<Rate>> {
     let triple = |k: &str| -> Result<(f64, f64, f64)> {
         let a = v
@@ -250,9 +251,19 @@ pub fn rates_from_collisions(v: &Value) -> Result<Vec<Rate>> {
         };
         Ok((g(0)?, g(1)?, g(2)?))
     };
+    let every_probe = v.get("rate_all_probes_cross_package").is_some();
+    let (cross, onto, probes) = if every_probe {
+        (
+            "rate_all_probes_cross_package",
+            "rate_all_probes_onto_listed",
+            "every probe",
+        )
+    } else {
+        ("rate_cross_package", "rate_onto_listed", "identity probes")
+    };
     let mut out = vec![Rate {
-        name: "measured, different packages (95 % band)".into(),
-        rate: triple("rate_cross_package")?,
+        name: format!("measured, different packages, {probes} (95 % band)"),
+        rate: triple(cross)?,
     }];
     let listed = v
         .get("listed_packages")
@@ -260,8 +271,10 @@ pub fn rates_from_collisions(v: &Value) -> Result<Vec<Rate>> {
         .is_some_and(|a| !a.is_empty());
     if listed {
         out.push(Rate {
-            name: "measured, onto photo-like images from other packages (95 % band)".into(),
-            rate: triple("rate_onto_listed")?,
+            name: format!(
+                "measured, onto photo-like images from other packages, {probes} (95 % band)"
+            ),
+            rate: triple(onto)?,
         });
     }
     Ok(out)
@@ -476,6 +489,32 @@ pub fn draw_all(inputs: &PlotInputs<'_>, out: &Path) -> Result<Vec<std::path::Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collision_rates_use_every_probe_when_the_report_has_them() {
+        let old = serde_json::json!({"rate_cross_package": [1e-7, 5e-8, 2e-7]});
+        let rates = rates_from_collisions(&old).expect("rates");
+        assert_eq!(rates.len(), 1);
+        assert_eq!(rates[0].rate, (1e-7, 5e-8, 2e-7));
+        assert!(
+            rates[0].name.contains("identity probes"),
+            "{}",
+            rates[0].name
+        );
+        let new = serde_json::json!({
+            "rate_cross_package": [1e-7, 5e-8, 2e-7],
+            "rate_all_probes_cross_package": [3e-7, 2e-7, 4e-7],
+            "rate_onto_listed": [4e-7, 3e-7, 6e-7],
+            "rate_all_probes_onto_listed": [1e-6, 8e-7, 1.3e-6],
+            "listed_packages": ["stellarium-data"],
+        });
+        let rates = rates_from_collisions(&new).expect("rates");
+        assert_eq!(
+            rates.iter().map(|r| r.rate).collect::<Vec<_>>(),
+            vec![(3e-7, 2e-7, 4e-7), (1e-6, 8e-7, 1.3e-6)]
+        );
+        assert!(rates.iter().all(|r| r.name.contains("every probe")));
+    }
 
     #[test]
     fn draws_every_figure_from_small_reports() {
