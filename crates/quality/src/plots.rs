@@ -142,7 +142,9 @@ fn recall_bars(
     y_label: &str,
     rows: &[(String, f64, f64, u64)],
 ) -> Result<()> {
-    let height = 120 + 34 * rows.len() as u32;
+    // Two empty rows above the bars hold the legend, so that it covers no bar or value.
+    const LEGEND_ROWS: u32 = 2;
+    let height = 120 + 34 * (rows.len() as u32 + LEGEND_ROWS);
     png(path, (1100, height), |root| {
         let n = rows.len() as u32;
         let mut chart = ChartBuilder::on(root)
@@ -150,14 +152,14 @@ fn recall_bars(
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(230)
-            .build_cartesian_2d(0f64..1.08, (0u32..n).into_segmented())
+            .build_cartesian_2d(0f64..1.08, (0u32..n + LEGEND_ROWS).into_segmented())
             .map_err(draw_err)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .x_desc("recall")
             .y_desc(y_label)
-            .y_labels(rows.len())
+            .y_labels(rows.len() + LEGEND_ROWS as usize)
             .y_label_formatter(&|v| match v {
                 // Row 0 is drawn at the top; the axis may also ask for the segment past the
                 // last one, which has no label.
@@ -216,7 +218,7 @@ fn recall_bars(
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK)
             .label_font(("sans-serif", 15))
