@@ -11,8 +11,8 @@
 //! without a PDQ match. The rate per pair times a list size is the expected number of listed
 //! keys an innocent image opens.
 
-use anyhow::{anyhow, Result};
-use hashguard_pdq::{PdqFloats, PdqHasher, RgbImage as PdqRgb};
+use anyhow::Result;
+use hashguard_pdq::PdqFloats;
 use hashguard_protocol::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -107,7 +107,7 @@ pub fn wilson(k: f64, n: f64) -> (f64, f64, f64) {
     (p, (centre - half).max(0.0), (centre + half).min(1.0))
 }
 
-/// The ordered pairs (i, j), i != j, where one of `probes(i)` equals j's key.
+/// The ordered pairs (i, j), i != j, where one of `probes(i)` (distinct keys) equals j's key.
 fn key_hits<'a, P>(keys: &HashMap<u64, Vec<usize>>, n: usize, probes: P) -> Vec<(usize, usize)>
 where
     P: Fn(usize) -> std::borrow::Cow<'a, [u64]> + Sync,
@@ -115,12 +115,9 @@ where
     (0..n)
         .into_par_iter()
         .flat_map_iter(|i| {
-            let mut mine = probes(i).into_owned();
-            mine.sort_unstable();
-            mine.dedup();
             let mut out = Vec::new();
-            for p in mine {
-                if let Some(js) = keys.get(&p) {
+            for p in probes(i).iter() {
+                if let Some(js) = keys.get(p) {
                     out.extend(js.iter().filter(|&&j| j != i).map(|&j| (i, j)));
                 }
             }
@@ -142,8 +139,12 @@ pub fn pairwise(images: &[HashedImage], params: &Params, listed: &[String]) -> C
     }
     let hits = key_hits(&by_key, images.len(), |i| {
         let f = &images[i].floats;
-        std::borrow::Cow::Owned(probe_keys(&f.hash(), &f.margins(), params).to_vec())
+        let mut identity = probe_keys(&f.hash(), &f.margins(), params).to_vec();
+        identity.sort_unstable();
+        identity.dedup();
+        std::borrow::Cow::Owned(identity)
     });
+    // Already sorted and distinct (`hashed`).
     let hits_all = key_hits(&by_key, images.len(), |i| {
         std::borrow::Cow::Borrowed(images[i].probes.as_slice())
     });
@@ -154,14 +155,12 @@ pub fn pairwise(images: &[HashedImage], params: &Params, listed: &[String]) -> C
     }
     let same_pairs: f64 = per_pkg.values().map(|c| c * (c - 1.0)).sum();
     let pairs = n * (n - 1.0);
-    let same = hits
-        .iter()
-        .filter(|(i, j)| images[*i].package == images[*j].package)
-        .count();
-    let cross = hits.len() - same;
+    let cross_package = |&(i, j): &(usize, usize)| images[i].package != images[j].package;
+    let cross = hits.iter().filter(|h| cross_package(h)).count();
+    let same = hits.len() - cross;
     let mut probers: Vec<usize> = hits
         .iter()
-        .filter(|(i, j)| images[*i].package != images[*j].package)
+        .filter(|h| cross_package(h))
         .map(|&(i, _)| i)
         .collect();
     probers.sort_unstable();
@@ -178,19 +177,10 @@ pub fn pairwise(images: &[HashedImage], params: &Params, listed: &[String]) -> C
         .sum();
     // Pairs (i, j): j listed, i in another package.
     let pairs_onto_listed = n_listed * n - listed_same;
-    let cross_package = |i: usize, j: usize| images[i].package != images[j].package;
-    let hits_onto_listed = hits
-        .iter()
-        .filter(|&&(i, j)| in_listed(j) && cross_package(i, j))
-        .count();
-    let all_cross = hits_all
-        .iter()
-        .filter(|&&(i, j)| cross_package(i, j))
-        .count();
-    let all_onto_listed = hits_all
-        .iter()
-        .filter(|&&(i, j)| in_listed(j) && cross_package(i, j))
-        .count();
+    let onto_listed = |h: &(usize, usize)| in_listed(h.1) && cross_package(h);
+    let hits_onto_listed = hits.iter().filter(|h| onto_listed(h)).count();
+    let all_cross = hits_all.iter().filter(|h| cross_package(h)).count();
+    let all_onto_listed = hits_all.iter().filter(|h| onto_listed(h)).count();
     CollisionReport {
         images: images.len(),
         pairs,
@@ -208,11 +198,8 @@ pub fn pairwise(images: &[HashedImage], params: &Params, listed: &[String]) -> C
         // Cross-package hits first: they are the ones a reader needs to see.
         examples: hits
             .iter()
-            .filter(|(i, j)| images[*i].package != images[*j].package)
-            .chain(
-                hits.iter()
-                    .filter(|(i, j)| images[*i].package == images[*j].package),
-            )
+            .filter(|h| cross_package(h))
+            .chain(hits.iter().filter(|h| !cross_package(h)))
             .take(200)
             .map(|&(i, j)| Hit {
                 prober: images[i].name.clone(),
@@ -340,15 +327,8 @@ pub fn hashed(
     if floats.quality < params.q_min() {
         return Ok(None);
     }
-    let dihedral = if params.dihedral() == 0 {
-        None
-    } else {
-        let (w, h) = img.dimensions();
-        let rgb = PdqRgb::new(img.as_raw(), w as usize, h as usize)
-            .map_err(|e| anyhow!("image {w}x{h}: {e}"))?;
-        let variants = PdqHasher::new().dihedral_pixel_floats_rgb_selected(&rgb, params.dihedral());
-        Some(DihedralInput::from_variant_floats(&variants))
-    };
+    let dihedral = crate::measure::dihedral_floats(img, params)?
+        .map(|variants| DihedralInput::from_variant_floats(&variants));
     let mut probes =
         all_probe_keys(&PdqInput::from_floats(&floats), dihedral.as_ref(), params).to_vec();
     probes.sort_unstable();

@@ -45,8 +45,9 @@ pub fn floats(img: &RgbImage) -> Result<PdqFloats> {
     Ok(PdqHasher::new().floats_rgb(&rgb))
 }
 
-/// The floats of an image's seven dihedral variants in the pixel domain (what the client SDK
-/// probes), or `None` when the parameters probe no dihedral variant (saves seven hashes).
+/// The floats of the dihedral variants the parameters probe, in the pixel domain, as the client
+/// SDK hashes them (the other variants all-zero, of quality 0: neither the probes nor the
+/// payload read them), or `None` when the parameters probe no dihedral variant.
 pub fn dihedral_floats(img: &RgbImage, params: &Params) -> Result<Option<[PdqFloats; 7]>> {
     if params.dihedral() == 0 {
         return Ok(None);
@@ -54,7 +55,10 @@ pub fn dihedral_floats(img: &RgbImage, params: &Params) -> Result<Option<[PdqFlo
     let (w, h) = img.dimensions();
     let rgb = PdqRgb::new(img.as_raw(), w as usize, h as usize)
         .map_err(|e| anyhow!("image {w}x{h}: {e}"))?;
-    Ok(Some(PdqHasher::new().dihedral_pixel_floats_rgb(&rgb)))
+    Ok(Some(PdqHasher::new().dihedral_pixel_floats_rgb_selected(
+        &rgb,
+        params.dihedral(),
+    )))
 }
 
 /// One original: a name and a loader (decoding lazily keeps memory flat on a large corpus).
