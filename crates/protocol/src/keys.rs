@@ -237,8 +237,8 @@ pub struct Pruned {
 /// key already kept. With `sep ≥ 2f + 1` two probes of one voucher (≤ 2f apart) can never both
 /// open on an honest table.
 ///
-/// Near neighbours are found exactly with the pigeonhole principle: two keys within distance
-/// `sep − 1` agree on at least one of `sep` disjoint chunks of the key.
+/// Near neighbours are found exactly with the pigeonhole principle (multi-index hashing over
+/// disjoint chunks of the key, `KeptKeys`), in time close to linear in the number of keys.
 ///
 /// ```
 /// use hashguard_protocol::keys::prune_separated;
@@ -255,28 +255,14 @@ pub fn prune_separated(keys: &[u64], k: u8, sep: u8) -> Pruned {
         .map(|&v| (sha256(&[KeyBytes::from_pdq_key(v, k).as_bytes()]), v))
         .collect();
     order.sort_unstable();
-    let bounds = chunk_bounds(k, sep);
-    let mut buckets: HashMap<(usize, u64), Vec<u64>> = HashMap::new();
+    let mut index = KeptKeys::new(k, sep);
     let mut kept = Vec::new();
     let mut removed = Vec::new();
     for (_, v) in order {
-        let mut close = false;
-        'outer: for (c, &b) in bounds.iter().enumerate() {
-            if let Some(list) = buckets.get(&(c, chunk_of(v, b))) {
-                for &u in list {
-                    if (u ^ v).count_ones() < u32::from(sep) {
-                        close = true;
-                        break 'outer;
-                    }
-                }
-            }
-        }
-        if close {
+        if index.any_within(v) {
             removed.push(v);
         } else {
-            for (c, &b) in bounds.iter().enumerate() {
-                buckets.entry((c, chunk_of(v, b))).or_default().push(v);
-            }
+            index.insert(v);
             kept.push(v);
         }
     }
@@ -368,8 +354,7 @@ pub fn separate_related(entries: &[Hash256], params: &Params) -> Separation {
         .map(|&v| (sha256(&[KeyBytes::from_pdq_key(v, k).as_bytes()]), v))
         .collect();
     order.sort_unstable();
-    let bounds = chunk_bounds(k, sep);
-    let mut buckets: HashMap<(usize, u64), Vec<u64>> = HashMap::new();
+    let mut index = KeptKeys::new(k, sep);
     // Kept keys closer than sep to each kept key.
     let mut close: HashMap<u64, usize> = HashMap::new();
     let mut out = Separation {
@@ -386,16 +371,7 @@ pub fn separate_related(entries: &[Hash256], params: &Params) -> Separation {
             .unwrap_or(256)
     };
     for (_, v) in order {
-        let mut near: Vec<u64> = Vec::new();
-        for (c, &b) in bounds.iter().enumerate() {
-            if let Some(list) = buckets.get(&(c, chunk_of(v, b))) {
-                for &u in list {
-                    if (u ^ v).count_ones() < u32::from(sep) && !near.contains(&u) {
-                        near.push(u);
-                    }
-                }
-            }
-        }
+        let near = index.within(v);
         let mine = by_key.get(&v).map(Vec::as_slice).unwrap_or(&[]);
         let dists: Vec<u32> = near
             .iter()
@@ -413,9 +389,7 @@ pub fn separate_related(entries: &[Hash256], params: &Params) -> Separation {
                 *close.entry(*u).or_default() += 1;
             }
             close.insert(v, near.len());
-            for (c, &b) in bounds.iter().enumerate() {
-                buckets.entry((c, chunk_of(v, b))).or_default().push(v);
-            }
+            index.insert(v);
             out.kept.push(v);
         } else {
             let d = dists.iter().copied().min().unwrap_or(256);
@@ -443,25 +417,107 @@ pub fn separate_related(entries: &[Hash256], params: &Params) -> Separation {
     out
 }
 
-/// The `sep` disjoint chunks of a k-bit key (pigeonhole: keys within `sep − 1` agree on one).
-fn chunk_bounds(k: u8, sep: u8) -> Vec<(u32, u32)> {
-    let chunks = usize::from(sep.max(1)).min(usize::from(k.max(1)));
-    let kk = u32::from(k);
-    // chunks ≤ k ≤ 255.
-    let chunks = u32::try_from(chunks).expect("at most k chunks");
-    (0..chunks)
-        .map(|c| (c * kk / chunks, (c + 1) * kk / chunks))
-        .collect()
+/// The kept keys of a separation walk, indexed to answer "which kept keys are closer than sep
+/// to this one" without scanning them all.
+///
+/// Multi-index hashing: the k key bits are cut into `c` disjoint chunks, and two keys at most
+/// `d = sep − 1` apart differ in at most `r` bits of some chunk whenever `c · (r + 1) > d`
+/// (pigeonhole). Every kept key is filed under each of its chunk values; a query looks up each
+/// of its own chunk values and all values within `r` bits of it, then checks the full distance
+/// exactly. With r = 1 and three 16-bit chunks (v1: k = 48, sep = 5) a bucket holds about
+/// n / 65,536 keys, so the walk costs about 51 bucket reads of that size per key instead of
+/// `sep` reads of n / 1,024 keys with exact-match chunks: near-linear up to lists of tens of
+/// millions of entries.
+struct KeptKeys {
+    sep: u32,
+    /// Chunk bit ranges `[lo, hi)` of the key value.
+    bounds: Vec<(u32, u32)>,
+    /// Differing bits searched within one chunk: 0 or 1.
+    radius: u32,
+    /// Per chunk, indexed by the chunk's value: the kept keys with that value.
+    buckets: Vec<Vec<Vec<u64>>>,
 }
 
-fn chunk_of(v: u64, (lo, hi): (u32, u32)) -> u64 {
-    let width = hi - lo;
-    if width == 0 {
-        0
-    } else if width == 64 {
-        v
-    } else {
-        (v >> lo) & ((1u64 << width) - 1)
+/// Widest chunk: a chunk's buckets are a plain array of 2^width lists.
+const MAX_CHUNK_BITS: u32 = 17;
+
+impl KeptKeys {
+    fn new(k: u8, sep: u8) -> Self {
+        let d = u32::from(sep.max(1)) - 1;
+        let k = u32::from(k.max(1));
+        // Radius 1 when the distance allows it (fewer, wider chunks: small buckets), else exact
+        // chunks: c = d / (r + 1) + 1 gives c · (r + 1) > d. Never a chunk wider than
+        // MAX_CHUNK_BITS (more chunks keep the bound); never more chunks than bits: then every
+        // chunk is one bit wide and radius 1 reads both of its values, so every kept key is
+        // checked.
+        let radius = u32::from(d >= 2);
+        let chunks = (d / (radius + 1) + 1).clamp(k.div_ceil(MAX_CHUNK_BITS), k);
+        let bounds: Vec<(u32, u32)> = (0..chunks)
+            .map(|c| (c * k / chunks, (c + 1) * k / chunks))
+            .collect();
+        KeptKeys {
+            sep: u32::from(sep),
+            buckets: bounds
+                .iter()
+                .map(|&(lo, hi)| vec![Vec::new(); 1 << (hi - lo)])
+                .collect(),
+            bounds,
+            radius,
+        }
+    }
+
+    /// The chunk's value, an index into its buckets (below 2^MAX_CHUNK_BITS).
+    fn chunk(v: u64, (lo, hi): (u32, u32)) -> usize {
+        // hi − lo ≤ MAX_CHUNK_BITS, so the value fits any usize.
+        ((v >> lo) & ((1u64 << (hi - lo)) - 1)) as usize
+    }
+
+    fn insert(&mut self, v: u64) {
+        for (lists, &b) in self.buckets.iter_mut().zip(&self.bounds) {
+            lists[Self::chunk(v, b)].push(v);
+        }
+    }
+
+    /// Calls `found` with every kept key closer than sep to `v` (a key may be reported more
+    /// than once) until it returns true; returns whether it did.
+    fn search(&self, v: u64, found: &mut dyn FnMut(u64) -> bool) -> bool {
+        for (lists, &b) in self.buckets.iter().zip(&self.bounds) {
+            let x = Self::chunk(v, b);
+            let width = b.1 - b.0;
+            let mut look = |value: usize| -> bool {
+                lists[value]
+                    .iter()
+                    .any(|&u| (u ^ v).count_ones() < self.sep && found(u))
+            };
+            if look(x) {
+                return true;
+            }
+            if self.radius >= 1 {
+                for i in 0..width {
+                    if look(x ^ (1 << i)) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// Whether some kept key is closer than sep to `v`.
+    fn any_within(&self, v: u64) -> bool {
+        self.search(v, &mut |_| true)
+    }
+
+    /// The distinct kept keys closer than sep to `v`.
+    fn within(&self, v: u64) -> Vec<u64> {
+        let mut near = Vec::new();
+        self.search(v, &mut |u| {
+            if !near.contains(&u) {
+                near.push(u);
+            }
+            false
+        });
+        near
     }
 }
 
@@ -503,6 +559,61 @@ mod tests {
         assert_eq!(d.len(), 79, "probes are distinct");
         assert!(probes.iter().all(|&q| (q ^ k0).count_ones() <= 2));
         assert!(probes.contains(&(k0 ^ (1 << (47 - 3)) ^ (1 << (47 - 40)))));
+    }
+
+    /// The separation walks trust `KeptKeys` to find every kept key closer than sep; checked
+    /// against a full scan on clustered keys (many pairs at every distance up to sep and
+    /// beyond) for the v1 and lite settings and for widths and separations that exercise each
+    /// way of cutting the key (exact chunks, radius 1, clamped chunk counts).
+    #[test]
+    fn the_kept_key_index_finds_exactly_the_keys_closer_than_sep() {
+        use rand_core::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        for (k, sep) in [
+            (48u8, 5u8),
+            (48, 3),
+            (51, 5),
+            (48, 7),
+            (48, 2),
+            (48, 1),
+            (64, 5),
+            (64, 9),
+            (16, 5),
+            (4, 5),
+            (3, 9),
+            (8, 6),
+        ] {
+            let mask = if k == 64 { u64::MAX } else { (1u64 << k) - 1 };
+            let bases: Vec<u64> = (0..12).map(|_| rng.next_u64() & mask).collect();
+            let keys: Vec<u64> = (0..400)
+                .map(|i| {
+                    let mut v = bases[i % bases.len()];
+                    for _ in 0..rng.next_u64() % (u64::from(sep) + 3) {
+                        v ^= 1u64 << (rng.next_u64() % u64::from(k));
+                    }
+                    v
+                })
+                .collect();
+            let mut index = KeptKeys::new(k, sep);
+            let mut kept = Vec::new();
+            for (i, &v) in keys.iter().enumerate() {
+                let mut expect: Vec<u64> = kept
+                    .iter()
+                    .copied()
+                    .filter(|&u: &u64| (u ^ v).count_ones() < u32::from(sep))
+                    .collect();
+                expect.sort_unstable();
+                expect.dedup();
+                let mut got = index.within(v);
+                got.sort_unstable();
+                assert_eq!(got, expect, "k {k} sep {sep} key {i}");
+                assert_eq!(index.any_within(v), !expect.is_empty(), "k {k} sep {sep}");
+                if i % 2 == 0 {
+                    index.insert(v);
+                    kept.push(v);
+                }
+            }
+        }
     }
 
     #[test]
