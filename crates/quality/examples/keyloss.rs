@@ -128,19 +128,12 @@ fn main() -> Result<()> {
     let a = args()?;
     let params = Params::v1(Policy::Intervene);
     let k = usize::from(params.k());
-    let mut entries = corpus::read_manifest(&a.manifest)?;
-    entries.retain(|e| {
-        e.width.max(e.height) >= a.min_long
-            && (a.packages.is_empty() || a.packages.contains(&e.package))
-    });
-    entries.sort_by_key(|e| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in e.package.bytes().chain(e.path.bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-        h
-    });
-    entries.truncate(a.limit);
+    let entries = corpus::hashed_order_sample(
+        corpus::read_manifest(&a.manifest)?,
+        a.min_long,
+        &a.packages,
+        a.limit,
+    );
     let suite = [
         Transform::Jpeg(75),
         Transform::Jpeg(40),

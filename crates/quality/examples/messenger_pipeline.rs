@@ -137,20 +137,13 @@ struct Outcome {
 fn main() -> Result<()> {
     let a = args()?;
     let params = Params::v1(Policy::Intervene);
-    let mut entries = corpus::read_manifest(&a.manifest)?;
-    entries.retain(|e| {
-        e.width.max(e.height) >= a.min_long
-            && (a.packages.is_empty() || a.packages.contains(&e.package))
-    });
-    // The same seeded order as the keyloss example, so samples of one --limit coincide.
-    entries.sort_by_key(|e| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in e.package.bytes().chain(e.path.bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-        h
-    });
-    entries.truncate(a.limit);
+    // The keyloss example's sample, so samples of one --limit coincide.
+    let entries = corpus::hashed_order_sample(
+        corpus::read_manifest(&a.manifest)?,
+        a.min_long,
+        &a.packages,
+        a.limit,
+    );
     let pipelines = [
         Pipeline::Suite,
         Pipeline::ImageCrate(FilterType::Triangle),

@@ -176,6 +176,29 @@ fn split_csv(line: &str) -> Vec<String> {
     out
 }
 
+/// The analysis examples' sample: the entries of `packages` (all when empty) whose long side
+/// is at least `min_long`, in a fixed order (FNV-1a of package and path, so that runs with the
+/// same `limit` take the same originals whatever the manifest's order), the first `limit`.
+pub fn hashed_order_sample(
+    mut entries: Vec<Entry>,
+    min_long: u32,
+    packages: &[String],
+    limit: usize,
+) -> Vec<Entry> {
+    entries.retain(|e| {
+        e.width.max(e.height) >= min_long && (packages.is_empty() || packages.contains(&e.package))
+    });
+    entries.sort_by_key(|e| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in e.package.bytes().chain(e.path.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    });
+    entries.truncate(limit);
+    entries
+}
+
 /// Reads a manifest written by [`write_manifest`].
 pub fn read_manifest(path: &Path) -> Result<Vec<Entry>> {
     let text =

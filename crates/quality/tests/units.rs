@@ -1,6 +1,7 @@
 //! The manifest's round trip and the transforms' determinism and geometry.
 
-use hashguard_quality::corpus::{read_manifest, write_manifest, Entry};
+use hashguard_pdq::Hash256;
+use hashguard_quality::corpus::{self, read_manifest, write_manifest, Entry};
 use hashguard_quality::generated::generated;
 use hashguard_quality::measure::floats;
 use hashguard_quality::transforms::Transform;
@@ -208,4 +209,41 @@ fn webp_encode_refuses_sizes_libwebp_cannot_encode() {
     use hashguard_quality::transforms::webp_encode;
     assert!(webp_encode(&image::RgbImage::new(0, 0), 75).is_err());
     assert!(webp_encode(&image::RgbImage::new(16_384, 1), 75).is_err());
+}
+
+#[test]
+fn the_examples_sample_filters_and_keeps_its_order_whatever_the_manifests() {
+    let entry = |package: &str, path: &str, width: u32| Entry {
+        package: package.into(),
+        path: path.into(),
+        size: 1,
+        width,
+        height: 64,
+        pdq: Hash256::from_words([1, 2, 3, 4]),
+        quality: 100,
+    };
+    let all: Vec<Entry> = (0..40)
+        .map(|i| {
+            entry(
+                ["a", "b", "c"][i % 3],
+                &format!("img{i}.png"),
+                256 + 64 * (i as u32 % 10),
+            )
+        })
+        .collect();
+    let packages = vec!["a".to_string(), "b".to_string()];
+    let sample = corpus::hashed_order_sample(all.clone(), 512, &packages, 10);
+    assert_eq!(sample.len(), 10);
+    assert!(sample
+        .iter()
+        .all(|e| e.package != "c" && e.width.max(e.height) >= 512));
+    let mut reversed = all.clone();
+    reversed.reverse();
+    assert_eq!(
+        corpus::hashed_order_sample(reversed, 512, &packages, 10),
+        sample
+    );
+    // A larger limit extends the same order.
+    let more = corpus::hashed_order_sample(all, 512, &packages, 15);
+    assert_eq!(&more[..10], &sample[..]);
 }
