@@ -24,7 +24,6 @@ use hashguard_protocol::prelude::*;
 use hashguard_quality::{collisions, corpus, transforms};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-use rayon::prelude::*;
 
 struct Args {
     corpus: Option<PathBuf>,
@@ -89,22 +88,17 @@ fn main() -> Result<()> {
     let probers: Vec<collisions::HashedImage> = match &a.corpus {
         Some(dir) => {
             let t = Instant::now();
-            let v: Vec<_> = entries
-                .par_iter()
+            let names = entries
+                .iter()
                 .filter(|e| !is_listed(&e.package))
-                .filter_map(|e| {
-                    let bytes = std::fs::read(dir.join(&e.package).join(&e.path)).ok()?;
-                    let img = transforms::decode(&bytes).ok()?;
-                    collisions::hashed(
-                        format!("{}/{}", e.package, e.path),
-                        e.package.clone(),
-                        &img,
-                        &params,
-                    )
-                    .ok()
-                    .flatten()
-                })
+                .map(|e| (format!("{}/{}", e.package, e.path), e.package.clone()))
                 .collect();
+            let load = |name: &str| {
+                let bytes =
+                    std::fs::read(dir.join(name)).with_context(|| format!("reading {name}"))?;
+                transforms::decode(&bytes)
+            };
+            let v = collisions::hash_all(names, load, &params)?;
             println!(
                 "hashed {} probers in {:.0} s",
                 v.len(),
@@ -115,6 +109,14 @@ fn main() -> Result<()> {
         None => Vec::new(),
     };
     let listed_keys: HashSet<u64> = listed.iter().map(|h| pdq_key(h, &params)).collect();
+    // The probes against every listed corpus key before separation (what the pairwise count,
+    // `collisions`, sees): the same for every list size.
+    let (mut before, mut images_before) = (0usize, 0usize);
+    for p in &probers {
+        let hits = p.probes.iter().filter(|k| listed_keys.contains(k)).count();
+        before += hits;
+        images_before += usize::from(hits > 0);
+    }
     let mut rng = ChaCha20Rng::seed_from_u64(a.seed);
     for &size in &a.sizes {
         let mut list = listed.clone();
@@ -148,13 +150,7 @@ fn main() -> Result<()> {
             continue;
         }
         let (mut onto_corpus, mut onto_standin, mut images_opening) = (0usize, 0usize, 0usize);
-        // The same probes against every listed corpus key before separation: what the
-        // pairwise count (`collisions`) sees.
-        let (mut before, mut images_before) = (0usize, 0usize);
         for p in &probers {
-            let hits = p.probes.iter().filter(|k| listed_keys.contains(k)).count();
-            before += hits;
-            images_before += usize::from(hits > 0);
             let mut any = false;
             for k in &p.probes {
                 if kept.contains(k) {

@@ -86,17 +86,7 @@ impl Pipeline {
     }
 
     fn apply(self, img: &RgbImage, long: u32, seed: u64) -> Result<RgbImage> {
-        let resized = |filter| {
-            let (w, h) = img.dimensions();
-            let cur = w.max(h);
-            if cur <= long {
-                return img.clone();
-            }
-            let s = f64::from(long) / f64::from(cur);
-            let nw = ((f64::from(w) * s).round() as u32).max(1);
-            let nh = ((f64::from(h) * s).round() as u32).max(1);
-            image::imageops::resize(img, nw, nh, filter)
-        };
+        let resized = |filter| transforms::resize_long_side_with(img, long, filter);
         match self {
             Pipeline::Suite => Transform::Messenger(long).apply(img, seed),
             Pipeline::Turbo(f) => turbo_roundtrip(&resized(f), 80),

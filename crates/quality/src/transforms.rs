@@ -205,12 +205,17 @@ pub fn scale(img: &RgbImage, factor: f32, filter: FilterType) -> RgbImage {
 /// `img` with its long side scaled down to `long` pixels (bilinear, as messengers do); an image
 /// already that small is returned unchanged (messengers do not upscale).
 pub fn resize_long_side(img: &RgbImage, long: u32) -> RgbImage {
+    resize_long_side_with(img, long, FilterType::Triangle)
+}
+
+/// [`resize_long_side`] with another resize filter.
+pub fn resize_long_side_with(img: &RgbImage, long: u32, filter: FilterType) -> RgbImage {
     let (w, h) = img.dimensions();
     let cur = w.max(h);
     if cur <= long {
         return img.clone();
     }
-    scale(img, long as f32 / cur as f32, FilterType::Triangle)
+    scale(img, long as f32 / cur as f32, filter)
 }
 
 /// JPEG-encode `img` at `quality` and decode it with the project's decoder.

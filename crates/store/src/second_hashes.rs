@@ -23,9 +23,10 @@ pub struct SecondHashRow {
 
 impl Store {
     /// Records `second` as the second hash of PDQ value `value` in bank `bank`, replacing one
-    /// recorded before (also one of the earlier form that migration 0011 set aside). Fails with [`StoreError::NoSuchBank`] if there is no such bank; the
-    /// caller checks that the value is a live entry and that `second` is a well-formed hash
-    /// (the schema refuses any other length).
+    /// recorded before (also one of the earlier form that migration 0011 set aside). Fails with
+    /// [`StoreError::NoSuchBank`] if there is no such bank; the caller checks that the value is
+    /// a live entry and that `second` is a well-formed hash (the schema refuses any other
+    /// length).
     pub async fn set_second_hash(
         &self,
         bank: &BankName,
