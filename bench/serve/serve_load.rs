@@ -771,7 +771,8 @@ async fn publish_table(
         min_jurisdictions: 2,
         distance: 10,
     };
-    let key_set = load_key_set(&store, &consensus, params).await?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let key_set = load_key_set(&store, &consensus, params, threads).await?;
     store.close().await;
     let mut rng = os_rng()?;
     let key = dir.join("table.key");

@@ -97,7 +97,8 @@ struct BuildArgs {
     /// Number of shards (default: the previous epoch's, or one per 16,384 keys).
     #[arg(long)]
     shards: Option<u16>,
-    /// Shards built at once (default: one per core). The table does not depend on it.
+    /// Threads for the key separation and the shards (default: one per core). The table does
+    /// not depend on it.
     #[arg(long)]
     threads: Option<usize>,
     /// Days the manifest is valid for (1 to 3650).
@@ -118,7 +119,7 @@ struct VerifyArgs {
     /// can.
     #[arg(long)]
     client_only: bool,
-    /// Shards checked at once (default: one per core).
+    /// Threads for the key separation and the shard checks (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
     /// The opening key file: also check that it is this table's key and that build.json's
@@ -166,15 +167,17 @@ pub fn run(args: TableArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The key set of the consensus view of the database's banks.
+/// The key set of the consensus view of the database's banks, its key separation on `threads`
+/// threads.
 pub(crate) fn load_key_set(
     db: &DbArgs,
     spec: &ConsensusSpec,
     params: &Params,
+    threads: usize,
 ) -> anyhow::Result<KeySet> {
     runtime()?.block_on(async {
         let store = db.open(OpenMode::Read).await?;
-        let key_set = keyset::load_key_set(&store, spec, params).await;
+        let key_set = keyset::load_key_set(&store, spec, params, threads).await;
         store.close().await;
         anyhow::Ok(key_set?)
     })
@@ -202,7 +205,12 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let consensus = a.consensus.spec();
-    let key_set = load_key_set(&a.db, &consensus, &options.preset.params(options.policy))?;
+    let key_set = load_key_set(
+        &a.db,
+        &consensus,
+        &options.preset.params(options.policy),
+        options.threads,
+    )?;
     let published = publish(
         &TableDir::new(&a.out),
         &secret,
@@ -318,7 +326,12 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let Some(record) = record else {
         return Ok(checks.exit_code());
     };
-    let key_set = load_key_set(&a.db, &record.consensus(), &record.protocol_params())?;
+    let key_set = load_key_set(
+        &a.db,
+        &record.consensus(),
+        &record.protocol_params(),
+        crate::hashing::thread_count(a.threads)?,
+    )?;
     checks.report(
         "build.json counts",
         verify::check_record_counts(&record, &key_set),

@@ -90,7 +90,7 @@ pub struct CosignArgs {
     /// The banks holding every participating organisation's list, to rebuild the key set.
     #[command(flatten)]
     db: DbArgs,
-    /// Shards checked at once (default: one per core).
+    /// Threads for the key separation and the shard checks (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -255,8 +255,12 @@ pub fn cosign(a: CosignArgs) -> anyhow::Result<ExitCode> {
         .read_manifest()?
         .with_context(|| format!("no manifest.bin in {}", a.table.display()))?;
     let record = dir.read_record()?;
-    let key_set =
-        crate::table_cmd::load_key_set(&a.db, &record.consensus(), &record.protocol_params())?;
+    let key_set = crate::table_cmd::load_key_set(
+        &a.db,
+        &record.consensus(),
+        &record.protocol_params(),
+        crate::hashing::thread_count(a.threads)?,
+    )?;
     let shards = manifest
         .table(hashguard_protocol::keys::TableKind::Pdq)
         .map_or(1, |t| t.shards().len());

@@ -247,28 +247,153 @@ pub struct Pruned {
 /// assert_eq!(pr.removed.len(), 1); // 0b0000 and 0b0011 are 2 apart: one of them goes
 /// ```
 pub fn prune_separated(keys: &[u64], k: u8, sep: u8) -> Pruned {
-    let mut distinct: Vec<u64> = keys.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let mut order: Vec<([u8; 32], u64)> = distinct
-        .iter()
-        .map(|&v| (sha256(&[KeyBytes::from_pdq_key(v, k).as_bytes()]), v))
-        .collect();
-    order.sort_unstable();
-    let mut index = KeptKeys::new(k, sep);
+    prune_separated_with_threads(keys, k, sep, 1)
+}
+
+/// [`prune_separated`] with the near-key lookups spread over up to `threads` threads
+/// ([`separate_related_with_threads`]); the result does not depend on `threads`.
+pub fn prune_separated_with_threads(keys: &[u64], k: u8, sep: u8, threads: usize) -> Pruned {
+    prune_in_blocks(keys, k, sep, threads, walk_block(threads))
+}
+
+fn prune_in_blocks(keys: &[u64], k: u8, sep: u8, threads: usize, block: usize) -> Pruned {
+    let order = walk_order(keys.iter().copied(), k);
     let mut kept = Vec::new();
     let mut removed = Vec::new();
-    for (_, v) in order {
-        if index.any_within(v) {
-            removed.push(v);
-        } else {
-            index.insert(v);
+    separation_walk(&order, k, sep, threads, block, |v, near| {
+        if near.is_empty() {
             kept.push(v);
+            true
+        } else {
+            removed.push(v);
+            false
         }
-    }
+    });
     kept.sort_unstable();
     removed.sort_unstable();
     Pruned { kept, removed }
+}
+
+/// The distinct `keys` in the separation walk's canonical order: ascending SHA-256 of the
+/// packed key, so the order is fixed by the keys alone and no party chooses it.
+fn walk_order(keys: impl Iterator<Item = u64>, k: u8) -> Vec<u64> {
+    let mut distinct: Vec<u64> = keys.collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let mut order: Vec<([u8; 32], u64)> = distinct
+        .into_iter()
+        .map(|v| (sha256(&[KeyBytes::from_pdq_key(v, k).as_bytes()]), v))
+        .collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Keys per block of a walk on several threads. Large enough that starting the threads costs
+/// nothing measurable (about 600 blocks for 10M keys), small enough that the second index of a
+/// block stays small.
+const WALK_BLOCK: usize = 1 << 14;
+
+/// The block length of a walk on `threads` threads: one block (the plain one-by-one walk) on
+/// one thread.
+fn walk_block(threads: usize) -> usize {
+    if threads <= 1 {
+        usize::MAX
+    } else {
+        WALK_BLOCK
+    }
+}
+
+/// The separation walk of [`prune_separated`] and [`separate_related`]: visits `order`'s keys
+/// one by one and calls `decide(v, near)` with the distinct keys already kept that are closer
+/// than `sep` to `v` (in no particular order); `v` is kept when it returns true.
+///
+/// The walk goes in blocks of `block` keys. First the block's keys look up the keys kept before
+/// the block, on up to `threads` threads (the lookups are 97 % of a walk's time at 10M keys,
+/// docs/quality.md); then they are decided in order, each also looking up the keys kept earlier
+/// in the same block in a second, small index. So every key sees exactly the kept keys that a
+/// one-by-one walk shows it, whatever `threads` and `block` are.
+fn separation_walk(
+    order: &[u64],
+    k: u8,
+    sep: u8,
+    threads: usize,
+    block: usize,
+    mut decide: impl FnMut(u64, &[u64]) -> bool,
+) {
+    let mut before = KeptKeys::new(k, sep);
+    let mut in_block = KeptKeys::new(k, sep);
+    let mut kept_in_block = Vec::new();
+    let mut near = Vec::new();
+    for keys in order.chunks(block.max(1)) {
+        let earlier = NearLists::find(&before, keys, threads);
+        for (i, &v) in keys.iter().enumerate() {
+            near.clear();
+            near.extend_from_slice(earlier.get(i));
+            near.extend(in_block.within(v));
+            if decide(v, &near) {
+                in_block.insert(v);
+                kept_in_block.push(v);
+            }
+        }
+        for &v in &kept_in_block {
+            in_block.remove(v);
+            before.insert(v);
+        }
+        kept_in_block.clear();
+    }
+}
+
+/// The near kept keys of each key of a block, as one flat list.
+struct NearLists {
+    /// `near[start[i]..start[i + 1]]` belongs to the block's key i.
+    start: Vec<usize>,
+    near: Vec<u64>,
+}
+
+impl NearLists {
+    /// Looks up every key of `keys` in `index`, on up to `threads` threads (contiguous parts
+    /// of the block, joined in order).
+    fn find(index: &KeptKeys, keys: &[u64], threads: usize) -> NearLists {
+        let mut out = NearLists {
+            start: Vec::with_capacity(keys.len() + 1),
+            near: Vec::new(),
+        };
+        out.start.push(0);
+        if index.is_empty() {
+            out.start.resize(keys.len() + 1, 0);
+            return out;
+        }
+        let part = keys.len().div_ceil(threads.clamp(1, keys.len().max(1)));
+        let look =
+            |part: &[u64]| -> Vec<Vec<u64>> { part.iter().map(|&v| index.within(v)).collect() };
+        let found: Vec<Vec<Vec<u64>>> = if part >= keys.len() {
+            vec![look(keys)]
+        } else {
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = keys
+                    .chunks(part.max(1))
+                    .map(|p| scope.spawn(move || look(p)))
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| match w.join() {
+                        Ok(found) => found,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    })
+                    .collect()
+            })
+        };
+        for near in found.iter().flatten() {
+            out.near.extend_from_slice(near);
+            out.start.push(out.near.len());
+        }
+        out
+    }
+
+    /// The near keys of the block's key `i`.
+    fn get(&self, i: usize) -> &[u64] {
+        &self.near[self.start[i]..self.start[i + 1]]
+    }
 }
 
 /// Two list entries are *related* (near-variants of one picture: colourways, frames, crops)
@@ -339,6 +464,27 @@ impl Separation {
 /// assert_eq!((strict.kept.len(), strict.pruned_related.len()), (1, 1));
 /// ```
 pub fn separate_related(entries: &[Hash256], params: &Params) -> Separation {
+    separate_related_with_threads(entries, params, 1)
+}
+
+/// [`separate_related`] with the near-key lookups, most of its time on a large list, spread
+/// over up to `threads` threads (`hashguard table build --threads`). The result does not
+/// depend on `threads`: the walk decides the keys one by one in the same order, and each sees
+/// the same kept keys (`separation_walk`).
+pub fn separate_related_with_threads(
+    entries: &[Hash256],
+    params: &Params,
+    threads: usize,
+) -> Separation {
+    separate_in_blocks(entries, params, threads, walk_block(threads))
+}
+
+fn separate_in_blocks(
+    entries: &[Hash256],
+    params: &Params,
+    threads: usize,
+    block: usize,
+) -> Separation {
     let k = params.k();
     let sep = params.sep();
     let cap = usize::from(params.cluster_cap().max(1));
@@ -349,12 +495,7 @@ pub fn separate_related(entries: &[Hash256], params: &Params) -> Separation {
             e.push(*h);
         }
     }
-    let mut order: Vec<([u8; 32], u64)> = by_key
-        .keys()
-        .map(|&v| (sha256(&[KeyBytes::from_pdq_key(v, k).as_bytes()]), v))
-        .collect();
-    order.sort_unstable();
-    let mut index = KeptKeys::new(k, sep);
+    let order = walk_order(by_key.keys().copied(), k);
     // Kept keys closer than sep to each kept key.
     let mut close: HashMap<u64, usize> = HashMap::new();
     let mut out = Separation {
@@ -370,8 +511,7 @@ pub fn separate_related(entries: &[Hash256], params: &Params) -> Separation {
             .min()
             .unwrap_or(256)
     };
-    for (_, v) in order {
-        let near = index.within(v);
+    separation_walk(&order, k, sep, threads, block, |v, near| {
         let mine = by_key.get(&v).map(Vec::as_slice).unwrap_or(&[]);
         let dists: Vec<u32> = near
             .iter()
@@ -385,11 +525,10 @@ pub fn separate_related(entries: &[Hash256], params: &Params) -> Separation {
                     .iter()
                     .all(|u| close.get(u).copied().unwrap_or(0) + 1 < cap));
         if admit {
-            for u in &near {
+            for u in near {
                 *close.entry(*u).or_default() += 1;
             }
             close.insert(v, near.len());
-            index.insert(v);
             out.kept.push(v);
         } else {
             let d = dists.iter().copied().min().unwrap_or(256);
@@ -405,7 +544,8 @@ pub fn separate_related(entries: &[Hash256], params: &Params) -> Separation {
                 out.pruned_unrelated.push(v);
             }
         }
-    }
+        admit
+    });
     out.kept_close = out
         .kept
         .iter()
@@ -436,6 +576,8 @@ struct KeptKeys {
     radius: u32,
     /// Per chunk, indexed by the chunk's value: the kept keys with that value.
     buckets: Vec<Vec<Vec<u64>>>,
+    /// Keys indexed.
+    len: usize,
 }
 
 /// Widest chunk: a chunk's buckets are a plain array of 2^width lists.
@@ -464,6 +606,7 @@ impl KeptKeys {
                 .collect(),
             bounds,
             radius,
+            len: 0,
         }
     }
 
@@ -477,47 +620,42 @@ impl KeptKeys {
         for (lists, &b) in self.buckets.iter_mut().zip(&self.bounds) {
             lists[Self::chunk(v, b)].push(v);
         }
+        self.len += 1;
     }
 
-    /// Calls `found` with every kept key closer than sep to `v` (a key may be reported more
-    /// than once) until it returns true; returns whether it did.
-    fn search(&self, v: u64, found: &mut dyn FnMut(u64) -> bool) -> bool {
-        for (lists, &b) in self.buckets.iter().zip(&self.bounds) {
-            let x = Self::chunk(v, b);
-            let width = b.1 - b.0;
-            let mut look = |value: usize| -> bool {
-                lists[value]
-                    .iter()
-                    .any(|&u| (u ^ v).count_ones() < self.sep && found(u))
-            };
-            if look(x) {
-                return true;
-            }
-            if self.radius >= 1 {
-                for i in 0..width {
-                    if look(x ^ (1 << i)) {
-                        return true;
-                    }
-                }
+    /// Removes `v`, which was inserted once.
+    fn remove(&mut self, v: u64) {
+        for (lists, &b) in self.buckets.iter_mut().zip(&self.bounds) {
+            let list = &mut lists[Self::chunk(v, b)];
+            if let Some(at) = list.iter().position(|&u| u == v) {
+                list.swap_remove(at);
             }
         }
-        false
+        self.len = self.len.saturating_sub(1);
     }
 
-    /// Whether some kept key is closer than sep to `v`.
-    fn any_within(&self, v: u64) -> bool {
-        self.search(v, &mut |_| true)
+    /// Whether no key is indexed.
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// The distinct kept keys closer than sep to `v`.
     fn within(&self, v: u64) -> Vec<u64> {
         let mut near = Vec::new();
-        self.search(v, &mut |u| {
-            if !near.contains(&u) {
-                near.push(u);
+        for (lists, &b) in self.buckets.iter().zip(&self.bounds) {
+            let x = Self::chunk(v, b);
+            let width = b.1 - b.0;
+            let flips = if self.radius >= 1 { width } else { 0 };
+            // The chunk's own value, then (radius 1) each value one bit away. A key within sep
+            // shows up under every chunk it shares, so it is taken once.
+            for value in std::iter::once(x).chain((0..flips).map(|i| x ^ (1 << i))) {
+                for &u in &lists[value] {
+                    if (u ^ v).count_ones() < self.sep && !near.contains(&u) {
+                        near.push(u);
+                    }
+                }
             }
-            false
-        });
+        }
         near
     }
 }
@@ -611,11 +749,79 @@ mod tests {
                 let mut got = index.within(v);
                 got.sort_unstable();
                 assert_eq!(got, expect, "k {k} sep {sep} key {i}");
-                assert_eq!(index.any_within(v), !expect.is_empty(), "k {k} sep {sep}");
                 if i % 2 == 0 {
                     index.insert(v);
                     kept.push(v);
                 }
+            }
+        }
+    }
+
+    /// The walk in blocks on several threads decides like the one-by-one walk: the same
+    /// `Separation` for clustered entries (near-variants within 31 and unrelated entries whose
+    /// keys collide) at every thread count and block length, including blocks of one key and
+    /// blocks shorter than a cluster; and `prune_separated` keeps exactly what a walk that
+    /// scans every kept key keeps.
+    #[test]
+    fn the_walk_in_blocks_and_threads_decides_like_the_one_by_one_walk() {
+        use rand_core::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        for policy in [Policy::Intervene, Policy::Silent] {
+            let params = Params::v1(policy);
+            let positions = params.key_positions().to_vec();
+            let bases: Vec<Hash256> = (0..40)
+                .map(|_| {
+                    Hash256::from_words([
+                        rng.next_u64(),
+                        rng.next_u64(),
+                        rng.next_u64(),
+                        rng.next_u64(),
+                    ])
+                })
+                .collect();
+            // Entries near a base: up to 4 key bits flipped (keys closer than sep), and either
+            // a few other bits (related, PDQ <= 31) or many (unrelated).
+            let entries: Vec<Hash256> = (0..1500)
+                .map(|i| {
+                    let mut h = bases[i % bases.len()];
+                    for _ in 0..rng.next_u64() % 5 {
+                        let at = positions[(rng.next_u64() % 48) as usize];
+                        h = h.with_bit_flipped(usize::from(at));
+                    }
+                    let others = if rng.next_u64() % 2 == 0 { 6 } else { 60 };
+                    for _ in 0..rng.next_u64() % others {
+                        h = h.with_bit_flipped((rng.next_u64() % 256) as usize);
+                    }
+                    h
+                })
+                .collect();
+            let one_by_one = separate_related(&entries, &params);
+            assert!(one_by_one.removed() > 100 && one_by_one.kept.len() > 40);
+            if policy == Policy::Intervene {
+                assert!(one_by_one.kept_close > 0 && !one_by_one.pruned_related.is_empty());
+            }
+            for (threads, block) in [(1, 1), (1, 7), (2, 1), (2, 7), (3, 64), (2, WALK_BLOCK)] {
+                assert_eq!(
+                    separate_in_blocks(&entries, &params, threads, block),
+                    one_by_one,
+                    "{policy:?}, {threads} threads, blocks of {block}"
+                );
+            }
+            assert_eq!(
+                separate_related_with_threads(&entries, &params, 2),
+                one_by_one
+            );
+
+            let keys: Vec<u64> = entries.iter().map(|h| pdq_key(h, &params)).collect();
+            let mut scanned: Vec<u64> = Vec::new();
+            for v in walk_order(keys.iter().copied(), 48) {
+                if scanned.iter().all(|&u| (u ^ v).count_ones() >= 5) {
+                    scanned.push(v);
+                }
+            }
+            scanned.sort_unstable();
+            for (threads, block) in [(1, usize::MAX), (2, 1), (2, 7), (3, 64)] {
+                assert_eq!(prune_in_blocks(&keys, 48, 5, threads, block).kept, scanned);
             }
         }
     }

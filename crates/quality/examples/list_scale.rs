@@ -10,8 +10,12 @@
 //!
 //! ```sh
 //! cargo run --release -p hashguard-quality --example list_scale -- \
-//!     --corpus ~/.cache/hashguard-corpus/extract --listed-packages <list> --size 1000000 [--k 51]
+//!     --corpus ~/.cache/hashguard-corpus/extract --listed-packages <list> --size 1000000 [--k 51] \
+//!     [--threads 1 --threads 2]
 //! ```
+//!
+//! Each `--threads` value runs the separation again on that many threads (timed), and the run
+//! stops with an error if two of them keep different keys.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -19,7 +23,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use hashguard_pdq::Hash256;
-use hashguard_protocol::keys::separate_related;
+use hashguard_protocol::keys::separate_related_with_threads;
 use hashguard_protocol::prelude::*;
 use hashguard_quality::{collisions, corpus, transforms};
 use rand_chacha::ChaCha20Rng;
@@ -32,6 +36,7 @@ struct Args {
     sizes: Vec<usize>,
     seed: u64,
     k: u8,
+    threads: Vec<usize>,
 }
 
 fn args() -> Result<Args> {
@@ -42,6 +47,7 @@ fn args() -> Result<Args> {
         sizes: Vec::new(),
         seed: 17,
         k: 48,
+        threads: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -53,11 +59,15 @@ fn args() -> Result<Args> {
             "--size" => a.sizes.push(v.parse()?),
             "--seed" => a.seed = v.parse()?,
             "--k" => a.k = v.parse()?,
+            "--threads" => a.threads.push(v.parse()?),
             _ => anyhow::bail!("unknown flag {k}"),
         }
     }
     if a.sizes.is_empty() {
         a.sizes = vec![1_000_000];
+    }
+    if a.threads.is_empty() {
+        a.threads = vec![1];
     }
     Ok(a)
 }
@@ -127,13 +137,29 @@ fn main() -> Result<()> {
             }
             list.push(Hash256::from_words(w));
         }
-        let t = Instant::now();
-        let sep = separate_related(&list, &params);
-        let secs = t.elapsed().as_secs_f64();
+        let mut sep = None;
+        let mut timings = Vec::new();
+        for &threads in &a.threads {
+            let t = Instant::now();
+            let s = separate_related_with_threads(&list, &params, threads);
+            timings.push(format!(
+                "{:.1} s on {threads} thread(s)",
+                t.elapsed().as_secs_f64()
+            ));
+            match &sep {
+                Some(first) if *first != s => {
+                    anyhow::bail!("the separation on {threads} threads kept other keys")
+                }
+                Some(_) => {}
+                None => sep = Some(s),
+            }
+        }
+        let sep = sep.context("no --threads")?;
+        let secs = timings.join(", ");
         let kept: HashSet<u64> = sep.kept.iter().copied().collect();
         let lost = listed_keys.iter().filter(|k| !kept.contains(k)).count();
         println!(
-            "\nlist of {size} entries: separate_related {secs:.1} s; {} keys kept, {} pruned ({} related, {} unrelated; by PDQ distance {:?}); {} kept closer than sep",
+            "\nlist of {size} entries: separate_related {secs}; {} keys kept, {} pruned ({} related, {} unrelated; by PDQ distance {:?}); {} kept closer than sep",
             sep.kept.len(),
             sep.removed(),
             sep.pruned_related.len(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use hashguard_protocol::params::{low_frequency_positions, ParamsSpec};
 use hashguard_protocol::prelude::{Params, Policy};
 use hashguard_quality::{corpus, generated, measure, plots, transforms};
 
@@ -108,6 +109,10 @@ enum Cmd {
         /// its numbers equal those of a full run.
         #[arg(long, value_delimiter = ',')]
         transforms: Vec<String>,
+        /// Key bits k: v1's 48, or another count of the same low-frequency positions (e.g.
+        /// protocol.md's 51 for lists above 2M entries), everything else as v1.
+        #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u8).range(1..=64))]
+        key_bits: u8,
     },
     /// Measure the second-hash candidates (item 6; crates/quality/src/second_hash.rs).
     SecondHash {
@@ -247,6 +252,7 @@ fn main() -> Result<()> {
             min_long,
             packages,
             transforms: only,
+            key_bits,
         } => {
             let suite = transforms::Transform::suite();
             if let Some(bad) = only.iter().find(|n| !suite.iter().any(|t| t.name() == **n)) {
@@ -300,7 +306,11 @@ fn main() -> Result<()> {
                     });
                 }
             }
-            let params = Params::v1(Policy::Intervene);
+            let params = Params::new(ParamsSpec {
+                key_positions: low_frequency_positions(key_bits),
+                ..Params::v1(Policy::Intervene).to_spec()
+            })
+            .with_context(|| format!("--key-bits {key_bits}"))?;
             let report = measure::run_indexed(&originals, &selected, &params, seed, small)?;
             let md = report.markdown();
             println!("{md}");

@@ -436,7 +436,8 @@ pub async fn publish_next_epoch(
         min_jurisdictions: 2,
         distance: 10,
     };
-    let key_set = load_key_set(&store, &consensus, &params).await;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let key_set = load_key_set(&store, &consensus, &params, threads).await;
     store.close().await;
     let key_set = key_set?;
     let mut rng = os_rng()?;

@@ -2,7 +2,7 @@
 //! steps 1-2): the view's values, their keys, and the keys kept after separation.
 
 use hashguard_hashlist::{consensus, BankEntries, BankKind, ConsensusParams, SignalType};
-use hashguard_protocol::keys::{separate_related, KeyBytes};
+use hashguard_protocol::keys::{separate_related_with_threads, KeyBytes};
 use hashguard_protocol::params::Params;
 use hashguard_store::{LoadedBank, Store};
 
@@ -47,11 +47,13 @@ pub struct KeySet {
     pub pruned_histogram: [usize; 6],
 }
 
-/// K from banks already loaded (each with its live entries).
+/// K from banks already loaded (each with its live entries). The key separation's near-key
+/// lookups run on up to `threads` threads; K does not depend on it.
 pub fn key_set(
     loaded: &[LoadedBank],
     spec: &ConsensusSpec,
     params: &Params,
+    threads: usize,
 ) -> Result<KeySet, ServiceError> {
     let pdq = |l: &&LoadedBank| l.bank.signal_type() == SignalType::Pdq && l.bank.enabled();
     for name in &spec.banks {
@@ -83,7 +85,7 @@ pub fn key_set(
         .filter_map(|c| c.value.as_pdq())
         .copied()
         .collect();
-    let pruned = separate_related(&hashes, params);
+    let pruned = separate_related_with_threads(&hashes, params, threads);
     let distinct = pruned.kept.len() + pruned.removed();
     let kept = pruned
         .kept
@@ -103,12 +105,13 @@ pub fn key_set(
     })
 }
 
-/// K from the store's enabled PDQ banks.
+/// K from the store's enabled PDQ banks ([`key_set`]).
 pub async fn load_key_set(
     store: &Store,
     spec: &ConsensusSpec,
     params: &Params,
+    threads: usize,
 ) -> Result<KeySet, ServiceError> {
     let loaded = store.load_enabled(Some(SignalType::Pdq)).await?;
-    key_set(&loaded, spec, params)
+    key_set(&loaded, spec, params, threads)
 }
