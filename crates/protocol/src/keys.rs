@@ -324,7 +324,8 @@ fn separation_walk(
     let mut in_block = KeptKeys::new(k, sep);
     let mut kept_in_block = Vec::new();
     let mut near = Vec::new();
-    for keys in order.chunks(block.max(1)) {
+    let mut blocks = order.chunks(block.max(1)).peekable();
+    while let Some(keys) = blocks.next() {
         let earlier = NearLists::find(&before, keys, threads);
         for (i, &v) in keys.iter().enumerate() {
             near.clear();
@@ -334,6 +335,10 @@ fn separation_walk(
                 in_block.insert(v);
                 kept_in_block.push(v);
             }
+        }
+        if blocks.peek().is_none() {
+            // The last block (the only one on one thread): nobody looks its keys up again.
+            break;
         }
         for &v in &kept_in_block {
             in_block.remove(v);
